@@ -1,0 +1,161 @@
+"""Architecture adapters: where each model family keeps the quantities of SPEC.md 2.
+
+One declarative `Adapter` entry per Hugging Face `model_type` tells the rest of the
+code where the decoder layers are, which module's input is the neuron activation
+`a[l]` (the MLP output projection), which module's output the layer adds to the
+residual (so `m[l] = h[l] - that output`), and whether that output passes an RMS norm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import ModelLoadError
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """Module paths (dotted, relative to the causal LM) and MLP facts of one architecture."""
+
+    decoder: str = "model"  # the stack: embeddings, layers, final norm
+    layers: str = "layers"  # relative to `decoder`
+    out_proj: str = "mlp.down_proj"  # relative to a layer; its input is a[l]
+    mlp_out_norm: str | None = None  # relative to a layer; RMS norm on the MLP output
+    norm_gain_offset: float = 0.0  # Gemma stores the gain as weight - 1
+    value_vectors_are_rows: bool = False  # GPT-2's Conv1D stores W as [d_ff, d_model]
+    final_norm: str = "norm"  # relative to `decoder`
+    unembed: str = "lm_head"  # relative to the causal LM
+
+    @property
+    def mlp_output(self) -> str:
+        """The module (relative to a layer) whose output the layer adds to the residual."""
+        return self.mlp_out_norm or self.out_proj.rsplit(".", 1)[0]
+
+
+_SANDWICH = dict(mlp_out_norm="post_feedforward_layernorm")
+
+ADAPTERS: dict[str, Adapter] = {
+    "llama": Adapter(),
+    "mistral": Adapter(),
+    "qwen2": Adapter(),
+    "qwen3": Adapter(),
+    "phi3": Adapter(),  # fused gate_up_proj; down_proj still reads a[l]
+    "gemma": Adapter(),
+    "gemma2": Adapter(**_SANDWICH, norm_gain_offset=1.0),
+    "gemma3_text": Adapter(**_SANDWICH, norm_gain_offset=1.0),
+    "gemma3": Adapter(decoder="model.language_model", **_SANDWICH, norm_gain_offset=1.0),
+    "olmo2": Adapter(**_SANDWICH),
+    "gpt2": Adapter(
+        decoder="transformer", layers="h", out_proj="mlp.c_proj",
+        value_vectors_are_rows=True, final_norm="ln_f",
+    ),
+    "gpt_neox": Adapter(
+        decoder="gpt_neox", out_proj="mlp.dense_4h_to_h", final_norm="final_layer_norm",
+    ),
+}
+
+
+def adapter_for(model: nn.Module) -> Adapter:
+    """The adapter of a loaded model, or an error naming its type and the supported ones."""
+    model_type = getattr(model.config, "model_type", None)
+    if model_type not in ADAPTERS:
+        raise ModelLoadError(
+            f"model type {model_type!r} ({type(model).__name__}) has no architecture adapter; "
+            f"supported: {', '.join(sorted(ADAPTERS))}"
+        )
+    return ADAPTERS[model_type]
+
+
+def _get(root: nn.Module, path: str) -> nn.Module:
+    """Follow a dotted attribute path from `root`."""
+    for name in path.split("."):
+        root = getattr(root, name)
+    return root
+
+
+class ModelView:
+    """A loaded causal LM seen through its adapter: layers, projections, value vectors."""
+
+    def __init__(self, model: nn.Module, adapter: Adapter | None = None):
+        self.model = model
+        self.adapter = adapter or adapter_for(model)
+        self.decoder = _get(model, self.adapter.decoder)
+        self.layers: nn.ModuleList = _get(self.decoder, self.adapter.layers)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def d_ff(self) -> int:
+        weight = self.out_proj(0).weight
+        return weight.shape[0] if self.adapter.value_vectors_are_rows else weight.shape[1]
+
+    @property
+    def d_model(self) -> int:
+        weight = self.out_proj(0).weight
+        return weight.shape[1] if self.adapter.value_vectors_are_rows else weight.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def out_proj(self, layer: int) -> nn.Module:
+        return _get(self.layers[layer], self.adapter.out_proj)
+
+    def mlp_output(self, layer: int) -> nn.Module:
+        return _get(self.layers[layer], self.adapter.mlp_output)
+
+    def mlp_out_norm(self, layer: int) -> nn.Module | None:
+        name = self.adapter.mlp_out_norm
+        return None if name is None else _get(self.layers[layer], name)
+
+    def final_norm(self) -> nn.Module:
+        return _get(self.decoder, self.adapter.final_norm)
+
+    def unembed(self) -> nn.Module:
+        return _get(self.model, self.adapter.unembed)
+
+    def norm_eps(self, layer: int) -> float:
+        """Epsilon of the MLP-output RMS norm (0 where there is none)."""
+        norm = self.mlp_out_norm(layer)
+        if norm is None:
+            return 0.0
+        return float(getattr(norm, "eps", getattr(norm, "variance_epsilon", 1e-6)))
+
+    @torch.no_grad()
+    def value_gain(self, layer: int) -> torch.Tensor | None:
+        """Gain g of the MLP-output norm (effective value = g * v), float32, or None."""
+        norm = self.mlp_out_norm(layer)
+        if norm is None:
+            return None
+        return norm.weight.detach().float() + self.adapter.norm_gain_offset
+
+    @torch.no_grad()
+    def value_vectors(self, layer: int) -> torch.Tensor:
+        """Effective value vectors of one layer, float32: [d_ff, d_model] (SPEC 2)."""
+        weight = self.out_proj(layer).weight.detach().float()
+        values = weight if self.adapter.value_vectors_are_rows else weight.T
+        gain = self.value_gain(layer)
+        return values if gain is None else values * gain.to(values.device)[None, :]
+
+    @torch.no_grad()
+    def dot_values(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        """x · eff_v_i for every neuron i, without copying the weight: [n, d_model] -> [n, d_ff]."""
+        weight = self.out_proj(layer).weight
+        gain = self.value_gain(layer)
+        x = x.to(weight.device, torch.float32)
+        if gain is not None:
+            x = x * gain.to(x.device)
+        # Linear stores W as [d_model, d_ff]; GPT-2's Conv1D as [d_ff, d_model]
+        w = weight.float()
+        return x @ (w.T if self.adapter.value_vectors_are_rows else w)
+
+    @torch.no_grad()
+    def out_bias(self, layer: int) -> torch.Tensor | None:
+        """The output projection's bias (belongs to no neuron), float32 on CPU, or None."""
+        bias = getattr(self.out_proj(layer), "bias", None)
+        return None if bias is None else bias.detach().float().cpu()

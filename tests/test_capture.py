@@ -1,0 +1,37 @@
+"""Batched capture equals one-sentence-at-a-time capture, for both padding sides."""
+
+import pytest
+import torch
+from tiny import ARCHITECTURES, SENTENCES, tiny_lm
+
+from transfer_neurons.capture import capture, last_token_index
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_batched_equals_single(arch, side):
+    lm = tiny_lm(arch, padding_side=side)
+    want = ("embed", "h", "m", "a")
+    batched = capture(lm, SENTENCES, want=want, batch_size=4, progress=None)
+    single = capture(lm, SENTENCES, want=want, batch_size=1, progress=None)
+    for name in want:
+        torch.testing.assert_close(getattr(batched, name), getattr(single, name), atol=1e-4, rtol=1e-4)
+
+
+def test_only_requested_quantities_are_kept():
+    lm = tiny_lm("llama")
+    got = capture(lm, SENTENCES, want=("m",), progress=None)
+    assert got.h is None and got.a is None and got.embed is None
+    assert got.m.shape == (len(SENTENCES), 4, 32) and got.m.dtype == torch.float32
+
+
+def test_results_follow_input_order_despite_length_sorting():
+    lm = tiny_lm("llama")
+    forward = capture(lm, SENTENCES, want=("h",), batch_size=2, progress=None).h
+    backward = capture(lm, SENTENCES[::-1], want=("h",), batch_size=2, progress=None).h
+    torch.testing.assert_close(forward, backward.flip(0))
+
+
+def test_last_token_index_both_paddings():
+    mask = torch.tensor([[1, 1, 1, 0], [0, 0, 1, 1], [1, 1, 1, 1]])
+    assert last_token_index(mask).tolist() == [2, 3, 3]
