@@ -1,0 +1,122 @@
+"""The public loaders: a SPEC (file path, bundled set name or "hf:<id>[:<config>]") -> in-memory data."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from transfer_neurons.data.catalog import BUNDLED_KINDS, bundled_of_kind, bundled_resource, bundled_text
+from transfer_neurons.data.derived import SPLITS, check_split, split_of
+from transfer_neurons.data.files import Record, RowIssues, delimited_records, jsonl_records, read_text, text_lines
+from transfer_neurons.data.hub import HF_PREFIX, hf_mc, hf_parallel
+from transfer_neurons.data.mkqa import is_mkqa, mkqa_set
+from transfer_neurons.data.parallel import assemble_parallel, assemble_sentences
+from transfer_neurons.data.questions import mc_set, qa_set, question_languages
+from transfer_neurons.data.types import MCSet, ParallelCorpus, QASet, Sentences
+from transfer_neurons.errors import DataError
+
+_FORMATS = {
+    "parallel": (".jsonl", ".tsv", ".csv"),
+    "sentences": (".jsonl", ".txt", ".tsv", ".csv"),
+    "qa": (".jsonl",),
+    "mc": (".jsonl",),
+}
+_DELIMITERS = {".tsv": "\t", ".csv": ","}
+
+
+def _file_format(path: Path, kind: str) -> str:
+    """The file's format from its extension (a trailing .gz is allowed), checked against what `kind` reads."""
+    suffix = Path(path.name.lower().removesuffix(".gz")).suffix
+    if suffix not in _FORMATS[kind]:
+        raise DataError(
+            f"{path}: unknown file extension {suffix or '(none)'!r} for {kind} data; "
+            f"expected {', '.join(_FORMATS[kind])} (optionally gzipped as .gz)"
+        )
+    return suffix
+
+
+def _source_text(spec: str, kind: str) -> tuple[str, str, str]:
+    """(source name, decoded text, format) of a bundled set or a local file."""
+    bundled_kind = "parallel" if kind == "sentences" else kind
+    if bundled_of_kind(spec, bundled_kind):
+        return f"bundled:{spec}", bundled_text(spec), ".jsonl"
+    path = Path(spec)
+    if not path.exists() and not path.suffix and "/" not in spec and "\\" not in spec:
+        raise DataError(f"{spec!r}: no such file, and not a bundled data set ({', '.join(BUNDLED_KINDS)})")
+    fmt = _file_format(path, kind)
+    return spec, read_text(path), fmt
+
+
+def _records(source: str, text: str, fmt: str, issues: RowIssues) -> list[Record]:
+    """Rows of a JSONL, TSV or CSV text."""
+    if fmt == ".jsonl":
+        return jsonl_records(text, issues)
+    return delimited_records(text, _DELIMITERS[fmt], issues, source)
+
+
+def load_parallel(
+    spec: str, languages: Sequence[str] | None = None, split: str | None = None, skip_invalid: bool = False
+) -> ParallelCorpus:
+    """Aligned sentences from the bundled "parallel" set, a JSONL/TSV/CSV file or an hf: translation dataset."""
+    check_split(split)
+    if spec.startswith(HF_PREFIX):
+        return split_of(hf_parallel(spec, languages, skip_invalid), split)
+    source, text, fmt = _source_text(spec, "parallel")
+    with RowIssues(source, skip_invalid) as issues:
+        corpus = assemble_parallel(source, _records(source, text, fmt, issues), languages, issues)
+    return split_of(corpus, split)
+
+
+def load_sentences(spec: str, lang: str, split: str | None = None, skip_invalid: bool = False) -> Sentences:
+    """Monolingual sentences: a .txt (one per line), a JSONL with "text" or `lang` keys, or a parallel source's side."""
+    check_split(split)
+    if spec.startswith(HF_PREFIX) or spec in BUNDLED_KINDS:
+        return split_of(load_parallel(spec, skip_invalid=skip_invalid), split).sentences(lang)
+    source, text, fmt = _source_text(spec, "sentences")
+    with RowIssues(source, skip_invalid) as issues:
+        if fmt == ".txt":
+            return split_of(assemble_sentences(source, lang, text_lines(text), None, issues), split)
+        records = _records(source, text, fmt, issues)
+        if fmt == ".jsonl" and any("text" in row for _, row in records):
+            return split_of(assemble_sentences(source, lang, records, "text", issues), split)
+        corpus = assemble_parallel(source, records, None, issues)
+    return split_of(corpus, split).sentences(lang)
+
+
+def _question_records(spec: str, kind: str) -> tuple[str, list[Record]]:
+    """Source name and JSON rows of a bundled or local QA/MC file."""
+    source, text, _ = _source_text(spec, kind)
+    with RowIssues(source, skip_invalid=False) as issues:
+        return source, jsonl_records(text, issues)
+
+
+def load_qa(spec: str, lang: str) -> QASet:
+    """Open questions in one language from the bundled "qa" set, a qa.jsonl file or MKQA's mkqa.jsonl[.gz]."""
+    if spec.startswith(HF_PREFIX):
+        raise DataError(f"{spec}: QA data is read from files; download MKQA's mkqa.jsonl.gz and pass its path")
+    source, records = _question_records(spec, "qa")
+    return mkqa_set(source, lang, records) if is_mkqa(records) else qa_set(source, lang, records)
+
+
+def load_mc(spec: str, lang: str) -> MCSet:
+    """Multiple-choice questions in one language from the bundled "mc" set, an mc.jsonl file or hf:li-lab/MMLU-ProX."""
+    if spec.startswith(HF_PREFIX):
+        return hf_mc(spec, lang)
+    source, records = _question_records(spec, "mc")
+    return mc_set(source, lang, records)
+
+
+def describe_bundled() -> list[dict]:
+    """One summary per bundled set, for `data list`."""
+    return [describe_bundled_set(name) for name in BUNDLED_KINDS]
+
+
+def describe_bundled_set(name: str) -> dict:
+    """Name, kind, languages, size, train/test sizes (parallel sets only) and file path of a bundled set."""
+    summary = {"name": name, "kind": BUNDLED_KINDS.get(name), "path": str(bundled_resource(name))}
+    if summary["kind"] == "parallel":
+        corpus = load_parallel(name)
+        train, test = (len(split_of(corpus, split)) for split in SPLITS)
+        return summary | {"languages": list(corpus.languages), "size": len(corpus), "train": train, "test": test}
+    _, records = _question_records(name, summary["kind"])
+    return summary | {"languages": question_languages(records), "size": len(records), "train": None, "test": None}

@@ -1,0 +1,57 @@
+"""Data-parallel scale-out: sentence shards per rank, sums all-reduced (gloo on CPU, nccl on GPU).
+
+Launched with `torchrun` or `accelerate launch`, every rank scores its share of the
+sentences; everything the analyses accumulate is a sum, so one all-reduce makes
+every rank hold the single-process result. Without a process group these are no-ops.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TypeVar
+
+import torch
+import torch.distributed as dist
+
+T = TypeVar("T")
+
+
+def init_from_env() -> bool:
+    """Join the process group torchrun/accelerate describe in the environment, if any."""
+    if dist.is_available() and not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return is_active()
+
+
+def is_active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    return dist.get_rank() if is_active() else 0
+
+
+def is_main() -> bool:
+    """Only rank 0 writes files."""
+    return rank() == 0
+
+
+def shard(items: Sequence[T]) -> list[T]:
+    """This rank's share of the items (every world_size-th, from its rank)."""
+    if not is_active():
+        return list(items)
+    return list(items)[dist.get_rank() :: dist.get_world_size()]
+
+
+def all_reduce_sum(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Sum tensors over ranks (returned on their original device and dtype)."""
+    if not is_active():
+        return tensors
+    device = torch.device("cuda") if dist.get_backend() == "nccl" else torch.device("cpu")
+    out = []
+    for tensor in tensors:
+        moved = tensor.to(device).clone()
+        dist.all_reduce(moved, op=dist.ReduceOp.SUM)
+        out.append(moved.to(tensor.device))
+    return tuple(out)

@@ -1,0 +1,156 @@
+"""Neuron scores and rankings (SPEC.md 4), exact and at forward-pass speed.
+
+For a layer with centroid C, a sentence's pre-MLP state b and effective activations a,
+the score of neuron i is cos(b + a_i v_i, C) - cos(b, C). With p_i = v_i.C,
+q_i = v_i.b and n_i = |v_i|^2 the shifted cosine is
+
+    (b.C + a_i p_i) / (|C| sqrt(|b|^2 + 2 a_i q_i + a_i^2 n_i))
+
+so one [batch, d_model] x [d_model, d_ff] product per layer (q) is all the extra work:
+no [d_ff, d_model] array per sentence. Sums over sentences are kept in float64, so
+memory is layers x d_ff whatever the number of sentences.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import distributed
+from .capture import iter_internals
+from .models.loading import LoadedModel
+
+PAPER_TOP_N = 1000
+PAPER_CANDIDATES = 286_720  # 20 layers x 14,336 neurons (LLaMA3-8B, Type-1)
+TYPE1_SHARE = 0.625  # Type-1 candidates: the first 62.5 % of layers (paper: 20 of 32)
+_TINY = 1e-30
+
+
+@dataclass
+class NeuronScores:
+    """Mean score and contribution norm of every neuron of every layer."""
+
+    scores: np.ndarray  # [layer, d_ff] float32, mean signed score
+    magnitudes: np.ndarray  # [layer, d_ff] float32, mean |eff_a| * |eff_v|
+    num_sentences: int
+
+
+class _LayerTerms:
+    """Per-layer constants of the closed form: p = V C, n = |v|^2, |C|, on the weight's device."""
+
+    def __init__(self, lm: LoadedModel, centroids: torch.Tensor):
+        self.p, self.n, self.c_norm, self.c = [], [], [], []
+        for layer in range(lm.view.num_layers):
+            values = lm.view.value_vectors(layer).double()  # [d_ff, d_model]
+            c = centroids[layer].to(values.device, torch.float64)
+            self.p.append(values @ c)
+            self.n.append(values.pow(2).sum(dim=1))
+            self.c_norm.append(c.norm())
+            self.c.append(c)
+
+
+def batch_scores(
+    lm: LoadedModel, terms: _LayerTerms, layer: int, b: torch.Tensor, a: torch.Tensor
+) -> torch.Tensor:
+    """Signed scores of every neuron for a batch at one layer: b [n, d_model], a [n, d_ff] -> [n, d_ff]."""
+    p, n, c_norm, c = terms.p[layer], terms.n[layer], terms.c_norm[layer], terms.c[layer]
+    q = lm.view.dot_values(layer, b).to(p.device, torch.float64)  # [n, d_ff]
+    b = b.to(p.device, torch.float64)
+    a = a.to(p.device, torch.float64)
+    bc = (b @ c)[:, None]  # [n, 1]
+    bb = b.pow(2).sum(dim=1, keepdim=True)  # [n, 1]
+    base = bc / (c_norm * bb.clamp_min(_TINY).sqrt())
+    shifted_sq = (bb + 2 * a * q + a * a * n).clamp_min(_TINY)
+    shifted = (bc + a * p) / (c_norm * shifted_sq.sqrt())
+    return shifted - base
+
+
+def score_neurons(
+    lm: LoadedModel,
+    centroids: torch.Tensor,
+    texts: Sequence[str],
+    batch_size: int = 16,
+    progress: str | None = "score",
+) -> NeuronScores:
+    """Mean score and contribution norm of all neurons over the scoring sentences.
+
+    centroids: [layer, d_model] (C1 for Type-1, C2 for Type-2). Under torch.distributed
+    each rank scores its shard and the sums are all-reduced before the mean.
+    """
+    view = lm.view
+    if centroids.shape != (view.num_layers, view.d_model):
+        raise ValueError(
+            f"centroids have shape {tuple(centroids.shape)}, the model needs "
+            f"({view.num_layers}, {view.d_model})"
+        )
+    terms = _LayerTerms(lm, centroids)
+    score_sum = torch.zeros(view.num_layers, view.d_ff, dtype=torch.float64)  # on CPU
+    abs_a_sum = torch.zeros_like(score_sum)
+    count = torch.zeros((), dtype=torch.float64)
+    shard = distributed.shard(texts)
+    if shard:
+        for _, batch in iter_internals(lm, shard, ("m", "a"), batch_size, progress=progress):
+            for layer in range(view.num_layers):
+                scores = batch_scores(lm, terms, layer, batch.m[:, layer], batch.a[:, layer])
+                score_sum[layer] += scores.sum(0).cpu()
+                abs_a_sum[layer] += batch.a[:, layer].double().abs().sum(0)
+            count += batch.m.shape[0]
+    score_sum, abs_a_sum, count = distributed.all_reduce_sum(score_sum, abs_a_sum, count)
+    if count == 0:
+        raise ValueError("no sentences to score neurons on")
+    value_norms = torch.stack([n.cpu() for n in terms.n]).sqrt()  # [layer, d_ff]
+    return NeuronScores(
+        scores=(score_sum / count).float().cpu().numpy(),
+        magnitudes=(abs_a_sum / count * value_norms).float().cpu().numpy(),
+        num_sentences=int(count.item()),
+    )
+
+
+def default_candidate_layers(num_layers: int, neuron_type: str) -> tuple[int, ...]:
+    """Type-1: the first 62.5 % of layers (rounded); Type-2: the rest (SPEC 4)."""
+    split = int(np.floor(num_layers * TYPE1_SHARE + 0.5))
+    if neuron_type == "type1":
+        return tuple(range(split))
+    if neuron_type == "type2":
+        return tuple(range(split, num_layers))
+    raise ValueError(f"neuron type must be 'type1' or 'type2', got {neuron_type!r}")
+
+
+def parse_layers(spec: str, num_layers: int) -> tuple[int, ...]:
+    """Parse --layers START:END (0-based, END exclusive, either may be empty) for a model."""
+    parts = spec.split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        start = int(parts[0]) if parts[0] else 0
+        end = int(parts[1]) if parts[1] else num_layers
+    except ValueError:
+        raise ValueError(f"--layers {spec!r}: expected START:END, e.g. 0:11 (0-based, END exclusive)") from None
+    layers = tuple(range(num_layers))[start:end]
+    if not layers:
+        raise ValueError(f"--layers {spec!r} selects no layer of a {num_layers}-layer model")
+    return layers
+
+
+def default_top_n(num_candidates: int) -> tuple[int, str]:
+    """The paper's 1000, or its share of candidates (1000 of 286,720) for smaller models."""
+    if num_candidates >= PAPER_CANDIDATES:
+        return PAPER_TOP_N, "paper: 1000"
+    share = max(1, round(PAPER_TOP_N * num_candidates / PAPER_CANDIDATES))
+    return share, f"paper share: 1000/{PAPER_CANDIDATES} of {num_candidates} candidates"
+
+
+def rank_neurons(scores: np.ndarray, layers: Sequence[int], top_n: int) -> np.ndarray:
+    """The top-n neurons by score within the candidate layers, best first: [n, 2] (layer, neuron).
+
+    Ties are broken by (layer, neuron), so rankings are identical across runs.
+    """
+    layers = np.asarray(sorted(layers), dtype=np.int64)
+    sub = scores[layers]  # [candidate layer, d_ff]
+    layer_idx, neuron_idx = np.meshgrid(layers, np.arange(scores.shape[1]), indexing="ij")
+    order = np.lexsort((neuron_idx.ravel(), layer_idx.ravel(), -sub.ravel().astype(np.float64)))
+    top = order[:top_n]
+    return np.stack([layer_idx.ravel()[top], neuron_idx.ravel()[top]], axis=1)

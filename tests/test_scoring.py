@@ -1,0 +1,85 @@
+"""Fast closed-form scores equal a literal reading of SPEC.md 4, batched or not."""
+
+import numpy as np
+import pytest
+import torch
+from tiny import SENTENCES, tiny_lm
+
+from transfer_neurons.capture import capture
+from transfer_neurons.centroids import language_centroids, shared_centroids
+from transfer_neurons.scoring import (
+    default_candidate_layers, default_top_n, parse_layers, rank_neurons, score_neurons,
+)
+
+
+def slow_scores(lm, centroids, texts):
+    """Add each neuron's contribution to the pre-MLP state and take the cosine, one by one."""
+    got = capture(lm, texts, want=("m", "a"), batch_size=1, progress=None)
+    view = lm.view
+    total = np.zeros((view.num_layers, view.d_ff))
+    for layer in range(view.num_layers):
+        values = view.value_vectors(layer).double()  # [d_ff, d_model]
+        c = centroids[layer].double()
+        for s in range(len(texts)):
+            b = got.m[s, layer].double()
+            shifted = b[None, :] + got.a[s, layer].double()[:, None] * values  # [d_ff, d_model]
+            after = torch.nn.functional.cosine_similarity(shifted, c[None, :], dim=1)
+            before = torch.nn.functional.cosine_similarity(b, c, dim=0)
+            total[layer] += (after - before).numpy()
+    return total / len(texts)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3_text", "gpt2", "gpt_neox", "phi3", "olmo2"])
+def test_fast_scores_equal_slow_formula(arch):
+    lm = tiny_lm(arch)
+    centroids = language_centroids(lm, SENTENCES, batch_size=3)
+    fast = score_neurons(lm, centroids, SENTENCES, batch_size=4, progress=None)
+    slow = slow_scores(lm, centroids, SENTENCES)
+    assert np.abs(fast.scores - slow).max() <= 1e-5
+    layers = default_candidate_layers(lm.view.num_layers, "type2")
+    np.testing.assert_array_equal(rank_neurons(fast.scores, layers, 20), rank_neurons(slow, layers, 20))
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma2"])
+def test_batched_scores_equal_single_sentence_scores(arch):
+    lm = tiny_lm(arch, padding_side="left")
+    centroids = shared_centroids(lm, SENTENCES[:3], SENTENCES[3:], batch_size=2)
+    batched = score_neurons(lm, centroids, SENTENCES, batch_size=6, progress=None)
+    single = score_neurons(lm, centroids, SENTENCES, batch_size=1, progress=None)
+    assert np.abs(batched.scores - single.scores).max() <= 1e-5
+    np.testing.assert_allclose(batched.magnitudes, single.magnitudes, rtol=1e-4, atol=1e-6)
+
+
+def test_magnitudes_are_mean_abs_activation_times_value_norm():
+    lm = tiny_lm("gemma3_text")
+    centroids = language_centroids(lm, SENTENCES, batch_size=3)
+    got = score_neurons(lm, centroids, SENTENCES, progress=None)
+    a = capture(lm, SENTENCES, want=("a",), progress=None).a  # [n, layer, d_ff]
+    norms = torch.stack([lm.view.value_vectors(l).norm(dim=1) for l in range(4)])
+    np.testing.assert_allclose(got.magnitudes, (a.abs().mean(0) * norms).numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_shared_centroid_is_mean_of_both_sides():
+    lm = tiny_lm("llama")
+    h = capture(lm, SENTENCES, want=("h",), progress=None).h
+    expected = (h[:3].mean(0) + h[3:].mean(0)) / 2
+    torch.testing.assert_close(shared_centroids(lm, SENTENCES[:3], SENTENCES[3:]), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_rank_is_descending_within_layers_with_deterministic_ties():
+    scores = np.array([[9.0, 0.5, 0.5], [0.1, 0.7, 0.5], [5.0, 6.0, 7.0]], dtype=np.float32)
+    ranked = rank_neurons(scores, (0, 1), 4)
+    assert ranked.tolist() == [[0, 0], [1, 1], [0, 1], [0, 2]]
+
+
+def test_candidate_layers_and_top_n_defaults():
+    assert default_candidate_layers(32, "type1") == tuple(range(20))
+    assert default_candidate_layers(32, "type2") == tuple(range(20, 32))
+    assert default_candidate_layers(18, "type1") == tuple(range(11))
+    assert default_top_n(286_720)[0] == 1000
+    assert default_top_n(11 * 2048)[0] == round(1000 * 11 * 2048 / 286_720)
+    assert parse_layers("2:", 6) == (2, 3, 4, 5)
+    with pytest.raises(ValueError, match="--layers"):
+        parse_layers("3", 6)
+    with pytest.raises(ValueError, match="selects no layer"):
+        parse_layers("7:9", 6)
