@@ -38,7 +38,9 @@ class RowIssues:
     def __enter__(self) -> RowIssues:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         """Emit one warning summarising everything dropped, unless loading failed anyway."""
         if exc_type is not None:
             return

@@ -63,7 +63,8 @@ def load_parallel(
         return split_of(hf_parallel(spec, languages, skip_invalid), split)
     source, text, fmt = _source_text(spec, "parallel")
     with RowIssues(source, skip_invalid) as issues:
-        corpus = assemble_parallel(source, _records(source, text, fmt, issues), languages, issues)
+        records = _records(source, text, fmt, issues)
+        corpus = assemble_parallel(source, records, languages, issues, keep_first=skip_invalid)
     return split_of(corpus, split)
 
 
@@ -79,7 +80,7 @@ def load_sentences(spec: str, lang: str, split: str | None = None, skip_invalid:
         records = _records(source, text, fmt, issues)
         if fmt == ".jsonl" and any("text" in row for _, row in records):
             return split_of(assemble_sentences(source, lang, records, "text", issues), split)
-        corpus = assemble_parallel(source, records, None, issues)
+        corpus = assemble_parallel(source, records, None, issues, keep_first=skip_invalid)
     return split_of(corpus, split).sentences(lang)
 
 

@@ -80,7 +80,8 @@ def assemble_parallel(
         elif seen[hub][1] != texts:
             raise DataError(
                 f"{source}, {where}: {langs[hub_index]} sentence {hub!r} also appears at {seen[hub][0]} "
-                "with a different translation; keep one row per sentence"
+                "with a different translation; keep one row per sentence, or load with skip_invalid=True "
+                "to keep the first"
             )
     if not seen:
         raise DataError(f"{source}: no valid rows with languages {', '.join(langs)}")
@@ -88,7 +89,9 @@ def assemble_parallel(
     return ParallelCorpus(source, {lang: tuple(row[i] for row in rows) for i, lang in enumerate(langs)})
 
 
-def assemble_sentences(source: str, lang: str, records: Sequence[Record], key: str | None, issues: RowIssues) -> Sentences:
+def assemble_sentences(
+    source: str, lang: str, records: Sequence[Record], key: str | None, issues: RowIssues
+) -> Sentences:
     """Validate monolingual rows (the field `key` of objects, or whole lines when key is None), merging duplicates."""
     texts: dict[str, None] = {}
     for where, row in records:

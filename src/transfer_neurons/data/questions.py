@@ -65,7 +65,7 @@ def qa_set(source: str, lang: str, records: Sequence[Record]) -> QASet:
     return QASet(source, lang, build_items(source, records, lambda row: _qa_item(row, lang)))
 
 
-def answer_index(value: Any, n_options: int) -> int:
+def _answer_index(value: Any, n_options: int) -> int:
     """A 0-based answer index within range (booleans are not indices)."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < n_options:
         raise ValueError(f"expected 'answer' to be an integer 0..{n_options - 1}, got {value!r}")
@@ -76,7 +76,7 @@ def _mc_item(row: dict[str, Any], lang: str) -> MCItem:
     """One bundled-format MC row in one language."""
     question = clean_text(localized(row, "question", lang), "question")
     options = text_list(localized(row, "options", lang), "options", 2)
-    return MCItem(question, options, answer_index(row.get("answer"), len(options)))
+    return MCItem(question, options, _answer_index(row.get("answer"), len(options)))
 
 
 def mc_set(source: str, lang: str, records: Sequence[Record]) -> MCSet:

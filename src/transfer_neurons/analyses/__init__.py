@@ -1,0 +1,1 @@
+"""One module per measurement of SPEC.md 6; each takes a loaded model and in-memory data and returns arrays."""

@@ -1,0 +1,53 @@
+"""`transfer-neurons centroids`: write only the centroids of one type and language."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..detection import NEURON_TYPES, compute_centroids, versions
+from ..outputs import save_npy, write_json
+from .common import DATA_HELP, add_data_args, add_model_args, model_from_args, pairs_from_args, sentences_from_args
+
+
+def add_centroid_args(parser: argparse.ArgumentParser) -> None:
+    """Options naming the centroid type, language and data (shared with `detect`)."""
+    parser.add_argument("--type", required=True, choices=NEURON_TYPES, dest="neuron_type",
+                        help="type1: shared-space centroid from hub–LANG pairs; type2: LANG-space centroid")
+    parser.add_argument("--lang", required=True, help="the L2 language code, e.g. ja")
+    parser.add_argument("--hub-lang", default="en", help="language paired with LANG for the Type-1 centroid (default en)")
+    parser.add_argument("--centroid-data", default="parallel",
+                        help=f"type1: hub–LANG pairs; type2: LANG sentences. {DATA_HELP} (default: bundled 'parallel')")
+
+
+def centroids_from_args(args: argparse.Namespace, lm) -> tuple:
+    """Compute the centroids the options ask for; returns (centroids [layer, d_model], data description)."""
+    if args.neuron_type == "type1":
+        pairs = pairs_from_args(args, args.centroid_data, args.hub_lang, args.lang, "train")
+        cents = compute_centroids(lm, "type1", pairs.l2, pairs.hub, args.batch_size)
+        return cents, {"centroid_data": pairs.name, "num_centroid_pairs": len(pairs), "hub_lang": args.hub_lang}
+    sentences = sentences_from_args(args, args.centroid_data, args.lang, "train")
+    cents = compute_centroids(lm, "type2", sentences.texts, batch_size=args.batch_size)
+    return cents, {"centroid_data": sentences.name, "num_centroid_sentences": len(sentences)}
+
+
+def run(args: argparse.Namespace) -> int:
+    lm = model_from_args(args)
+    cents, data = centroids_from_args(args, lm)
+    out = Path(args.out)
+    save_npy(out / "centroids.npy", cents.numpy())
+    write_json(out / "centroids_meta.json", {
+        "model": lm.name, "type": args.neuron_type, "language": args.lang, **data, "versions": versions(),
+    })
+    print(f"wrote {out / 'centroids.npy'} ({cents.shape[0]} layers x {cents.shape[1]})")
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("centroids", help="compute Type-1 or Type-2 centroids only (SPEC 3)",
+                                   description="Compute centroids of raw layer outputs and write centroids.npy.")
+    add_centroid_args(parser)
+    add_model_args(parser)
+    add_data_args(parser)
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.set_defaults(func=run)

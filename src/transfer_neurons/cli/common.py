@@ -1,0 +1,103 @@
+"""Options and helpers shared by subcommands: model, device, data sources, output folder."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..conditions import DEFAULT_CONTROLS, Condition, build_conditions
+from ..data import ParallelPairs, Sentences, load_parallel, load_sentences
+from ..data.catalog import BUNDLED_KINDS
+from ..distributed import init_from_env
+from ..detection import Detection, read_detection
+from ..errors import TransferNeuronsError
+from ..models.loading import DEVICES, DTYPES, EMBEDDED, LoadedModel, load_model
+
+DATA_HELP = "a file path (.jsonl/.tsv/.csv/.txt), a bundled set name (see `data list`) or hf:DATASET[:CONFIG]"
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """--model, --device, --dtype, --batch-size."""
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--model", default=EMBEDDED,
+        help="Hugging Face hub id, local model folder, .gguf file, or 'embedded' (Gemma-3-270M; default)",
+    )
+    group.add_argument("--device", default="cpu", choices=DEVICES, help="cpu (default), cuda, or auto (accelerate device_map)")
+    group.add_argument("--dtype", default=None, choices=tuple(DTYPES), help="weights dtype (default float32 on CPU, bfloat16 on GPU)")
+    group.add_argument("--batch-size", type=positive_int, default=16, help="sentences per forward pass (default 16)")
+
+
+def add_data_args(parser: argparse.ArgumentParser) -> None:
+    """--split, --limit, --skip-invalid."""
+    group = parser.add_argument_group("data")
+    group.add_argument(
+        "--split", choices=("auto", "train", "test", "all"), default="auto",
+        help="rows of the fixed split to use; auto: detection uses 'train' and analyses 'test' of bundled sets, all rows of files",
+    )
+    group.add_argument("--limit", type=positive_int, default=None, help="use only the first N sentences or pairs")
+    group.add_argument("--skip-invalid", action="store_true", help="skip malformed rows with a warning instead of failing")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def model_from_args(args: argparse.Namespace) -> LoadedModel:
+    """Load the model the options name (joining a torch.distributed group if launched in one)."""
+    init_from_env()
+    return load_model(args.model, device=args.device, dtype=args.dtype)
+
+
+def resolve_split(args: argparse.Namespace, spec: str, default: str) -> str | None:
+    """The split to read: explicit, or `default` for bundled sets and everything for files."""
+    if args.split == "all":
+        return None
+    if args.split == "auto":
+        return default if spec in BUNDLED_KINDS else None
+    return args.split
+
+
+def pairs_from_args(args: argparse.Namespace, spec: str, hub: str, lang: str, default_split: str) -> ParallelPairs:
+    """Hub–L2 parallel pairs from a data spec, honouring --split and --limit."""
+    corpus = load_parallel(spec, languages=None, split=resolve_split(args, spec, default_split), skip_invalid=args.skip_invalid)
+    for code in (hub, lang):
+        if code not in corpus.languages:
+            raise TransferNeuronsError(f"{spec}: no {code!r} sentences; it has {', '.join(corpus.languages)}")
+    pairs = corpus.pairs(hub, lang)
+    if args.limit:
+        pairs = ParallelPairs(pairs.name, pairs.hub_lang, pairs.lang, pairs.hub[: args.limit], pairs.l2[: args.limit])
+    return pairs
+
+
+def sentences_from_args(args: argparse.Namespace, spec: str, lang: str, default_split: str) -> Sentences:
+    """Monolingual sentences of one language from a data spec, honouring --split and --limit."""
+    sentences = load_sentences(spec, lang, split=resolve_split(args, spec, default_split), skip_invalid=args.skip_invalid)
+    if args.limit:
+        sentences = Sentences(sentences.name, sentences.lang, sentences.texts[: args.limit])
+    return sentences
+
+
+def add_condition_args(parser: argparse.ArgumentParser, detection_required: bool = True) -> None:
+    """--detection, --top-k, --controls, --seeds: which neurons to deactivate and what to compare with."""
+    group = parser.add_argument_group("deactivation")
+    group.add_argument("--detection", required=detection_required,
+                       help="a detection folder written by `detect` (its neurons.json, scores and magnitudes)")
+    group.add_argument("--top-k", type=positive_int, default=None, help="deactivate only the first K ranked neurons")
+    group.add_argument("--controls", default=",".join(DEFAULT_CONTROLS),
+                       help="comma-separated control specs: random[:SEEDS], layer-matched[:SEEDS], magnitude-matched, "
+                       "anti; empty for none (default: all four)")
+    group.add_argument("--seeds", type=positive_int, default=5, help="seeds per seeded control (default 5)")
+
+
+def conditions_from_args(args: argparse.Namespace) -> tuple[Detection, list[Condition]]:
+    """The detection named by --detection and the conditions none, transfer and each control."""
+    det = read_detection(args.detection, args.top_k)
+    controls = [spec for spec in args.controls.split(",") if spec.strip()]
+    return det, build_conditions(det, controls, seeds=args.seeds)

@@ -1,0 +1,54 @@
+"""`transfer-neurons detect`: score every neuron and write the ranked transfer neurons."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from ..detection import detect, write_detection
+from ..errors import TransferNeuronsError
+from ..outputs import load_npy
+from ..scoring import parse_layers
+from .centroids import add_centroid_args, centroids_from_args
+from .common import DATA_HELP, add_data_args, add_model_args, model_from_args, positive_int, sentences_from_args
+
+
+def run(args: argparse.Namespace) -> int:
+    lm = model_from_args(args)
+    start = time.perf_counter()
+    if args.centroids:
+        try:
+            cents, data = torch.from_numpy(load_npy(args.centroids)), {"centroids_file": args.centroids}
+        except (OSError, ValueError) as err:
+            raise TransferNeuronsError(f"--centroids {args.centroids}: cannot read a centroids.npy ({err})") from None
+    else:
+        cents, data = centroids_from_args(args, lm)
+    seconds_centroids = time.perf_counter() - start
+    scoring = sentences_from_args(args, args.score_data, args.lang, "train")
+    layers = parse_layers(args.layers, lm.view.num_layers) if args.layers else None
+    det = detect(lm, args.neuron_type, args.lang, scoring.texts, cents, layers, args.top_n, args.batch_size)
+    det.meta.update(data, score_data=scoring.name, seed=0, seconds_centroids=round(seconds_centroids, 3))
+    write_detection(det, args.out)
+    best = ", ".join(f"L{l}/{i}" for l, i in det.neurons[:5])
+    print(f"{args.neuron_type} {args.lang}: top {len(det.neurons)} of layers "
+          f"{det.layers[0]}-{det.layers[-1]} ({det.meta['top_n_rule']}); best: {best}; wrote {args.out}")
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("detect", help="find Type-1 or Type-2 transfer neurons (SPEC 4)",
+                                   description="Score every neuron of every layer and rank the candidates. Writes "
+                                   "scores.npy, magnitudes.npy, centroids.npy, neurons.json and meta.json to --out.")
+    add_centroid_args(parser)
+    parser.add_argument("--score-data", default="parallel", help=f"LANG sentences to score on: {DATA_HELP}")
+    parser.add_argument("--centroids", help="reuse a centroids.npy from `centroids` or an earlier `detect`")
+    parser.add_argument("--top-n", type=positive_int, default=None,
+                        help="neurons to keep (default 1000, or the paper's share of candidates for small models)")
+    parser.add_argument("--layers", help="candidate layers START:END, 0-based, END exclusive "
+                        "(default: type1 the first 62.5%% of layers, type2 the rest)")
+    add_model_args(parser)
+    add_data_args(parser)
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.set_defaults(func=run)

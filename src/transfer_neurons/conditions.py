@@ -1,0 +1,47 @@
+"""Deactivation conditions every analysis compares: none, transfer neurons, and controls.
+
+A condition is a named neuron set (or none). Controls come from controls.py and are
+built from the detection's own scores and contribution norms, so no second pass is needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .controls import build_controls
+from .detection import Detection
+
+DEFAULT_CONTROLS = ("random", "layer-matched", "magnitude-matched", "anti")
+
+
+@dataclass(frozen=True, eq=False)
+class Condition:
+    """One deactivation setting: `none`, `transfer`, or a control (with its seed, if seeded)."""
+
+    name: str
+    neurons: np.ndarray | None  # [n, 2] (layer, neuron), or None for no deactivation
+    seed: int | None = None
+    note: dict = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """Name plus seed, unique within one comparison (e.g. `random#3`)."""
+        return self.name if self.seed is None else f"{self.name}#{self.seed}"
+
+
+def build_conditions(
+    det: Detection,
+    controls: Sequence[str] = DEFAULT_CONTROLS,
+    seeds: int = 5,
+    include_none: bool = True,
+) -> list[Condition]:
+    """`none`, `transfer` (the detection's ranked neurons) and each control spec, in that order."""
+    out = [Condition("none", None)] if include_none else []
+    out.append(Condition("transfer", det.neurons))
+    for spec in controls:
+        for control in build_controls(spec, det.neurons, det.scores, det.magnitudes, det.layers, seeds_default=seeds):
+            out.append(Condition(control.name, control.neurons, control.seed, dict(control.note)))
+    return out

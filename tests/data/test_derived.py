@@ -1,0 +1,96 @@
+"""The fixed train/test split and the seeded non-parallel (deranged) pairs."""
+
+import hashlib
+import random
+
+import pytest
+
+from transfer_neurons.data import ParallelCorpus, ParallelPairs, Sentences, nonparallel_pairs, split_of
+from transfer_neurons.data.derived import is_test_sentence
+from transfer_neurons.errors import DataError
+
+N = 600
+
+
+def corpus(n: int = N) -> ParallelCorpus:
+    """n aligned English-Japanese rows with distinct sentences."""
+    english, japanese = tuple(f"sentence {i}" for i in range(n)), tuple(f"文 {i}" for i in range(n))
+    return ParallelCorpus("toy", {"en": english, "ja": japanese})
+
+
+def test_split_none_is_everything() -> None:
+    assert split_of(corpus(), None) == corpus()
+
+
+def test_splits_are_disjoint_complete_and_about_two_thirds() -> None:
+    train, test = split_of(corpus(), "train"), split_of(corpus(), "test")
+    assert set(train.texts["en"]).isdisjoint(test.texts["en"])
+    assert len(train) + len(test) == N
+    assert 0.6 < len(train) / N < 0.73
+    assert (train.name, test.name) == ("toy#train", "toy#test")
+
+
+def test_split_keeps_rows_aligned() -> None:
+    test = split_of(corpus(), "test")
+    assert all(en.split()[1] == ja.split()[1] for en, ja in zip(test.texts["en"], test.texts["ja"]))
+
+
+def test_split_is_keyed_on_english_and_fixed() -> None:
+    reordered = ParallelCorpus("other", {"ja": corpus().texts["ja"][::-1], "en": corpus().texts["en"][::-1]})
+    assert set(split_of(reordered, "test").texts["en"]) == set(split_of(corpus(), "test").texts["en"])
+    # the documented rule, so it can never drift between machines, runs or releases
+    for text in ("Hello.", "sentence 1", "日本語の文。"):
+        digest = hashlib.sha256(text.encode("utf-8")).digest()
+        assert is_test_sentence(text) == (int.from_bytes(digest[:8], "big") % 3 == 0)
+
+
+def test_split_of_sentences_uses_the_same_rule() -> None:
+    sentences = Sentences("mono", "en", corpus().texts["en"])
+    assert split_of(sentences, "test").texts == split_of(corpus(), "test").texts["en"]
+    assert split_of(sentences, "train").name == "mono#train"
+
+
+def test_unknown_split_is_rejected() -> None:
+    with pytest.raises(DataError, match="unknown split 'dev'"):
+        split_of(corpus(), "dev")
+
+
+def test_derangement_has_no_fixed_points_and_is_seeded() -> None:
+    pairs = corpus(50).pairs("en", "ja")
+    mismatched = nonparallel_pairs(pairs, seed=3)
+    assert mismatched.hub == pairs.hub
+    assert sorted(mismatched.l2) == sorted(pairs.l2)
+    assert all(a != b for a, b in zip(mismatched.l2, pairs.l2))
+    assert nonparallel_pairs(pairs, seed=3) == mismatched
+    assert nonparallel_pairs(pairs, seed=4).l2 != mismatched.l2
+    assert mismatched.name == "toy#nonparallel-3"
+
+
+def test_derangement_is_identical_across_runs() -> None:
+    pairs = corpus(5).pairs("en", "ja")
+    assert nonparallel_pairs(pairs, seed=0).l2 == nonparallel_pairs(pairs, seed=0).l2
+    assert nonparallel_pairs(pairs, seed=0).l2 == tuple(f"文 {i}" for i in _seed0_order())
+
+
+def _seed0_order() -> list[int]:
+    """The order random.Random(0) gives for 5 pairs: the stable, documented stdlib generator."""
+    rng, order = random.Random(0), list(range(5))
+    while True:
+        rng.shuffle(order)
+        if all(i != j for i, j in enumerate(order)):
+            return order
+
+
+def test_derangement_avoids_identical_translations() -> None:
+    pairs = ParallelPairs("dup", "en", "ja", ("hi", "hello", "bye", "see you"), ("やあ", "やあ", "じゃ", "またね"))
+    for seed in range(20):
+        mismatched = nonparallel_pairs(pairs, seed)
+        assert all(a != b for a, b in zip(mismatched.l2, pairs.l2))
+
+
+def test_derangement_needs_two_pairs_and_a_possible_mismatch() -> None:
+    with pytest.raises(DataError, match="at least 2 pairs"):
+        nonparallel_pairs(corpus(1).pairs("en", "ja"), 0)
+    same = ParallelPairs("same", "en", "ja", ("a", "b", "c"), ("x", "x", "y"))
+    with pytest.raises(DataError, match="cannot mismatch"):
+        nonparallel_pairs(same, 0)
