@@ -77,6 +77,14 @@ def test_unloadable_dataset_is_a_data_error(tmp_path: Path) -> None:
         load_parallel(f"hf:{tmp_path / 'no-such-dataset'}")
 
 
+def test_script_datasets_are_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "scripted"
+    folder.mkdir()
+    (folder / "scripted.py").write_text("raise SystemExit('must never run')\n", encoding="utf-8")
+    with pytest.raises(DataError, match="cannot load the dataset"):
+        load_parallel(f"hf:{folder}")
+
+
 def mmlu_prox(tmp_path: Path) -> Path:
     """A local MMLU-ProX look-alike: one config per language, validation and test splits."""
     folder = tmp_path / "MMLU-ProX"

@@ -204,8 +204,13 @@ def test_sentences_from_jsonl_language_key_and_parallel_files(tmp_path: Path) ->
     assert load_sentences(jsonl(tmp_path / "p.jsonl", ROWS), "ko").texts[0] == "좋은 아침."
     tsv = text(tmp_path / "p.tsv", "en\tja\nHi.\tやあ。\n")
     assert load_sentences(tsv, "ja").texts == ("やあ。",)
-    with pytest.raises(DataError, match="no language 'fr'"):
+    with pytest.raises(DataError, match=r"p\.tsv, line 2: missing language key 'fr'"):
         load_sentences(tsv, "fr")
+
+
+def test_sentences_of_a_parallel_file_ignore_other_languages(tmp_path: Path) -> None:
+    spec = jsonl(tmp_path / "p.jsonl", [ROWS[0], {"en": "Thank you.", "ja": "ありがとう。"}])
+    assert load_sentences(spec, "ja").texts == ("おはよう。", "ありがとう。")
 
 
 def test_sentences_of_a_parallel_file_follow_the_english_split(tmp_path: Path) -> None:

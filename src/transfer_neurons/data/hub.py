@@ -42,7 +42,7 @@ def _open(dataset_id: str, config: str | None, spec: str) -> dict[str, Any]:
             loaded = datasets.load_from_disk(str(folder))
         else:
             loaded = datasets.load_dataset(dataset_id, config)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: script datasets, which are never run
         raise DataError(f"{spec}: cannot load the dataset ({type(exc).__name__}: {exc})") from None
     return dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {"data": loaded}
 
@@ -97,7 +97,7 @@ def _answer_position(value: Any) -> int:
     """An answer given as a letter A-J, a digit string or an int, as a 0-based index."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isdecimal():
         return int(value)
     if isinstance(value, str) and len(value.strip()) == 1 and "A" <= value.strip().upper() <= "J":
         return ord(value.strip().upper()) - ord("A")

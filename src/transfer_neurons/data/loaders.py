@@ -10,7 +10,7 @@ from transfer_neurons.data.derived import SPLITS, check_split, split_of
 from transfer_neurons.data.files import Record, RowIssues, delimited_records, jsonl_records, read_text, text_lines
 from transfer_neurons.data.hub import HF_PREFIX, hf_mc, hf_parallel
 from transfer_neurons.data.mkqa import is_mkqa, mkqa_set
-from transfer_neurons.data.parallel import assemble_parallel, assemble_sentences
+from transfer_neurons.data.parallel import assemble_parallel, assemble_sentences, detect_languages, hub_language
 from transfer_neurons.data.questions import mc_set, qa_set, question_languages
 from transfer_neurons.data.types import MCSet, ParallelCorpus, QASet, Sentences
 from transfer_neurons.errors import DataError
@@ -80,7 +80,8 @@ def load_sentences(spec: str, lang: str, split: str | None = None, skip_invalid:
         records = _records(source, text, fmt, issues)
         if fmt == ".jsonl" and any("text" in row for _, row in records):
             return split_of(assemble_sentences(source, lang, records, "text", issues), split)
-        corpus = assemble_parallel(source, records, None, issues, keep_first=skip_invalid)
+        languages = [hub_language(detect_languages(records, source)), lang]  # the hub decides the split
+        corpus = assemble_parallel(source, records, languages, issues, keep_first=skip_invalid)
     return split_of(corpus, split).sentences(lang)
 
 

@@ -34,12 +34,9 @@ def clean_text(value: Any, key: str) -> str:
     return text
 
 
-def _languages(records: Iterable[Record], requested: Sequence[str] | None, source: str) -> list[str]:
-    """Requested languages, or every language key seen in the rows in first-seen order."""
-    if requested is not None:
-        languages = list(dict.fromkeys(requested))
-    else:
-        languages = list(dict.fromkeys(key for _, row in records for key in row if is_language_key(key)))
+def detect_languages(records: Iterable[Record], source: str) -> list[str]:
+    """Every language key seen in the rows, in first-seen order; none at all is an error."""
+    languages = list(dict.fromkeys(key for _, row in records for key in row if is_language_key(key)))
     if not languages:
         raise DataError(f"{source}: no language-code keys or columns found (expected e.g. 'en', 'ja')")
     return languages
@@ -63,7 +60,9 @@ def assemble_parallel(
     keep_first: bool = False,
 ) -> ParallelCorpus:
     """Validate rows and merge duplicates; a hub sentence with two translations is an error (or kept first)."""
-    langs = _languages(records, languages, source)
+    langs = detect_languages(records, source) if languages is None else list(dict.fromkeys(languages))
+    if not langs:
+        raise DataError(f"{source}: no languages requested")
     hub_index = langs.index(hub_language(langs))
     seen: dict[str, tuple[str, tuple[str, ...]]] = {}
     for where, row in records:
