@@ -6,6 +6,7 @@ import torch
 from tiny import ARCHITECTURES, SENTENCES, tiny_lm
 
 from transfer_neurons.capture import capture, last_token_index
+from transfer_neurons.errors import TransferNeuronsError
 from transfer_neurons.interventions import deactivated, neurons_by_layer
 
 NEURONS = np.array([[0, 3], [0, 10], [2, 5], [3, 63]])
@@ -87,5 +88,5 @@ def test_prompt_last_and_all_spare_generated_tokens():
 
 
 def test_out_of_range_neuron_is_a_clear_error():
-    with pytest.raises(ValueError, match="layer 9"):
+    with pytest.raises(TransferNeuronsError, match="layer 9"):
         neurons_by_layer(np.array([[9, 0]]), 4, 64)

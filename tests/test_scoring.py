@@ -7,6 +7,7 @@ from tiny import SENTENCES, tiny_lm
 
 from transfer_neurons.capture import capture
 from transfer_neurons.centroids import language_centroids, shared_centroids
+from transfer_neurons.errors import TransferNeuronsError
 from transfer_neurons.scoring import (
     default_candidate_layers, default_top_n, parse_layers, rank_neurons, score_neurons,
 )
@@ -79,7 +80,7 @@ def test_candidate_layers_and_top_n_defaults():
     assert default_top_n(286_720)[0] == 1000
     assert default_top_n(11 * 2048)[0] == round(1000 * 11 * 2048 / 286_720)
     assert parse_layers("2:", 6) == (2, 3, 4, 5)
-    with pytest.raises(ValueError, match="--layers"):
+    with pytest.raises(TransferNeuronsError, match="--layers"):
         parse_layers("3", 6)
-    with pytest.raises(ValueError, match="selects no layer"):
+    with pytest.raises(TransferNeuronsError, match="selects no layer"):
         parse_layers("7:9", 6)

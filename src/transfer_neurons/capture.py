@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from .errors import TransferNeuronsError
 from .models.loading import LoadedModel
 
 QUANTITIES = ("embed", "h", "m", "a")
@@ -64,7 +65,7 @@ def make_batches(
     always returned to the caller in input order.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        raise TransferNeuronsError(f"batch_size must be at least 1, got {batch_size}")
     encoded = lm.tokenizer(list(texts))["input_ids"]
     order = list(range(len(texts)))
     if sort_by_length:
@@ -171,10 +172,10 @@ def iter_internals(
     forward pass; analyses that need streaming (scores, specificity) consume this.
     """
     if not texts:
-        raise ValueError("no sentences to run the model on")
+        raise TransferNeuronsError("no sentences to run the model on")
     unknown = set(want) - set(QUANTITIES)
     if unknown:
-        raise ValueError(f"unknown quantities {sorted(unknown)}; choose from {QUANTITIES}")
+        raise TransferNeuronsError(f"unknown quantities {sorted(unknown)}; choose from {QUANTITIES}")
     recorder = _Recorder(lm, frozenset(want))
     batches = make_batches(lm, texts, batch_size, sort_by_length)
     device = lm.view.device

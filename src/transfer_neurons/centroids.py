@@ -14,6 +14,7 @@ import torch
 
 from . import distributed
 from .capture import iter_internals
+from .errors import TransferNeuronsError
 from .models.loading import LoadedModel
 
 
@@ -31,7 +32,7 @@ def mean_layer_outputs(
             count += batch.h.shape[0]
     total, count = distributed.all_reduce_sum(total, count)
     if count == 0:
-        raise ValueError("no sentences to compute a centroid from")
+        raise TransferNeuronsError("no sentences to compute a centroid from")
     return (total / count).float()
 
 
@@ -40,7 +41,7 @@ def shared_centroids(
 ) -> torch.Tensor:
     """Type-1 centroids C1[l] = mean over pairs of (h[l](e) + h[l](x)) / 2: [layer, d_model]."""
     if len(hub_texts) != len(l2_texts):
-        raise ValueError(f"parallel sides differ in length: {len(hub_texts)} vs {len(l2_texts)}")
+        raise TransferNeuronsError(f"parallel sides differ in length: {len(hub_texts)} vs {len(l2_texts)}")
     hub = mean_layer_outputs(lm, hub_texts, batch_size, progress="centroid (hub side)")
     l2 = mean_layer_outputs(lm, l2_texts, batch_size, progress="centroid (L2 side)")
     return (hub + l2) / 2

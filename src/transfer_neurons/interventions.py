@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .capture import Internals, capture, last_token_index
+from .errors import TransferNeuronsError
 from .models.loading import LoadedModel
 
 MODES = ("last", "all", "prompt_last")
@@ -31,7 +32,7 @@ def neurons_by_layer(neurons: np.ndarray, num_layers: int, d_ff: int) -> dict[in
     bad = (neurons[:, 0] < 0) | (neurons[:, 0] >= num_layers) | (neurons[:, 1] < 0) | (neurons[:, 1] >= d_ff)
     if bad.any():
         layer, neuron = neurons[bad][0]
-        raise ValueError(
+        raise TransferNeuronsError(
             f"neuron (layer {layer}, index {neuron}) is outside the model's {num_layers} layers x {d_ff} neurons"
         )
     return {
@@ -45,7 +46,7 @@ class _Positions:
 
     def __init__(self, mode: str):
         if mode not in MODES:
-            raise ValueError(f"deactivation mode must be one of {MODES}, got {mode!r}")
+            raise TransferNeuronsError(f"deactivation mode must be one of {MODES}, got {mode!r}")
         self.mode = mode
         self.mask: torch.Tensor | None = None
 

@@ -21,6 +21,7 @@ import torch
 
 from . import distributed
 from .capture import iter_internals
+from .errors import TransferNeuronsError
 from .models.loading import LoadedModel
 
 PAPER_TOP_N = 1000
@@ -82,7 +83,7 @@ def score_neurons(
     """
     view = lm.view
     if centroids.shape != (view.num_layers, view.d_model):
-        raise ValueError(
+        raise TransferNeuronsError(
             f"centroids have shape {tuple(centroids.shape)}, the model needs "
             f"({view.num_layers}, {view.d_model})"
         )
@@ -100,7 +101,7 @@ def score_neurons(
             count += batch.m.shape[0]
     score_sum, abs_a_sum, count = distributed.all_reduce_sum(score_sum, abs_a_sum, count)
     if count == 0:
-        raise ValueError("no sentences to score neurons on")
+        raise TransferNeuronsError("no sentences to score neurons on")
     value_norms = torch.stack([n.cpu() for n in terms.n]).sqrt()  # [layer, d_ff]
     return NeuronScores(
         scores=(score_sum / count).float().cpu().numpy(),
@@ -116,7 +117,7 @@ def default_candidate_layers(num_layers: int, neuron_type: str) -> tuple[int, ..
         return tuple(range(split))
     if neuron_type == "type2":
         return tuple(range(split, num_layers))
-    raise ValueError(f"neuron type must be 'type1' or 'type2', got {neuron_type!r}")
+    raise TransferNeuronsError(f"neuron type must be 'type1' or 'type2', got {neuron_type!r}")
 
 
 def parse_layers(spec: str, num_layers: int) -> tuple[int, ...]:
@@ -128,10 +129,10 @@ def parse_layers(spec: str, num_layers: int) -> tuple[int, ...]:
         start = int(parts[0]) if parts[0] else 0
         end = int(parts[1]) if parts[1] else num_layers
     except ValueError:
-        raise ValueError(f"--layers {spec!r}: expected START:END, e.g. 0:11 (0-based, END exclusive)") from None
+        raise TransferNeuronsError(f"--layers {spec!r}: expected START:END, e.g. 0:11 (0-based, END exclusive)") from None
     layers = tuple(range(num_layers))[start:end]
     if not layers:
-        raise ValueError(f"--layers {spec!r} selects no layer of a {num_layers}-layer model")
+        raise TransferNeuronsError(f"--layers {spec!r} selects no layer of a {num_layers}-layer model")
     return layers
 
 

@@ -17,6 +17,7 @@ from .common import DATA_HELP, add_data_args, add_model_args, model_from_args, p
 
 def run(args: argparse.Namespace) -> int:
     lm = model_from_args(args)
+    layers = parse_layers(args.layers, lm.view.num_layers) if args.layers else None
     start = time.perf_counter()
     if args.centroids:
         try:
@@ -27,7 +28,6 @@ def run(args: argparse.Namespace) -> int:
         cents, data = centroids_from_args(args, lm)
     seconds_centroids = time.perf_counter() - start
     scoring = sentences_from_args(args, args.score_data, args.lang, "train")
-    layers = parse_layers(args.layers, lm.view.num_layers) if args.layers else None
     det = detect(lm, args.neuron_type, args.lang, scoring.texts, cents, layers, args.top_n, args.batch_size)
     det.meta.update(data, score_data=scoring.name, seed=0, seconds_centroids=round(seconds_centroids, 3))
     write_detection(det, args.out)

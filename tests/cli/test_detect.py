@@ -1,0 +1,81 @@
+"""`detect` and `centroids` from the command line on a tiny saved model: files, contract, determinism."""
+
+import json
+
+import numpy as np
+import pytest
+from tiny import tiny_lm
+
+from transfer_neurons.cli import main
+from transfer_neurons.outputs import load_npy
+
+ROWS = [
+    {"en": "The cat sleeps.", "ja": "猫が寝ている。"},
+    {"en": "I like green tea.", "ja": "緑茶が好きです。"},
+    {"en": "Where is the station?", "ja": "駅はどこですか。"},
+    {"en": "It is raining today.", "ja": "今日は雨が降っています。"},
+    {"en": "My brother is a doctor.", "ja": "兄は医者です。"},
+]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("detect")
+    lm = tiny_lm("gemma3_text")
+    lm.model.save_pretrained(root / "model")
+    lm.tokenizer.save_pretrained(root / "model")
+    data = root / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ROWS), encoding="utf-8")
+    return root, ["--model", str(root / "model"), "--lang", "ja", "--centroid-data", str(data),
+                  "--score-data", str(data), "--batch-size", "2"]
+
+
+def test_detect_writes_the_contract_files(setup):
+    root, common = setup
+    assert main(["detect", "--type", "type1", *common, "--top-n", "7", "--out", str(root / "t1")]) == 0
+    scores, mags = load_npy(root / "t1/scores.npy"), load_npy(root / "t1/magnitudes.npy")
+    assert scores.shape == mags.shape == (4, 64) and scores.dtype == np.float32
+    assert load_npy(root / "t1/centroids.npy").shape == (4, 32)
+    neurons = json.loads((root / "t1/neurons.json").read_text())
+    meta = json.loads((root / "t1/meta.json").read_text())
+    assert len(neurons) == 7 and meta["candidate_layers"] == [0, 1, 2]  # 62.5 % of 4 layers, rounded
+    assert all(n["layer"] in (0, 1, 2) for n in neurons)
+    assert [n["score"] for n in neurons] == sorted((n["score"] for n in neurons), reverse=True)
+    assert neurons[0]["score"] == pytest.approx(scores[:3].max())
+    assert meta["type"] == "type1" and meta["num_score_sentences"] == 5 and meta["top_n_rule"] == "user"
+
+
+def test_same_inputs_give_identical_neurons_and_centroids_reuse(setup):
+    root, common = setup
+    main(["detect", "--type", "type2", *common, "--out", str(root / "a")])
+    main(["centroids", "--type", "type2", *common[:-4], "--centroid-data", common[5], "--out", str(root / "c")])
+    main(["detect", "--type", "type2", *common, "--centroids", str(root / "c/centroids.npy"), "--out", str(root / "b")])
+    assert (root / "a/neurons.json").read_text() == (root / "b/neurons.json").read_text()
+    meta = json.loads((root / "a/meta.json").read_text())
+    assert meta["candidate_layers"] == [3] and meta["top_n_rule"].startswith("paper share")
+
+
+def test_layers_option_overrides_candidates(setup):
+    root, common = setup
+    main(["detect", "--type", "type1", *common, "--layers", "1:3", "--top-n", "5", "--out", str(root / "l")])
+    assert {n["layer"] for n in json.loads((root / "l/neurons.json").read_text())} <= {1, 2}
+
+
+def test_bad_inputs_exit_2_with_a_message(setup, capsys):
+    root, common = setup
+    assert main(["detect", "--type", "type1", *common, "--layers", "x", "--out", str(root / "x")]) == 2
+    assert "--layers 'x'" in capsys.readouterr().err
+    bad = common.copy()
+    bad[bad.index("--score-data") + 1] = str(root / "missing.jsonl")
+    assert main(["detect", "--type", "type2", *bad, "--out", str(root / "y")]) == 2
+    assert "missing.jsonl" in capsys.readouterr().err
+
+
+def test_every_subcommand_has_help(capsys):
+    from transfer_neurons.cli import COMMANDS
+
+    for name in COMMANDS:
+        with pytest.raises(SystemExit) as exit_info:
+            main([name, "--help"])
+        assert exit_info.value.code == 0
+        assert "usage: transfer-neurons" in capsys.readouterr().out
