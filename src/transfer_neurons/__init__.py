@@ -1,4 +1,21 @@
 """transfer-neurons: find, test and deactivate the MLP neurons that move a multilingual
-LLM's representations between language-specific latent spaces and its shared semantic space."""
+LLM's representations between language-specific latent spaces and its shared semantic space.
+
+The notebook API in one import:
+
+    from transfer_neurons import load_model, compute_centroids, detect, deactivated, capture
+"""
 
 __version__ = "0.1.0"
+
+from .capture import capture  # noqa: E402  (modules below read __version__)
+from .centroids import language_centroids, shared_centroids
+from .detection import compute_centroids, detect, read_detection, write_detection
+from .interventions import deactivated
+from .models.loading import load_model
+from .scoring import rank_neurons, score_neurons
+
+__all__ = [
+    "capture", "compute_centroids", "deactivated", "detect", "language_centroids", "load_model",
+    "rank_neurons", "read_detection", "score_neurons", "shared_centroids", "write_detection",
+]
