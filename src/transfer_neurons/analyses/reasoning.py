@@ -1,0 +1,244 @@
+"""Multiple-choice reasoning under deactivation (SPEC.md 6.8, MMLU-ProX style), by option log-likelihood.
+
+The prompt is the question, the lettered options ("A. ...") and the language's answer cue
+("Answer:", "答え:", ...); each option is scored as the continuation " " + option text. An item is
+right when the correct option has the highest total log-likelihood (`acc`) or the highest
+log-likelihood per UTF-8 byte of the option text (`acc_norm`, lm-eval's length normalisation);
+`p_correct` is the softmax over the options' total log-likelihoods at the right option, a graded
+score with more statistical power than accuracy.
+
+Positions deactivated. Prompt and options are scored in two forward passes: the prompt (left-padded)
+with the cache on, then all its options (the cache repeated per option) against that cache. interventions.deactivated treats the
+first pass as the prompt and the second as generated tokens, so mode `all` zeroes the neurons at every
+real prompt token and `prompt_last` at the prompt's last token ("Answer:") only, while the option
+tokens themselves are never deactivated, exactly as when the model would generate the answer
+(the QA analysis). Zeroing the option tokens too would measure how deactivation disturbs reading the
+option, not answering.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from ..conditions import Condition  # noqa: E402
+from ..data import MCItem, MCSet  # noqa: E402
+from ..errors import TransferNeuronsError  # noqa: E402
+from ..interventions import deactivated  # noqa: E402
+from ..models.loading import LoadedModel  # noqa: E402
+from .effects import summarise  # noqa: E402
+from .qa import ALL_LAYERS, GENERATION_MODES, condition_bars, seed_means  # noqa: E402
+
+METRICS = ("acc", "acc_norm", "p_correct")
+METRIC_TITLES = {"acc": "accuracy (total log-lik.)", "acc_norm": "accuracy (log-lik. per byte)",
+                 "p_correct": "probability of the right option"}
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+ANSWER_CUES: dict[str, str] = {
+    "en": "Answer:", "ja": "答え:", "ko": "답:", "zh": "答案:", "nl": "Antwoord:", "it": "Risposta:",
+    "de": "Antwort:", "fr": "Réponse :", "es": "Respuesta:",
+}
+"""The word that ends the prompt and cues the answer, per language (English elsewhere)."""
+
+
+def mc_prompt(item: MCItem, lang: str) -> str:
+    """Question, lettered options one per line, and the language's answer cue."""
+    if len(item.options) > len(LETTERS):
+        raise TransferNeuronsError(f"an item has {len(item.options)} options; at most {len(LETTERS)} are supported")
+    options = [f"{LETTERS[i]}. {option}" for i, option in enumerate(item.options)]
+    return "\n".join([item.question, *options, ANSWER_CUES.get(lang, ANSWER_CUES["en"])])
+
+
+def _left_padded(rows: Sequence[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id lists -> (ids [batch, seq], mask [batch, seq]) padded on the left."""
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    return ids, mask
+
+
+def _right_padded(rows: Sequence[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id lists -> (ids [batch, seq], mask [batch, seq]) padded on the right."""
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+    return ids, mask
+
+
+def _cache_argument(model: torch.nn.Module, cache) -> dict:
+    """The key-value cache as the keyword the model takes (`cache` in transformers 5, else `past_key_values`)."""
+    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return {name: cache}
+
+
+@torch.no_grad()
+def _batch_logliks(lm: LoadedModel, prompts: list[list[int]], options: list[list[list[int]]], pad: int) -> list[np.ndarray]:
+    """Summed log-probabilities of each item's options after its prompt: per item [option].
+
+    Each prompt runs once (left-padded, cache on); the cache is repeated per option and the options
+    (right-padded) run against it, so the prompt is not recomputed for every option.
+    """
+    device = lm.view.device
+    p_ids, p_mask = _left_padded(prompts, pad)  # [item, prompt]
+    first = lm.model(
+        input_ids=p_ids.to(device), attention_mask=p_mask.to(device),
+        position_ids=(p_mask.cumsum(1) - 1).clamp(min=0).to(device), use_cache=True, logits_to_keep=1,
+    )
+    owner = torch.tensor([i for i, opts in enumerate(options) for _ in opts])  # [row] item of each option
+    cache = getattr(first, "cache", None)
+    cache = first.past_key_values if cache is None else cache
+    cache.reorder_cache(owner.to(device))
+    c_ids, c_mask = _right_padded([ids for opts in options for ids in opts], pad)  # [row, option]
+    positions = p_mask.sum(1)[owner, None] + torch.arange(c_ids.shape[1])  # [row, option]
+    rest = lm.model(
+        input_ids=c_ids.to(device), attention_mask=torch.cat([p_mask[owner], c_mask], 1).to(device),
+        position_ids=positions.to(device), use_cache=True, **_cache_argument(lm.model, cache),
+    )
+    logits = torch.cat([first.logits[owner.to(device), -1:], rest.logits[:, :-1]], 1).float()  # [row, option, vocab]
+    logp = torch.log_softmax(logits, -1).gather(-1, c_ids.to(device)[..., None])[..., 0]  # [row, option]
+    totals = (logp * c_mask.to(device)).sum(1).cpu().numpy()  # [row]
+    bounds = np.cumsum([0] + [len(opts) for opts in options])
+    return [totals[bounds[i] : bounds[i + 1]] for i in range(len(options))]
+
+
+def option_logliks(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    options: Sequence[Sequence[str]],
+    neurons: np.ndarray | None = None,
+    mode: str = "all",
+    batch_size: int = 8,
+    progress: str | None = "score",
+) -> list[np.ndarray]:
+    """Total log-likelihood of each item's continuations given its prompt, prompt positions deactivated.
+
+    batch_size counts prompts; returns per item an array [option].
+    """
+    if mode not in GENERATION_MODES:
+        raise TransferNeuronsError(f"reasoning deactivation mode must be one of {GENERATION_MODES}, got {mode!r}")
+    if len(prompts) != len(options) or not prompts:
+        raise TransferNeuronsError(f"need a list of options per prompt, got {len(prompts)} prompts and {len(options)} lists")
+    tokenizer = lm.tokenizer
+    prompt_ids = tokenizer(list(prompts))["input_ids"]
+    option_ids = [tokenizer(list(opts), add_special_tokens=False)["input_ids"] for opts in options]
+    if any(not ids for opts in option_ids for ids in opts) or any(not opts for opts in options):
+        raise TransferNeuronsError("every prompt needs options, and every option must tokenise to something")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    order = sorted(range(len(prompts)), key=lambda i: len(prompt_ids[i]))
+    out: list[np.ndarray] = [np.zeros(0)] * len(prompts)
+    with deactivated(lm, neurons, mode) if neurons is not None else nullcontext():
+        for start in tqdm(range(0, len(order), batch_size), desc=progress, disable=progress is None, unit="batch"):
+            idx = order[start : start + batch_size]
+            scores = _batch_logliks(lm, [prompt_ids[i] for i in idx], [option_ids[i] for i in idx], pad)
+            for i, score in zip(idx, scores):
+                out[i] = score
+    return out
+
+
+def option_choices(loglik: Sequence[np.ndarray], sizes: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Chosen option per item by total and by per-byte log-likelihood: ([item], [item]) indices."""
+    total = np.array([int(np.argmax(ll)) for ll in loglik])
+    normed = np.array([int(np.argmax(ll / size)) for ll, size in zip(loglik, sizes, strict=True)])
+    return total, normed
+
+
+def right_option_probability(loglik: Sequence[np.ndarray], answers: Sequence[int]) -> np.ndarray:
+    """Softmax over each item's options' total log-likelihoods, at the right option: [item]."""
+    out = []
+    for ll, answer in zip(loglik, answers, strict=True):
+        z = np.exp(ll - ll.max())
+        out.append(z[answer] / z.sum())
+    return np.array(out)
+
+
+@dataclass
+class MCResult:
+    """Per-option log-likelihoods and per-item scores under each condition, for one language."""
+
+    lang: str
+    mode: str
+    items: tuple[MCItem, ...]
+    loglik: dict[str, list[np.ndarray]]  # condition label -> per item [option] total log-likelihood
+    sizes: list[np.ndarray]  # per item [option] UTF-8 bytes of the option text
+    scores: dict[str, dict[str, np.ndarray]]  # metric -> condition label -> [item]
+    chosen: dict[str, np.ndarray]  # condition label -> [item] option chosen by total log-likelihood
+
+    @property
+    def chance(self) -> float:
+        """Expected accuracy of guessing: mean of 1 / options."""
+        return float(np.mean([1 / len(item.options) for item in self.items]))
+
+
+def run_reasoning(
+    lm: LoadedModel,
+    mc: MCSet,
+    conditions: Sequence[Condition],
+    mode: str = "all",
+    batch_size: int = 8,
+    progress: bool = True,
+) -> MCResult:
+    """Score every option of every item under every condition; accuracy, per-byte accuracy, p(right)."""
+    prompts = [mc_prompt(item, mc.lang) for item in mc.items]
+    options = [[" " + option for option in item.options] for item in mc.items]
+    sizes = [np.array([len(o.encode("utf-8")) for o in item.options], dtype=float) for item in mc.items]
+    answers = np.array([item.answer for item in mc.items])
+    result = MCResult(mc.lang, mode, mc.items, {}, sizes, {m: {} for m in METRICS}, {})
+    for condition in conditions:
+        desc = f"MC {mc.lang} {condition.label}" if progress else None
+        loglik = option_logliks(lm, prompts, options, condition.neurons, mode, batch_size, desc)
+        total, normed = option_choices(loglik, sizes)
+        label = condition.label
+        result.loglik[label], result.chosen[label] = loglik, total
+        result.scores["acc"][label] = (total == answers).astype(float)
+        result.scores["acc_norm"][label] = (normed == answers).astype(float)
+        result.scores["p_correct"][label] = right_option_probability(loglik, answers)
+    return result
+
+
+def reasoning_summary(result: MCResult, conditions: Sequence[Condition], seed: int = 0) -> list[dict]:
+    """effects.summarise rows for each metric (one layer column "all"), with the language."""
+    rows = []
+    for metric in METRICS:
+        values = {label: v[:, None] for label, v in result.scores[metric].items()}  # [item, 1]
+        rows += [{"lang": result.lang, **row} for row in summarise(values, conditions, metric, [ALL_LAYERS], seed)]
+    return rows
+
+
+def item_rows(result: MCResult, conditions: Sequence[Condition]) -> list[dict]:
+    """One row per (item, condition): question, right and chosen option, scores, option log-likelihoods."""
+    rows = []
+    for i, item in enumerate(result.items):
+        for condition in conditions:
+            label = condition.label
+            rows.append({
+                "lang": result.lang, "item": i, "question": item.question, "answer": LETTERS[item.answer],
+                "condition": label, "chosen": LETTERS[int(result.chosen[label][i])],
+                **{metric: float(result.scores[metric][label][i]) for metric in METRICS},
+                "option_logliks": " ".join(f"{v:.3f}" for v in result.loglik[label][i]),
+            })
+    return rows
+
+
+def plot_reasoning(result: MCResult, summary: Sequence[dict], conditions: Sequence[Condition], model_name: str):
+    """Accuracy, per-byte accuracy and p(right option) per condition, with intervals, seed dots and chance."""
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(5.2 * len(METRICS), 4.2))
+    for ax, metric in zip(axes, METRICS):
+        rows = [row for row in summary if row["metric"] == metric]
+        condition_bars(ax, rows, seed_means(result.scores[metric], conditions), METRIC_TITLES[metric])
+        ax.axhline(result.chance, color="gray", linestyle="--", linewidth=1)
+        ax.annotate("chance", (0, result.chance), textcoords="offset points", xytext=(-20, 3), fontsize=8, color="gray")
+        ax.set_ylim(0, 1)
+        ax.set_title(METRIC_TITLES[metric])
+    fig.suptitle(f"{model_name}: multiple choice in {result.lang} ({len(result.items)} items), "
+                 f"deactivation mode {result.mode}")
+    fig.tight_layout()
+    return fig

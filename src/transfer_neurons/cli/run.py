@@ -1,0 +1,51 @@
+"""`transfer-neurons run`: the whole study, cached and resumable, ending in report.html and results.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..distributed import init_from_env
+from ..models.loading import DEVICES, DTYPES, EMBEDDED
+from ..study import ANALYSES, read_config_file, resolve_config, run_study, summary_table
+from .common import positive_int
+
+
+def run(args: argparse.Namespace) -> int:
+    init_from_env()
+    file_options = read_config_file(args.config) if args.config else {}
+    cfg = resolve_config(file_options, quick=args.quick, overrides={
+        "model": args.model, "device": args.device, "dtype": args.dtype, "batch_size": args.batch_size,
+        "langs": args.langs, "stages": args.stages,
+    })
+    out = Path(args.out)
+    print(f"study of {cfg['model']} on {', '.join(cfg['langs'])} (hub {cfg['hub_lang']})"
+          f"{' [quick]' if cfg['quick'] else ''} -> {out}", flush=True)
+    result = run_study(cfg, out, verbose=args.verbose)
+    print("\n" + summary_table(result))
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    print("\nclaims:")
+    for claim in results["claims"]:
+        print(f"  {claim['number']}. {claim['claim']}: {claim['status']}")
+    print(f"\nwrote {out / 'report.html'}, {out / 'results.json'} and {out / 'config.yaml'}")
+    return 1 if result.failed else 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "run", help="the whole study in one command, cached and resumable, with report.html",
+        description="Detect Type-1 and Type-2 transfer neurons for each language and run every analysis with its "
+        "controls; each stage is cached under --out by a key of model, data and options, so a rerun reuses "
+        "finished stages and an interrupted run resumes. Ends with report.html, results.json and config.yaml.")
+    parser.add_argument("--config", help="a YAML (or TOML) study config; the effective one is saved as OUT/config.yaml")
+    parser.add_argument("--quick", action="store_true", help="small sizes (2 languages, few sentences, 2 seeds): minutes on a CPU")
+    parser.add_argument("--model", default=None, help=f"model to study (default: config, else {EMBEDDED})")
+    parser.add_argument("--device", default=None, choices=DEVICES, help="cpu (default), cuda or auto")
+    parser.add_argument("--dtype", default=None, choices=tuple(DTYPES), help="weights dtype (default float32 on CPU)")
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="sentences per forward pass (default 16)")
+    parser.add_argument("--langs", default=None, help="comma-separated L2 codes (default ja,nl,ko,it; quick: ja,ko)")
+    parser.add_argument("--stages", default=None, help=f"comma-separated analyses to run (default all: {','.join(ANALYSES)})")
+    parser.add_argument("--verbose", action="store_true", help="also show the analyses' own progress bars")
+    parser.add_argument("--out", required=True, help="study folder (created; reused stages are kept)")
+    parser.set_defaults(func=run)

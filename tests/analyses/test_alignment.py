@@ -1,0 +1,163 @@
+"""Mutual kNN and debiased CKA on constructed arrays, the paired bootstrap table, and the `alignment` CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import ortho_group
+from tiny import tiny_lm
+
+from transfer_neurons.analyses.alignment import (
+    alignment_of,
+    debiased_cka,
+    gram,
+    hsic_bootstrap,
+    mutual_knn,
+    mutual_knn_items,
+    resample_index,
+    summarise_boot,
+    unbiased_hsic,
+)
+from transfer_neurons.cli import main
+from transfer_neurons.conditions import Condition
+from transfer_neurons.errors import TransferNeuronsError
+
+
+def on_circle(degrees):
+    rad = np.deg2rad(degrees)
+    return np.stack([np.cos(rad), np.sin(rad)], axis=1)
+
+
+def test_mutual_knn_identical_representations_is_one():
+    x = np.random.default_rng(0).normal(size=(20, 5))
+    assert np.all(mutual_knn_items(x, x, 3) == 1.0)
+    assert np.all(mutual_knn_items(x, 7 * x, 5) == 1.0)  # only directions count
+
+
+def test_mutual_knn_swapped_items_hand_computed():
+    # x: nearest neighbours 0->1, 1->0, 2->1, 3->4, 4->3, 5->4 (angles 0,10,25 | 90,100,115)
+    x = on_circle([0, 10, 25, 90, 100, 115])
+    # y: items 2 and 3 swap places: 0->1, 1->0, 2->4, 3->1, 4->2, 5->4; items 0, 1, 5 agree
+    y = on_circle([0, 10, 90, 25, 100, 115])
+    assert mutual_knn_items(x, y, 1) == pytest.approx([1, 1, 0, 0, 0, 1])
+    # k=2: x sets {1,2},{0,2},{1,0},{4,5},{3,5},{4,3}; y sets {1,3},{0,3},{4,5},{1,0},{2,5},{4,2}
+    assert mutual_knn_items(x, y, 2) == pytest.approx([0.5, 0.5, 0.0, 0.0, 0.5, 0.5])
+
+
+def test_mutual_knn_per_layer_and_bad_k():
+    x = on_circle([0, 10, 25, 90, 100, 115])
+    y = on_circle([0, 10, 90, 25, 100, 115])
+    layered = mutual_knn(np.stack([x, x], 1), np.stack([x, y], 1), 1)  # [item, layer]
+    assert layered.shape == (6, 2) and layered[:, 0].mean() == 1.0 and layered[:, 1].mean() == 0.5
+    with pytest.raises(TransferNeuronsError):
+        mutual_knn_items(x, y, 6)
+
+
+def test_debiased_cka_invariances_and_extremes():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 8)) @ rng.normal(size=(8, 8))
+    assert debiased_cka(x, x) == pytest.approx(1.0)
+    q = ortho_group.rvs(8, random_state=1)
+    assert debiased_cka(x, x @ q * 3.7) == pytest.approx(1.0)
+    y = rng.normal(size=(60, 12))
+    assert debiased_cka(x, y) == pytest.approx(debiased_cka(x @ q, 0.2 * y @ ortho_group.rvs(12, random_state=2)))
+    many_x, many_y = rng.normal(size=(2000, 10)), rng.normal(size=(2000, 10))
+    assert abs(debiased_cka(many_x, many_y)) < 0.01  # the biased estimator gives ~d/n-ish positive values
+
+
+def test_unbiased_hsic_matches_the_u_statistic_definition():
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(7, 3)), rng.normal(size=(7, 2))
+    k, l = gram(x), gram(y)
+    n = 7
+    # Song et al. 2012: HSIC = E[k_ij l_ij] + E[k_ij] E[l_qr] - 2 E[k_ij l_iq] over distinct indices
+    idx = [(i, j) for i in range(n) for j in range(n) if i != j]
+    t1 = np.mean([k[i, j] * l[i, j] for i, j in idx])
+    t2 = np.mean([k[i, j] * l[q, r] for i, j in idx for q, r in idx if len({i, j, q, r}) == 4])
+    t3 = np.mean([k[i, j] * l[i, q] for i in range(n) for j in range(n) for q in range(n) if len({i, j, q}) == 3])
+    assert unbiased_hsic(k, l) == pytest.approx(t1 + t2 - 2 * t3)
+
+
+def test_bootstrap_without_ties_is_the_point_estimate_and_ties_are_masked():
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(10, 4)), rng.normal(size=(10, 4))
+    k, l = gram(x), gram(y)
+    perm = np.stack([rng.permutation(10) for _ in range(3)])  # resamples without ties
+    assert hsic_bootstrap(k, l, perm) == pytest.approx(np.full(3, unbiased_hsic(k, l)))
+    index = resample_index(10, 5, seed=0)
+    assert index.shape == (5, 10) and np.array_equal(index, resample_index(10, 5, seed=0))
+
+
+def conditions():
+    return [Condition("none", None), Condition("transfer", np.zeros((1, 2), int)),
+            Condition("random", np.zeros((1, 2), int), seed=0), Condition("random", np.zeros((1, 2), int), seed=1)]
+
+
+def test_summarise_boot_drops_and_transfer_minus_control():
+    point = {"none": np.array([0.9, 0.8]), "transfer": np.array([0.5, 0.8]),
+             "random#0": np.array([0.85, 0.8]), "random#1": np.array([0.75, 0.8])}
+    boot = {label: np.tile(v, (50, 1)) + np.linspace(-0.01, 0.01, 50)[:, None] for label, v in point.items()}
+    rows = {(r["condition"], r["layer"]): r for r in summarise_boot(point, boot, conditions(), "cka", 30)}
+    t0, r0 = rows[("transfer", "0")], rows[("random", "0")]
+    assert t0["drop"] == pytest.approx(0.4) and t0["drop_low"] == pytest.approx(0.4) and t0["p_vs_none"] == 0.0
+    assert rows[("transfer", "1")]["drop"] == pytest.approx(0.0) and rows[("transfer", "1")]["p_vs_none"] == 1.0
+    assert r0["drop"] == pytest.approx(0.1) and r0["transfer_minus_control"] == pytest.approx(0.3)
+    assert r0["seed_drop_mean"] == pytest.approx(0.1) and r0["seed_drop_std"] == pytest.approx(np.std([0.05, 0.15], ddof=1))
+    assert t0["mean_low"] == pytest.approx(0.49, abs=1e-3) and t0["items"] == 30
+
+
+def test_alignment_of_identical_l2_is_perfect_and_shuffled_is_not():
+    rng = np.random.default_rng(5)
+    hub = torch.tensor(rng.normal(size=(40, 2, 6)), dtype=torch.float32)
+    mean = hub.double().mean(0)
+    al = alignment_of(hub, {"none": hub, "shuffled": hub[torch.randperm(40, generator=torch.Generator().manual_seed(0))]},
+                      mean, ks=(3,), n_boot=50)
+    assert np.all(al.knn["mknn@3_raw"]["none"] == 1) and np.all(al.knn["mknn@3_centred"]["none"] == 1)
+    assert al.cka["none"] == pytest.approx([1, 1]) and np.abs(al.cka["shuffled"]).max() < 0.3
+    assert al.knn["mknn@3_raw"]["shuffled"].mean() < 0.4
+    assert al.cka_boot["none"].shape == (50, 2)
+
+
+ROWS = [
+    {"en": "The cat sleeps.", "ja": "猫が寝ている。", "ko": "고양이가 잔다."},
+    {"en": "I like green tea.", "ja": "緑茶が好きです。", "ko": "나는 녹차를 좋아한다."},
+    {"en": "Where is the station?", "ja": "駅はどこですか。", "ko": "역이 어디예요?"},
+    {"en": "It is raining today.", "ja": "今日は雨が降っています。", "ko": "오늘은 비가 온다."},
+    {"en": "My brother is a doctor.", "ja": "兄は医者です。", "ko": "형은 의사이다."},
+    {"en": "The book is on the table.", "ja": "本はテーブルの上にある。", "ko": "책은 탁자 위에 있다."},
+    {"en": "We went to the sea.", "ja": "私たちは海に行った。", "ko": "우리는 바다에 갔다."},
+    {"en": "Please open the window.", "ja": "窓を開けてください。", "ko": "창문을 열어 주세요."},
+]
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A tiny saved model, a small parallel JSONL file and a Type-1 ja detection made by the CLI."""
+    root = tmp_path_factory.mktemp("alignment")
+    lm = tiny_lm("llama")
+    lm.model.save_pretrained(root / "model")
+    lm.tokenizer.save_pretrained(root / "model")
+    data = root / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ROWS), encoding="utf-8")
+    model = ["--model", str(root / "model"), "--batch-size", "4"]
+    assert main(["detect", "--type", "type1", "--lang", "ja", "--centroid-data", str(data), "--score-data", str(data),
+                 "--top-n", "6", "--out", str(root / "det"), *model]) == 0
+    return root, data, model
+
+
+def test_alignment_cli_writes_tables_and_figure(saved, capsys):
+    root, data, model = saved
+    out = root / "out"
+    assert main(["alignment", "--detection", str(root / "det"), "--data", str(data), "--k", "2,3",
+                 "--controls", "random:2,anti", "--n-boot", "40", "--out", str(out), *model]) == 0
+    record = json.loads((out / "alignment.json").read_text())
+    metrics = {r["metric"] for r in record["per_layer"]}
+    assert metrics == {"mknn@2_raw", "mknn@3_raw", "mknn@2_centred", "mknn@3_centred", "cka"}
+    assert {r["condition"] for r in record["per_layer"]} == {"none", "transfer", "random", "anti"}
+    assert len([r for r in record["per_layer"] if r["metric"] == "cka" and r["condition"] == "none"]) == 4
+    assert (out / "alignment.csv").is_file() and (out / "alignment_mid.csv").is_file()
+    assert (out / "alignment_layers.png").stat().st_size > 10_000
+    assert "debiased linear CKA" in capsys.readouterr().out
+    assert main(["alignment", "--detection", str(root / "det"), "--data", str(data), "--k", "8",
+                 "--out", str(out), *model]) == 2

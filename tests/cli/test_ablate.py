@@ -1,0 +1,71 @@
+"""`ablate` end to end on a tiny saved model: detect, then the compact table, files and errors."""
+
+import json
+
+import pytest
+from tiny import tiny_lm
+
+from transfer_neurons.cli import main
+
+ROWS = [
+    {"en": "The cat sleeps.", "ja": "猫が寝ている。"},
+    {"en": "I like green tea.", "ja": "緑茶が好きです。"},
+    {"en": "Where is the station?", "ja": "駅はどこですか。"},
+    {"en": "It is raining today.", "ja": "今日は雨が降っています。"},
+    {"en": "My brother is a doctor.", "ja": "兄は医者です。"},
+    {"en": "The shop opens at nine.", "ja": "店は九時に開きます。"},
+]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ablate")
+    lm = tiny_lm("llama")
+    lm.model.save_pretrained(root / "model")
+    lm.tokenizer.save_pretrained(root / "model")
+    data = root / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ROWS), encoding="utf-8")
+    model = ["--model", str(root / "model"), "--batch-size", "4"]
+    assert main(["detect", "--type", "type1", "--lang", "ja", *model, "--centroid-data", str(data),
+                 "--score-data", str(data), "--top-n", "6", "--out", str(root / "det")]) == 0
+    return root, [*model, "--data", str(data)]
+
+
+def test_ablate_writes_table_files_and_prints_it(setup, capsys):
+    root, common = setup
+    capsys.readouterr()
+    code = main(["ablate", "--detection", str(root / "det"), *common, "--controls", "random:2,magnitude-matched,anti",
+                 "--out", str(root / "out")])
+    assert code == 0
+    for name in ("ablate.csv", "ablate.json", "ablate.png"):
+        assert (root / "out" / name).stat().st_size > 0
+    record = json.loads((root / "out/ablate.json").read_text())
+    rows = record["rows"]
+    assert {r["metric"] for r in rows} == {"raw", "centred"} and {r["pairs"] for r in rows} == {"parallel"}
+    assert [r["condition"] for r in rows if r["metric"] == "raw"] == ["none", "transfer", "random", "magnitude-matched", "anti"]
+    assert record["mid_layers"] == [1] and record["pairs"] == len(ROWS) and record["lang"] == "ja"
+    random = next(r for r in rows if r["condition"] == "random")
+    assert random["seeds"] == 2 and random["tmc_low"] <= random["transfer_minus_control"] <= random["tmc_high"]
+    assert all(r["drop"] == 0 for r in rows if r["condition"] == "none")
+    assert "magnitude_ratio=" in next(r for r in rows if r["condition"] == "magnitude-matched")["note"]
+    out = capsys.readouterr().out
+    assert "mean-centred cosine, parallel pairs" in out and "magnitude-matched neurons reach" in out
+
+
+def test_bare_neurons_json_with_top_k_needs_no_controls(setup):
+    root, common = setup
+    assert main(["ablate", "--neurons", str(root / "det/neurons.json"), "--top-k", "2", "--lang", "ja", *common,
+                 "--out", str(root / "bare")]) == 0
+    record = json.loads((root / "bare/ablate.json").read_text())
+    assert [c["label"] for c in record["conditions"]] == ["none", "transfer"]
+    assert record["conditions"][1]["neurons"] == 2
+
+
+def test_bad_inputs_exit_2_naming_the_problem(setup, capsys):
+    root, common = setup
+    missing = root / "nowhere" / "neurons.json"
+    assert main(["ablate", "--neurons", str(missing), "--lang", "ja", *common, "--out", str(root / "x")]) == 2
+    assert str(missing) in capsys.readouterr().err
+    assert main(["ablate", "--neurons", str(root / "det/neurons.json"), "--controls", "random", "--lang", "ja",
+                 *common, "--out", str(root / "y")]) == 2
+    assert "--detection" in capsys.readouterr().err

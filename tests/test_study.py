@@ -1,0 +1,183 @@
+"""`transfer-neurons run` on a tiny saved model: stages, cache keys, reuse, recompute, resume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from tiny import tiny_lm
+
+from transfer_neurons.cli import main
+from transfer_neurons.errors import TransferNeuronsError
+from transfer_neurons.study import read_manifest, resolve_config, run_study
+
+ROWS = [
+    ("The cat sleeps.", "猫が寝ている。", "고양이가 잔다."),
+    ("I like green tea.", "緑茶が好きです。", "나는 녹차를 좋아한다."),
+    ("Where is the station?", "駅はどこですか。", "역이 어디예요?"),
+    ("It is raining today.", "今日は雨が降っています。", "오늘은 비가 온다."),
+    ("My brother is a doctor.", "兄は医者です。", "형은 의사입니다."),
+    ("The book is on the table.", "本は机の上にあります。", "책은 탁자 위에 있다."),
+    ("We eat rice every day.", "私たちは毎日ご飯を食べます。", "우리는 매일 밥을 먹는다."),
+    ("She reads the newspaper.", "彼女は新聞を読む。", "그녀는 신문을 읽는다."),
+]
+QUESTIONS = [
+    ({"en": "What is the capital of France?", "ja": "フランスの首都は？", "ko": "프랑스의 수도는?"},
+     {"en": ["Paris"], "ja": ["パリ"], "ko": ["파리"]}),
+    ({"en": "What colour is the sky?", "ja": "空は何色？", "ko": "하늘은 무슨 색?"},
+     {"en": ["blue"], "ja": ["青"], "ko": ["파란색"]}),
+    ({"en": "How many legs has a cat?", "ja": "猫の足は何本？", "ko": "고양이 다리는 몇 개?"},
+     {"en": ["four", "4"], "ja": ["4本", "4"], "ko": ["4개", "4"]}),
+]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> str:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return str(path)
+
+
+def make_setup(root: Path) -> dict:
+    """A tiny saved model and tiny data files; returns a study config (as a config file would hold it)."""
+    lm = tiny_lm("gemma3_text")
+    lm.model.save_pretrained(root / "model")
+    lm.tokenizer.save_pretrained(root / "model")
+    parallel = write_jsonl(root / "pairs.jsonl", [{"en": e, "ja": j, "ko": k} for e, j, k in ROWS])
+    qa = write_jsonl(root / "qa.jsonl", [{"id": f"q{i}", "question": q, "answers": a} for i, (q, a) in enumerate(QUESTIONS)])
+    mc = write_jsonl(root / "mc.jsonl", [
+        {"id": f"m{i}", "question": q, "options": {k: ["1", "2", "3", "4"] for k in q}, "answer": i % 4}
+        for i, (q, _) in enumerate(QUESTIONS)
+    ])
+    return {
+        "model": str(root / "model"), "batch_size": 4, "langs": ["ja", "ko"], "top_n": 6,
+        "data": {"parallel": parallel, "qa": qa, "mc": mc},
+        "controls": ["random:2", "magnitude-matched", "anti"], "seeds": 2, "knn_k": 2,
+    }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run far faster on one thread, above all on a shared, busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """One finished study on the tiny model, shared by the tests that only read it."""
+    root = tmp_path_factory.mktemp("study")
+    options = make_setup(root)
+    cfg = resolve_config(options)
+    result = run_study(cfg, root / "out")
+    return root, options, cfg, result
+
+
+def manifests(out: Path) -> dict[str, dict]:
+    return {str(p.parent.relative_to(out)): json.loads(p.read_text()) for p in out.rglob("manifest.json")}
+
+
+def test_first_run_computes_every_stage_and_writes_the_study_files(study):
+    root, _, cfg, result = study
+    out = root / "out"
+    assert [s.status for s in result.stages] == ["computed"] * len(result.stages), [(s.name, s.error) for s in result.stages]
+    names = [s.name for s in result.stages]
+    assert names[:4] == ["detect/type1-ja", "detect/type2-ja", "detect/type1-ko", "detect/type2-ko"]
+    assert "similarity/type1-ja" in names and "activations/type2-ko" in names
+    for name in names:
+        manifest = read_manifest(out / name)
+        assert manifest is not None and manifest["files"] and manifest["summary"]["title"]
+    assert (out / "detect/type1-ja/neurons.json").is_file() and (out / "similarity/type1-ja/similarity_mid.csv").is_file()
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved == cfg
+    assert (out / "report.html").is_file() and (out / "results.json").is_file()
+    assert not list(out.rglob(".*.tmp-*"))
+
+
+def test_saved_config_reproduces_the_study(study):
+    root, _, cfg, _ = study
+    again = resolve_config(yaml.safe_load((root / "out/config.yaml").read_text()))
+    assert again == cfg
+
+
+def test_second_run_reuses_every_stage(study, tmp_path):
+    root, _, cfg, _ = study
+    out = tmp_path / "copy"
+    shutil.copytree(root / "out", out)
+    before = {name: m["finished"] for name, m in manifests(out).items()}
+    mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("manifest.json")}
+    rerun = run_study(cfg, out, lm=_no_model())
+    assert {s.status for s in rerun.stages} == {"cached"}
+    assert {name: m["finished"] for name, m in manifests(out).items()} == before
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("manifest.json")} == mtimes
+
+
+def test_changed_option_recomputes_only_its_dependants(study, tmp_path):
+    root, options, _, _ = study
+    out = tmp_path / "copy"
+    shutil.copytree(root / "out", out)
+    small = {**options, "langs": ["ja"], "stages": ["similarity"]}
+    assert {s.status for s in run_study(resolve_config(small), out, render=False).stages} == {"cached"}
+    rerun = run_study(resolve_config({**small, "seeds": 3}), out, render=False)  # controls change, detection does not
+    status = {s.name: s.status for s in rerun.stages}
+    assert status == {"detect/type1-ja": "cached", "detect/type2-ja": "cached",
+                      "similarity/type1-ja": "computed", "similarity/type2-ja": "computed"}
+    cfg = resolve_config({**small, "seeds": 3, "top_n": 5})  # top-n changes both detections and all below
+    status = {s.name: s.status for s in run_study(cfg, out, render=False).stages}
+    assert set(status.values()) == {"computed"}
+    assert read_manifest(out / "similarity/type1-ko")["inputs"]["options"]["seeds"] == 2  # other stages untouched
+
+
+def test_resume_after_a_kill_recomputes_only_the_unfinished_stage(study, tmp_path):
+    root, _, cfg, _ = study
+    out = tmp_path / "copy"
+    shutil.copytree(root / "out", out)
+    (out / "similarity/type1-ko/manifest.json").unlink()  # killed before the manifest was written
+    (out / "similarity/type1-ko/similarity.csv").write_text("half a li")
+    leftover = out / "activations/.type1-ja.tmp-deadbeef"  # killed while writing into a temporary folder
+    leftover.mkdir()
+    (leftover / "activations.csv").write_text("partial")
+    rerun = run_study(cfg, out)
+    status = {s.name: s.status for s in rerun.stages}
+    assert status["similarity/type1-ko"] == "computed"
+    assert [n for n, s in status.items() if s != "cached"] == ["similarity/type1-ko"]
+    assert not leftover.exists()
+    assert (out / "similarity/type1-ko/similarity.csv").read_text().startswith("metric") or \
+        "condition" in (out / "similarity/type1-ko/similarity.csv").read_text().splitlines()[0]
+
+
+def test_cli_run_writes_the_report_and_config(tmp_path, capsys):
+    options = make_setup(tmp_path)
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump({**options, "stages": ["similarity"], "langs": ["ko"]}))
+    assert main(["run", "--config", str(config), "--langs", "ja", "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "detect/type1-ja" in printed and "computed" in printed and "claims:" in printed
+    saved = yaml.safe_load((tmp_path / "out/config.yaml").read_text())
+    assert saved["langs"] == ["ja"] and saved["stages"] == ["similarity"]
+    assert main(["report", str(tmp_path / "out")]) == 0
+
+
+def test_bad_config_is_one_clear_error(tmp_path):
+    with pytest.raises(TransferNeuronsError, match="unknown option 'langz'"):
+        resolve_config({"langz": ["ja"]})
+    with pytest.raises(TransferNeuronsError, match="unknown stage"):
+        resolve_config({"stages": ["similarity", "telepathy"]})
+    with pytest.raises(TransferNeuronsError, match="sizes.test"):
+        resolve_config({"sizes": {"test": 0}})
+    assert resolve_config({}, quick=True)["langs"] == ["ja", "ko"]
+    assert resolve_config({"langs": "nl,it"}, quick=True)["langs"] == ["nl", "it"]
+
+
+def _no_model():
+    """A model stand-in that fails if a cached run touches it."""
+
+    class Untouchable:
+        def __getattr__(self, name):
+            raise AssertionError("a fully cached run must not use the model")
+
+    return Untouchable()
