@@ -7,8 +7,9 @@ For each model and the same sentences it prints the per-sentence cost of
   (d) `score_neurons` for Type-1 and Type-2 centroids (computed beforehand, not timed),
   (e) the naive scorer of bench/naive.py (on fewer sentences, it is slow),
 and the ratios detect/floor (target <= 1.25) and naive/detect. Forward passes use the
-decoder stack only (`lm.view.decoder`), as capture does. Timings are the minimum over
---repeats rounds, run round-robin so a busy machine slows every variant alike.
+decoder stack only (`lm.view.decoder`), as capture does. Wall-clock and CPU seconds (both
+threads) are the minimum over --repeats rounds, run round-robin so a busy machine slows
+every variant alike; on a shared machine the CPU ratios are the steadier ones.
 
     python bench/bench_detect.py [--models smollm2 embedded] [--sentences 200] [--naive-sentences 40]
 """
@@ -21,7 +22,9 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "2")  # before NumPy/torch load their BLAS: no thread fight
 
 import argparse
+import contextlib
 import importlib.util
+import io
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -67,25 +70,39 @@ def parallel_sentences(lang: str, n: int) -> tuple[list[str], list[str], str]:
 
 
 @torch.no_grad()
-def forward_only(lm: LoadedModel, texts: Sequence[str], batch_size: int, sort_by_length: bool) -> float:
-    """Seconds for the decoder stack over pre-tokenised batches (tokenising not timed)."""
+def forward_only(
+    lm: LoadedModel, texts: Sequence[str], batch_size: int, sort_by_length: bool
+) -> tuple[float, float]:
+    """(wall, CPU) seconds for the decoder stack over pre-tokenised batches (tokenising not timed)."""
     batches = make_batches(lm, texts, batch_size, sort_by_length)
     device = lm.view.device
-    start = time.perf_counter()
-    for batch in batches:
-        lm.view.decoder(
-            input_ids=batch.input_ids.to(device),
-            attention_mask=batch.attention_mask.to(device),
-            position_ids=batch.position_ids.to(device),
-            use_cache=False,
-        )
-    return time.perf_counter() - start
+    with Clock() as clock:
+        for batch in batches:
+            lm.view.decoder(
+                input_ids=batch.input_ids.to(device),
+                attention_mask=batch.attention_mask.to(device),
+                position_ids=batch.position_ids.to(device),
+                use_cache=False,
+            )
+    return clock.seconds
 
 
-def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+class Clock:
+    """Wall-clock and CPU seconds (all threads of this process) of a with-block."""
+
+    def __enter__(self) -> "Clock":
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.seconds = (time.perf_counter() - self._wall, time.process_time() - self._cpu)
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, float]:
+    """(wall, CPU) seconds of fn()."""
+    with Clock() as clock:
+        fn()
+    return clock.seconds
 
 
 def token_lengths(lm: LoadedModel, texts: Sequence[str]) -> tuple[int, int, float]:
@@ -103,10 +120,11 @@ def bench_model(name: str, args: argparse.Namespace) -> dict[str, float]:
           f"{lm.tokenizer.padding_side} padding")
     print(f"   {len(l2)} {args.lang} sentences of {data_name}, {lo}-{hi} tokens (mean {mean:.1f}); "
           f"batch {args.batch_size}; {torch.get_num_threads()} threads; load before: {load_average()}")
-    cents = {
-        "type1": shared_centroids(lm, hub, l2, args.batch_size),
-        "type2": language_centroids(lm, l2, args.batch_size),
-    }
+    with contextlib.redirect_stderr(io.StringIO()):  # centroids are not timed: no progress bars
+        cents = {
+            "type1": shared_centroids(lm, hub, l2, args.batch_size),
+            "type2": language_centroids(lm, l2, args.batch_size),
+        }
     naive_texts = l2[: args.naive_sentences]
     variants: dict[str, tuple[Callable[[], object], int]] = {
         "forward, one at a time": (lambda: forward_only(lm, l2, 1, False), len(l2)),
@@ -120,25 +138,28 @@ def bench_model(name: str, args: argparse.Namespace) -> dict[str, float]:
         for kind, c in cents.items():
             variants[f"naive scorer, {kind}"] = (lambda c=c: naive_scores(lm, c, naive_texts), len(naive_texts))
     forward_only(lm, l2[: args.batch_size], args.batch_size, True)  # warm-up
-    best = {label: float("inf") for label in variants}
+    best = {label: (float("inf"), float("inf")) for label in variants}  # (wall, CPU), min over rounds
     for _ in range(args.repeats):
         for label, (fn, _) in variants.items():
-            seconds = fn() if label.startswith("forward") else timed(fn)
-            best[label] = min(best[label], seconds)
-    per_sentence = {label: best[label] / n for label, (_, n) in variants.items()}
+            wall, cpu = fn() if label.startswith("forward") else timed(fn)
+            best[label] = (min(best[label][0], wall), min(best[label][1], cpu))
+    wall = {label: best[label][0] / n for label, (_, n) in variants.items()}  # s/sentence
+    cpu = {label: best[label][1] / n for label, (_, n) in variants.items()}
+    print(f"   {'':<50} {'wall s/sent':>11} {'CPU s/sent':>11}")
     for label, (_, n) in variants.items():
-        print(f"   {label:<48} {per_sentence[label]:8.4f} s/sentence  ({n} sentences, {best[label]:.1f} s)")
-    floor = per_sentence[f"forward, batches of {args.batch_size}, length-sorted (floor)"]
+        print(f"   {label:<50} {wall[label]:11.4f} {cpu[label]:11.4f}   ({n} sentences, {best[label][0]:.1f} s wall)")
+    floor = f"forward, batches of {args.batch_size}, length-sorted (floor)"
     for kind in cents:
-        det = per_sentence[f"detect scoring, {kind}"]
-        line = f"   {kind}: detect/floor {det / floor:.2f}x (target <= 1.25)"
+        det = f"detect scoring, {kind}"
+        line = f"   {kind}: detect/floor {wall[det] / wall[floor]:.2f}x wall, {cpu[det] / cpu[floor]:.2f}x CPU (target <= 1.25)"
         if args.naive_sentences:
-            line += f"; naive/detect {per_sentence[f'naive scorer, {kind}'] / det:.1f}x"
+            naive = f"naive scorer, {kind}"
+            line += f"; naive/detect {wall[naive] / wall[det]:.1f}x wall, {cpu[naive] / cpu[det]:.1f}x CPU"
         print(line)
     if args.naive_sentences and args.check:
         check_agreement(lm, cents["type2"], naive_texts, args.batch_size)
     print(f"   load after: {load_average()}")
-    return per_sentence
+    return wall
 
 
 def check_agreement(lm: LoadedModel, centroids: torch.Tensor, texts: Sequence[str], batch_size: int) -> None:

@@ -7,6 +7,8 @@ is reset first (/proc/self/clear_refs), elsewhere a 2 ms psutil sampler stands i
 By default the 1000 sentences are the 100 repeated, so both runs have the same
 longest batch and only the count differs; --distinct takes 1000 different sentences
 (then the longest sentence also differs, which changes the activation memory of a batch).
+Both sizes run twice: with glibc's default malloc, whose peak RSS includes freed
+temporaries it keeps, and with a fixed mmap threshold, whose peak is the working set.
 
     python bench/bench_memory.py [--model embedded] [--sizes 100 1000] [--distinct]
 """
@@ -32,6 +34,12 @@ import psutil
 import torch
 
 MIB = 2**20
+# glibc's default raises its mmap threshold after frees, so freed temporaries stay in the heap and
+# the peak RSS carries 0-350 MiB of allocator noise; a fixed threshold returns them, leaving the working set
+ALLOCATORS = {
+    "glibc malloc, default settings": {},
+    "glibc malloc, MALLOC_MMAP_THRESHOLD_=1 MiB (the working set)": {"MALLOC_MMAP_THRESHOLD_": str(MIB)},
+}
 
 
 def reset_peak() -> bool:
@@ -112,24 +120,30 @@ def main() -> None:
     if args.worker:
         return worker(args)
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    rows = []
-    for size in args.sizes:
-        cmd = [sys.executable, __file__, "--worker", str(size), "--model", args.model, "--lang", args.lang,
-               "--batch-size", str(args.batch_size), "--sizes", *map(str, args.sizes)]
-        cmd += ["--distinct"] if args.distinct else []
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        row = json.loads(out.strip().splitlines()[-1])
-        rows.append(row)
-        print(f"{row['sentences']:5d} sentences ({row['distinct']} distinct): peak RSS increase of score_neurons "
-              f"{row['increase_mib']:7.1f} MiB (RSS before {row['rss_before_mib']:.0f} MiB; {row['peak_source']}; "
-              f"sampler {row['sampled_increase_mib']:.1f} MiB; {row['seconds']:.1f} s)")
-    small, large = rows
+    for allocator, env in ALLOCATORS.items():
+        print(f"-- {allocator}")
+        rows = [run_worker(args, size, env) for size in args.sizes]
+        small, large = rows
+        print(f"   difference {large['sentences']} - {small['sentences']} sentences: "
+              f"{large['increase_mib'] - small['increase_mib']:+.1f} MiB")
     cells = small["layers_x_dff"]
-    print(f"{large['model']}: layers x d_ff = {cells:,} (one float64 [layer, d_ff] sum = {cells * 8 / MIB:.2f} MiB)")
-    print(f"difference {large['sentences']} - {small['sentences']} sentences: "
-          f"{large['increase_mib'] - small['increase_mib']:+.1f} MiB; keeping per-sentence float64 scores instead "
-          f"would need {cells * 8 * large['sentences'] / MIB:,.0f} MiB for {large['sentences']} sentences")
+    print(f"{large['model']}: layers x d_ff = {cells:,} (one float64 [layer, d_ff] sum = {cells * 8 / MIB:.2f} MiB); "
+          f"keeping per-sentence float64 scores would need {cells * 8 * large['sentences'] / MIB:,.0f} MiB "
+          f"for {large['sentences']} sentences")
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def run_worker(args: argparse.Namespace, size: int, env: dict[str, str]) -> dict:
+    """Measure one size in a fresh process and print its line."""
+    cmd = [sys.executable, __file__, "--worker", str(size), "--model", args.model, "--lang", args.lang,
+           "--batch-size", str(args.batch_size), "--sizes", *map(str, args.sizes)]
+    cmd += ["--distinct"] if args.distinct else []
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, **env}).stdout
+    row = json.loads(out.strip().splitlines()[-1])
+    print(f"   {row['sentences']:5d} sentences ({row['distinct']} distinct): peak RSS increase "
+          f"{row['increase_mib']:6.1f} MiB (RSS before {row['rss_before_mib']:.0f} MiB; {row['peak_source']}; "
+          f"sampler {row['sampled_increase_mib']:.1f} MiB; {row['seconds']:.1f} s)", flush=True)
+    return row
 
 
 if __name__ == "__main__":

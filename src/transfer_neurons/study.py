@@ -64,7 +64,7 @@ DEFAULTS: dict[str, Any] = {
     "langs": ["ja", "nl", "ko", "it"],
     "hub_lang": "en",
     "data": {"parallel": "parallel", "qa": "qa", "mc": "mc"},
-    "sizes": {"detect": None, "test": None, "specificity": None, "qa": None, "mc": None},
+    "sizes": {"detect": None, "test": None, "specificity": None, "qa": None, "mc": None, "lens": None},
     "top_n": None,
     "controls": list(DEFAULT_CONTROLS),
     "seeds": 5,
@@ -87,11 +87,11 @@ DEFAULTS: dict[str, Any] = {
 
 QUICK: dict[str, Any] = {
     "langs": ["ja", "ko"],
-    "sizes": {"detect": 48, "test": 24, "specificity": 24, "qa": 8, "mc": 8},
+    "sizes": {"detect": 48, "test": 20, "specificity": 24, "qa": 8, "mc": 8, "lens": 10},
     "seeds": 2,
     "controls": ["random", "magnitude-matched", "anti"],
     "knn_k": [5],
-    "dose_counts": [10, 30, 100],
+    "dose_counts": [10, 100],
     "types": {"activations": ["type1"], "alignment": ["type1"], "dose": ["type1"], "logit_lens": ["type2"]},
 }
 """--quick: sizes for a whole study on the embedded model in a few minutes on 2 CPU cores."""
@@ -395,7 +395,7 @@ def _comparison_stage(quantity: str, ctx: StageContext, neuron_type: str, lang: 
         "neuron_type": neuron_type, "mode": cfg["mode"], "seed": cfg["seed"], "num_layers": lm.view.num_layers,
         "mid_layers": list(mid), "conditions": describe_conditions(conditions),
     }
-    mid_rows = write_comparison(ctx.folder, name, cos, conditions, meta, mid, what, label)
+    mid_rows = write_comparison(ctx.folder, name, cos, conditions, meta, mid, what, label, det.magnitudes)
     return {
         "title": f"{what}, {neuron_type} neurons deactivated, {pairs.hub_lang}–{lang}",
         "type": neuron_type, "lang": lang,
@@ -412,14 +412,16 @@ def interval(mean: float, low: float, high: float) -> dict:
 
 def effects_table(rows: Sequence[dict], caption: str, pairs: str = "parallel") -> dict:
     """A short report table of effects rows: per metric and condition, drop and transfer − control with intervals."""
+    ratio = any(r.get("magnitude_ratio") is not None for r in rows)
     out = []
     for r in rows:
         if r.get("pairs", pairs) != pairs:
             continue
         tmc = None if r["transfer_minus_control"] is None else interval(r["transfer_minus_control"], r["tmc_low"], r["tmc_high"])
-        out.append([r["metric"], r["condition"], r["mean"], interval(r["drop"], r["drop_low"], r["drop_high"]), r["p_vs_none"], tmc])
-    return {"caption": caption, "columns": ["metric", "condition", "mean", "drop [95% CI]", "p vs none",
-                                            "transfer − control [95% CI]"], "rows": out}
+        cells = [r["metric"], r["condition"], r["mean"], interval(r["drop"], r["drop_low"], r["drop_high"]), r["p_vs_none"], tmc]
+        out.append(cells + ([r.get("magnitude_ratio")] if ratio else []))
+    columns = ["metric", "condition", "mean", "drop [95% CI]", "p vs none", "transfer − control [95% CI]"]
+    return {"caption": caption, "columns": columns + (["|a|·‖v‖ vs transfer"] if ratio else []), "rows": out}
 
 
 def _specificity_stage(ctx: StageContext) -> dict:
@@ -690,7 +692,7 @@ def _logit_lens_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
 
     cfg, lm = ctx.config, ctx.lm
     _, conditions = study_conditions(ctx, neuron_type, lang)
-    texts = corpus(cfg, "test").sentences(lang).texts[: cfg["sizes"]["test"]]
+    texts = corpus(cfg, "test").sentences(lang).texts[: cfg["sizes"]["lens"] or cfg["sizes"]["test"]]
     en_texts, l2_texts = (), ()
     if lang not in SCRIPT_LANGS:  # Latin-script languages: token sets from the train side, never the lens sentences
         pairs = corpus(cfg, "train").pairs(cfg["hub_lang"], lang)
@@ -766,7 +768,7 @@ def plan(cfg: dict) -> list[Stage]:
     if "dose" in wanted:
         per_lang("dose", _dose_stage, {**test, "seeds": cfg["seeds"], "counts": cfg["dose_counts"]}, parallel)
     if "logit_lens" in wanted:
-        per_lang("logit_lens", _logit_lens_stage, {**test, **conditions}, parallel)
+        per_lang("logit_lens", _logit_lens_stage, {**test, **conditions, "lens_size": cfg["sizes"]["lens"]}, parallel)
     return stages
 
 # ---------------------------------------------------------------- running

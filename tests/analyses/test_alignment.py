@@ -12,12 +12,12 @@ from transfer_neurons.analyses.alignment import (
     alignment_of,
     debiased_cka,
     gram,
-    hsic_bootstrap,
     mutual_knn,
     mutual_knn_items,
-    resample_index,
+    resample_counts,
     summarise_boot,
     unbiased_hsic,
+    weighted_hsic,
 )
 from transfer_neurons.cli import main
 from transfer_neurons.conditions import Condition
@@ -79,14 +79,42 @@ def test_unbiased_hsic_matches_the_u_statistic_definition():
     assert unbiased_hsic(k, l) == pytest.approx(t1 + t2 - 2 * t3)
 
 
-def test_bootstrap_without_ties_is_the_point_estimate_and_ties_are_masked():
+def brute_weighted_hsic(k, l, w):
+    """The U-statistic over distinct original items, each tuple weighted by the product of multiplicities."""
+    n = len(w)
+    idx = range(n)
+    def mean(terms):
+        num = sum(weight * value for weight, value in terms)
+        return num / sum(weight for weight, _ in terms)
+    t1 = mean([(w[i] * w[j], k[i, j] * l[i, j]) for i in idx for j in idx if i != j])
+    t2 = mean([(w[i] * w[j] * w[q] * w[r], k[i, j] * l[q, r]) for i in idx for j in idx for q in idx for r in idx
+               if len({i, j, q, r}) == 4])
+    t3 = mean([(w[i] * w[j] * w[q], k[i, j] * l[i, q]) for i in idx for j in idx for q in idx if len({i, j, q}) == 3])
+    return t1 + t2 - 2 * t3
+
+
+def test_weighted_hsic_is_the_point_estimate_at_unit_weights_and_matches_brute_force():
     rng = np.random.default_rng(4)
-    x, y = rng.normal(size=(10, 4)), rng.normal(size=(10, 4))
+    x, y = rng.normal(size=(7, 4)) + 50, rng.normal(size=(7, 3))
     k, l = gram(x), gram(y)
-    perm = np.stack([rng.permutation(10) for _ in range(3)])  # resamples without ties
-    assert hsic_bootstrap(k, l, perm) == pytest.approx(np.full(3, unbiased_hsic(k, l)))
-    index = resample_index(10, 5, seed=0)
-    assert index.shape == (5, 10) and np.array_equal(index, resample_index(10, 5, seed=0))
+    assert weighted_hsic(k, l, np.ones((2, 7))) == pytest.approx(np.full(2, unbiased_hsic(k, l)))
+    w = np.array([[2, 0, 1, 3, 1, 0, 0], [1, 1, 1, 1, 1, 1, 1]])
+    assert weighted_hsic(k, l, w)[0] == pytest.approx(brute_weighted_hsic(k, l, w[0]))
+    assert np.isnan(weighted_hsic(k, l, np.array([[4, 3, 0, 0, 0, 0, 0]])))[0]  # fewer than 4 distinct items
+    counts = resample_counts(10, 5, np.random.default_rng(0))
+    assert counts.shape == (5, 10) and np.all(counts.sum(axis=1) == 10)
+
+
+def test_bootstrap_interval_of_cka_covers_the_point_estimate():
+    rng = np.random.default_rng(6)
+    shared = rng.normal(size=(80, 3))
+    hub = np.stack([np.c_[shared, rng.normal(size=(80, 5))] + 100, np.c_[rng.normal(size=(80, 8))]], axis=1)
+    l2 = np.stack([np.c_[shared, rng.normal(size=(80, 5))] - 40, np.c_[rng.normal(size=(80, 8))]], axis=1)
+    al = alignment_of(torch.tensor(hub), {"none": torch.tensor(l2)}, torch.zeros(2, 8, dtype=torch.float64),
+                      ks=(3,), n_boot=300)
+    low, high = np.nanquantile(al.cka_boot["none"], [0.025, 0.975], axis=0)
+    assert np.all((low <= al.cka["none"]) & (al.cka["none"] <= high))
+    assert al.cka["none"][0] > 0.3 and abs(al.cka["none"][1]) < 0.1
 
 
 def conditions():

@@ -37,6 +37,7 @@ def test_centred_cosine_removes_a_shared_huge_offset():
     assert raw.shape == (2, 1) and np.all(raw > 0.999)
     np.testing.assert_allclose(centred[:, 0], [1 / np.sqrt(2)] * 2, atol=1e-9)
     np.testing.assert_allclose(cos.values["centred_nonparallel"]["none"][:, 0], [-1 / np.sqrt(2)] * 2, atol=1e-9)
+    np.testing.assert_allclose(cos.values["centred_gap"]["none"][:, 0], [np.sqrt(2)] * 2, atol=1e-9)
     np.testing.assert_allclose(cos.mean[0].numpy(), OFFSET.numpy())
 
 
@@ -71,7 +72,7 @@ def test_deactivating_no_neurons_gives_zero_drop():
     cos = hidden_similarity(lm, PAIRS, conditions, batch_size=4, progress=False)
     per_layer, mid = effect_tables(cos, conditions, (1, 2))
     transfer = [r for r in per_layer + mid if r["condition"] == "transfer"]
-    assert len(transfer) == 2 * 2 * 4 + 2 * 2  # metrics x kinds x layers, plus the mid rows
+    assert len(transfer) == 2 * 3 * 4 + 2 * 3  # metrics x (parallel, non-parallel, gap) x layers, plus the mid rows
     assert all(r["drop"] == 0 and r["drop_low"] == 0 and r["p_vs_none"] == 1 for r in transfer)
 
 
@@ -85,9 +86,10 @@ def test_nonparallel_pairing_has_no_fixed_points(seed):
 
 
 def test_middle_layers_rule():
-    assert middle_layers(18, "type1", range(11)) == (4, 5, 6, 7)
-    assert middle_layers(18, "type1") == (4, 5, 6, 7)  # default Type-1 candidates are layers 0-10
+    assert middle_layers(18, "type1", range(11)) == tuple(range(6, 12))  # the model's middle third
+    assert middle_layers(4) == (2,)
     assert middle_layers(18, "type2", (11, 12, 13)) == (11, 12, 13)
+    assert middle_layers(18, "type2") == tuple(range(11, 18))  # default Type-2 candidates
 
 
 def test_magnitude_ratios_and_text_table():

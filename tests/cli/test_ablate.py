@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 from tiny import tiny_lm
 
@@ -43,7 +44,7 @@ def test_ablate_writes_table_files_and_prints_it(setup, capsys):
     rows = record["rows"]
     assert {r["metric"] for r in rows} == {"raw", "centred"} and {r["pairs"] for r in rows} == {"parallel"}
     assert [r["condition"] for r in rows if r["metric"] == "raw"] == ["none", "transfer", "random", "magnitude-matched", "anti"]
-    assert record["mid_layers"] == [1] and record["pairs"] == len(ROWS) and record["lang"] == "ja"
+    assert record["mid_layers"] == [2] and record["pairs"] == len(ROWS) and record["lang"] == "ja"
     random = next(r for r in rows if r["condition"] == "random")
     assert random["seeds"] == 2 and random["tmc_low"] <= random["transfer_minus_control"] <= random["tmc_high"]
     assert all(r["drop"] == 0 for r in rows if r["condition"] == "none")
@@ -69,3 +70,18 @@ def test_bad_inputs_exit_2_naming_the_problem(setup, capsys):
     assert main(["ablate", "--neurons", str(root / "det/neurons.json"), "--controls", "random", "--lang", "ja",
                  *common, "--out", str(root / "y")]) == 2
     assert "--detection" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["similarity", "activations"])
+def test_similarity_and_activations_commands_write_their_files(setup, command):
+    root, common = setup
+    out = root / command
+    assert main([command, "--detection", str(root / "det"), *common, "--controls", "random:2,anti", "--out", str(out)]) == 0
+    record = json.loads((out / f"{command}.json").read_text())
+    assert {(r["metric"], r["pairs"]) for r in record["mid"]} == {
+        (m, k) for m in ("raw", "centred") for k in ("parallel", "nonparallel", "gap")}
+    labels = ["none", "transfer", "random#0", "random#1", "anti"]
+    assert record["values_npy"]["condition"] == labels
+    assert np.load(out / f"{command}_values.npy").shape == (6, len(labels), len(ROWS), 4)
+    for name in (f"{command}.csv", f"{command}_mid.csv", f"{command}_layers.png", f"{command}_mid_drop.png"):
+        assert (out / name).stat().st_size > 0

@@ -9,8 +9,8 @@ by all conditions), so it goes through effects.summarise like any per-item metri
 
 Debiased linear CKA is a set-level number, so its interval comes from a paired
 bootstrap over pairs: every condition is evaluated on the same resampled pair
-indices, which also gives intervals for the drop (none − condition) and for
-transfer − control.
+multiplicities (weighted_hsic, which never pairs an item with its own copy), which
+also gives intervals for the drop (none − condition) and for transfer − control.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -36,7 +37,6 @@ from .similarity import COLOURS, centring_mean, condition_groups  # noqa: E402
 
 KNN_CENTRINGS = ("raw", "centred")
 CKA = "cka"
-GRAM_CHUNK = 20_000_000  # elements of [resample, n, n] held at once in the bootstrap
 
 
 def knn_metric(k: int, centring: str) -> str:
@@ -82,8 +82,13 @@ def mutual_knn(hub: torch.Tensor | np.ndarray, l2: torch.Tensor | np.ndarray, k:
 
 
 def gram(x: np.ndarray) -> np.ndarray:
-    """Linear kernel K = X Xᵀ of rows x [n, d], float64: [n, n]."""
+    """Linear kernel K = X̄ X̄ᵀ of the column-centred rows x [n, d], float64: [n, n].
+
+    HSIC₁ is unchanged by translating the features, but residual streams carry a large shared
+    mean, and centring first keeps HSIC₁ from being a small difference of huge numbers.
+    """
     x = np.asarray(x, dtype=np.float64)
+    x = x - x.mean(axis=0)
     return x @ x.T
 
 
@@ -91,8 +96,8 @@ def unbiased_hsic(k: np.ndarray, l: np.ndarray) -> np.ndarray:
     """Unbiased HSIC estimator (Song et al. 2012) of kernel matrices [..., n, n]; diagonals are ignored.
 
     With K̃, L̃ the kernels with zeroed diagonals and 1 the all-ones vector,
-        HSIC₁(K, L) = [ tr(K̃L̃) + (1ᵀK̃1)(1ᵀL̃1) / ((n−1)(n−2)) − 2/(n−2) · 1ᵀK̃L̃1 ] / (n(n−3)).
-    Entries already zeroed off the diagonal (bootstrap ties) simply contribute nothing.
+        HSIC₁(K, L) = [ tr(K̃L̃) + (1ᵀK̃1)(1ᵀL̃1) / ((n−1)(n−2)) − 2/(n−2) · 1ᵀK̃L̃1 ] / (n(n−3)),
+    the U-statistic E[k_ij l_ij] + E[k_ij l_qr] − 2 E[k_ij l_iq] over distinct indices i, j, q, r.
     """
     n = k.shape[-1]
     if n < 4:
@@ -124,27 +129,40 @@ def debiased_cka(x: np.ndarray, y: np.ndarray) -> float:
     return float(cka_from_hsic(unbiased_hsic(k, l), unbiased_hsic(k, k), unbiased_hsic(l, l)))
 
 
-def resample_index(n: int, n_boot: int, seed: int) -> np.ndarray:
-    """Seeded bootstrap resamples of n items (with replacement), shared by all conditions: [boot, n]."""
-    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+def resample_counts(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """How often each of n items appears in each of n_boot bootstrap resamples: [boot, n]."""
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot)
 
 
-def resampled_grams(gram_full: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """Kernel of each resample [boot, n, n]; pairs of copies of one item count as diagonal and are zeroed.
+def weighted_hsic(k: np.ndarray, l: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """HSIC₁ of a bootstrap resample given as item multiplicities w [boot, n] of kernels k, l [n, n]: [boot].
 
-    Without that mask a duplicated item would look like a perfectly matched pair of distinct items
-    and push the debiased estimate towards the biased one.
+    The same U-statistic as unbiased_hsic, over tuples of *distinct original items* weighted by the
+    product of their multiplicities, so copies of one item never count as a pair (which would pull
+    the debiased estimate towards the biased one). With w = 1 it equals unbiased_hsic(k, l).
+    Sums over distinct tuples come from inclusion–exclusion; with K̃ = k minus its diagonal,
+    M = K̃ ∘ L̃, a = wᵀK̃w, b = wᵀL̃w, u = (K̃w) ∘ (L̃w) and w² elementwise:
+        pairs   Σ w_i w_j k_ij l_ij          = wᵀMw
+        triples Σ w_i w_j w_q k_ij l_iq      = wᵀu − wᵀMw²
+        quads   Σ w_i w_j w_q w_r k_ij l_qr  = ab − 4 w²ᵀu + 2 w²ᵀMw²
+    each divided by the same sum with k = l = 1 off the diagonal (NaN with fewer than 4 distinct items).
     """
-    sub = gram_full[index[:, :, None], index[:, None, :]]
-    return np.where(index[:, :, None] == index[:, None, :], 0.0, sub)
-
-
-def hsic_bootstrap(k: np.ndarray, l: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """HSIC₁ of kernels k, l [n, n] on each resample of index [boot, n]: [boot]."""
-    chunk = max(1, GRAM_CHUNK // (index.shape[1] ** 2))
-    out = [unbiased_hsic(resampled_grams(k, part), resampled_grams(l, part))
-           for part in np.array_split(index, max(1, -(-len(index) // chunk)))]
-    return np.concatenate(out)
+    eye = np.eye(k.shape[0], dtype=bool)
+    k, l = np.where(eye, 0.0, k), np.where(eye, 0.0, l)
+    w = np.asarray(w, dtype=np.float64)
+    w2, m = w ** 2, k * l
+    kw, lw, mw2 = w @ k, w @ l, w2 @ m  # [boot, n]; the kernels are symmetric
+    u = kw * lw
+    pairs = ((w @ m) * w).sum(axis=1)
+    triples = (w * u).sum(axis=1) - (mw2 * w).sum(axis=1)
+    quads = (kw * w).sum(axis=1) * (lw * w).sum(axis=1) - 4 * (w2 * u).sum(axis=1) + 2 * (mw2 * w2).sum(axis=1)
+    s1, s2, s3, s4 = (np.sum(w ** p, axis=1) for p in (1, 2, 3, 4))
+    n_pairs = s1 ** 2 - s2
+    n_triples = s1 ** 3 - 3 * s1 * s2 + 2 * s3
+    n_quads = s1 ** 4 - 6 * s1 ** 2 * s2 + 3 * s2 ** 2 + 8 * s1 * s3 - 6 * s4
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hsic = pairs / n_pairs + quads / n_quads - 2 * triples / n_triples
+    return np.where(n_quads > 0.5, hsic, np.nan)
 
 
 # ---------------------------------------------------------------- set-level effects with a paired bootstrap
@@ -247,10 +265,10 @@ def alignment_of(
     """
     n, num_layers = hub.shape[0], hub.shape[1]
     hub64 = hub.double()
-    index = resample_index(n, n_boot, seed)
+    weights = resample_counts(n, n_boot, np.random.default_rng(seed))  # [boot, pair], shared by all conditions
     hub_gram = [gram(hub64[:, l].numpy()) for l in range(num_layers)]
     hub_hsic = np.stack([unbiased_hsic(g, g) for g in hub_gram])  # [layer]
-    hub_boot = np.stack([hsic_bootstrap(g, g, index) for g in hub_gram], axis=1)  # [boot, layer]
+    hub_boot = np.stack([weighted_hsic(g, g, weights) for g in hub_gram], axis=1)  # [boot, layer]
     knn: dict[str, dict[str, np.ndarray]] = {}
     cka, cka_boot = {}, {}
     items = l2_states.items() if isinstance(l2_states, Mapping) else l2_states
@@ -263,7 +281,7 @@ def alignment_of(
         for l in range(num_layers):
             g = gram(l2_64[:, l].numpy())
             point[l] = cka_from_hsic(unbiased_hsic(hub_gram[l], g), hub_hsic[l], unbiased_hsic(g, g))
-            boot[:, l] = cka_from_hsic(hsic_bootstrap(hub_gram[l], g, index), hub_boot[:, l], hsic_bootstrap(g, g, index))
+            boot[:, l] = cka_from_hsic(weighted_hsic(hub_gram[l], g, weights), hub_boot[:, l], weighted_hsic(g, g, weights))
         cka[label], cka_boot[label] = point, boot
     return Alignment(knn, cka, cka_boot, tuple(ks), n)
 
@@ -325,41 +343,42 @@ def metric_title(metric: str) -> str:
     return f"{METRIC_LABELS[centring]} (k={k})"
 
 
-def plot_alignment(rows: Sequence[dict], metrics: Sequence[str], title: str, items: int, mid_layers: Sequence[int] = ()):
-    """Per-layer level (top row) and drop none − condition (bottom row) of each metric, 95 % intervals shaded.
+def plot_alignment(rows: Sequence[dict], metrics: Sequence[str], title: str, items: int, mid_layers: Sequence[int] = (),
+                   column: str = "mean"):
+    """One panel per metric: per-layer level (column "mean") or drop none − condition ("drop"), 95 % intervals shaded.
 
     Seeded controls show their seed-averaged value; their interval is over items (or resamples) of that average.
     """
-    conditions = list(dict.fromkeys(r["condition"] for r in rows))
-    fig, axes = plt.subplots(2, len(metrics), figsize=(4.2 * len(metrics) + 2.5, 7.5), sharex=True, squeeze=False)
-    for j, metric in enumerate(metrics):
-        top, bottom = axes[0, j], axes[1, j]
+    conditions = [c for c in dict.fromkeys(r["condition"] for r in rows) if column == "mean" or c != "none"]
+    cols = int(np.ceil((len(metrics) + 1) / 2))
+    fig, axes = plt.subplots(2, cols, figsize=(5.2 * cols, 8.2), squeeze=False)
+    for ax, metric in zip(axes.ravel(), metrics):
         for i, name in enumerate(conditions):
             sel = [r for r in rows if r["metric"] == metric and r["condition"] == name]
             layers = np.array([int(r["layer"]) for r in sel])
             colour = COLOURS.get(name, f"C{i}")
-            lw = 2.2 if name in ("none", "transfer") else 1.3
-            for ax, col in ((top, "mean"), (bottom, "drop")):
-                if ax is bottom and name == "none":
-                    continue
-                ax.plot(layers, [r[col] for r in sel], color=colour, lw=lw, marker="o", ms=2.5, label=name)
-                ax.fill_between(layers, [r[f"{col}_low"] for r in sel], [r[f"{col}_high"] for r in sel],
-                                color=colour, alpha=0.15, lw=0)
-        if metric.startswith("mknn@"):
+            main_line = name in ("none", "transfer")
+            ax.plot(layers, [r[column] for r in sel], color=colour, lw=2.2 if main_line else 1.2, marker="o",
+                    ms=3 if main_line else 2, label=name, zorder=3 if main_line else 2)
+            ax.fill_between(layers, [r[f"{column}_low"] for r in sel], [r[f"{column}_high"] for r in sel],
+                            color=colour, alpha=0.18 if main_line else 0.08, lw=0)
+        if column == "mean" and metric.startswith("mknn@"):
             k = int(metric.removeprefix("mknn@").split("_")[0])
-            top.axhline(k / (items - 1), color="grey", ls=":", lw=1, label="chance k/(n−1)")
-        bottom.axhline(0, color="black", lw=0.8)
-        for ax in (top, bottom):
-            if len(mid_layers):
-                ax.axvspan(min(mid_layers) - 0.5, max(mid_layers) + 0.5, color="grey", alpha=0.08, lw=0)
-            ax.grid(alpha=0.3)
-        top.set_title(metric_title(metric), fontsize=10)
-        top.set_ylabel("alignment")
-        bottom.set_ylabel("drop (none − condition)")
-        bottom.set_xlabel("layer (0-based)")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9,
-               title="L2 side deactivated\n(shade: 95 % CI;\ngrey band: mid layers)")
+            ax.axhline(k / (items - 1), color="grey", ls=":", lw=1.2, label="chance k/(n−1)")
+        if column == "drop":
+            ax.axhline(0, color="black", lw=0.8)
+        if len(mid_layers):
+            ax.axvspan(min(mid_layers) - 0.5, max(mid_layers) + 0.5, color="grey", alpha=0.1, lw=0, label="mid layers")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.set_title(metric_title(metric), fontsize=11)
+        ax.set_xlabel("layer (0-based)")
+        ax.set_ylabel("alignment" if column == "mean" else "drop of alignment (none − condition)")
+    legend_ax = axes.ravel()[len(metrics)]
+    for ax in axes.ravel()[len(metrics):]:
+        ax.axis("off")
+    handles, labels = axes.ravel()[0].get_legend_handles_labels()
+    legend_ax.legend(handles, labels, loc="center", fontsize=10, title="L2 side deactivated\n(shade: 95 % CI)")
     fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -151,21 +151,22 @@ def plot_overlap(rows: Sequence[dict], detections: Sequence[Detection], title: s
         langs = [d.lang for d in detections if d.neuron_type == neuron_type]
         sizes = {d.lang: len(d.neurons) for d in detections if d.neuron_type == neuron_type}
         matrix = np.eye(len(langs))
-        text = [[f"1\n{sizes[l]} neurons" if i == j else "" for j in range(len(langs))] for i, l in enumerate(langs)]
+        text = [[f"{sizes[l]} neurons" if i == j else "" for j in range(len(langs))] for i, l in enumerate(langs)]
         for r in (r for r in rows if r["type"] == neuron_type):
             i, j = langs.index(r["lang_a"]), langs.index(r["lang_b"])
             matrix[i, j] = matrix[j, i] = r["jaccard"]
-            text[i][j] = text[j][i] = (f"{r['jaccard']:.2f}\n{r['overlap']} shared\n"
-                                        f"chance {r['layer_matched_chance_overlap']:.1f}")
+            text[i][j] = text[j][i] = (f"J = {r['jaccard']:.2f}\n{r['overlap']} shared\n"
+                                        f"(chance {r['layer_matched_chance_overlap']:.1f})")
         image = ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
         for i in range(len(langs)):
             for j in range(len(langs)):
-                ax.text(j, i, text[i][j], ha="center", va="center", fontsize=8,
+                ax.text(j, i, text[i][j], ha="center", va="center", fontsize=9,
                         color="black" if matrix[i, j] > 0.6 else "white")
         ax.set_xticks(range(len(langs)), langs)
         ax.set_yticks(range(len(langs)), langs)
         ax.set_title(f"{TYPE_TITLES.get(neuron_type, neuron_type)}: Jaccard of neuron sets")
         fig.colorbar(image, ax=ax, fraction=0.046, label="Jaccard index")
-    fig.suptitle(f"{title}\n(chance: expected overlap if each set kept its per-layer counts)", fontsize=10)
+    fig.suptitle(f"{title}\n(J: Jaccard index; chance: expected shared neurons if each set kept its per-layer counts)",
+                 fontsize=10)
     fig.tight_layout()
     return fig

@@ -223,15 +223,16 @@ def seed_means(scores: Mapping[str, np.ndarray], conditions: Sequence[Condition]
     return out
 
 
-def plot_qa(result: QAResult, summary: Sequence[Mapping], conditions: Sequence[Condition], model_name: str):
-    """Mean F1 and exact match per condition with intervals and seed dots."""
+def plot_qa(result: QAResult, summary: Sequence[Mapping], conditions: Sequence[Condition], model_name: str,
+            neurons: str = "transfer neurons"):
+    """Mean F1 and exact match per condition with intervals and seed dots; `neurons` names the set in the title."""
     fig, axes = plt.subplots(1, len(METRICS), figsize=(5.5 * len(METRICS), 4.2))
     for ax, metric in zip(axes, METRICS):
         rows = [row for row in summary if row["metric"] == metric]
         condition_bars(ax, rows, seed_means(getattr(result, metric), conditions), f"mean {METRIC_TITLES[metric]}")
         ax.set_title(METRIC_TITLES[metric])
-        ax.set_ylim(0, max(1e-3, max(row["mean_high"] for row in rows)) * 1.15)
+        ax.set_ylim(0, min(1.05, max(0.1, 1.2 * max(row["mean_high"] for row in rows))))
     fig.suptitle(f"{model_name}: QA in {result.lang} ({len(result.items)} questions), "
-                 f"deactivation mode {result.mode}")
+                 f"{neurons} deactivated in mode {result.mode}")
     fig.tight_layout()
     return fig

@@ -7,13 +7,13 @@ log-likelihood per UTF-8 byte of the option text (`acc_norm`, lm-eval's length n
 `p_correct` is the softmax over the options' total log-likelihoods at the right option, a graded
 score with more statistical power than accuracy.
 
-Positions deactivated. Prompt and options are scored in two forward passes: the prompt (left-padded)
-with the cache on, then all its options (the cache repeated per option) against that cache. interventions.deactivated treats the
-first pass as the prompt and the second as generated tokens, so mode `all` zeroes the neurons at every
-real prompt token and `prompt_last` at the prompt's last token ("Answer:") only, while the option
-tokens themselves are never deactivated, exactly as when the model would generate the answer
-(the QA analysis). Zeroing the option tokens too would measure how deactivation disturbs reading the
-option, not answering.
+Positions deactivated. Each prompt runs once (left-padded, cache on); its cache is repeated per option
+and the options (right-padded) run against it. interventions.deactivated treats the first pass as the
+prompt and the second as generated tokens, so mode `all` zeroes the neurons at every real prompt token
+and `prompt_last` at the prompt's last token (the cue) only, while the option tokens themselves are
+never deactivated, exactly as if the model generated the answer (the QA analysis). Zeroing the option
+tokens too would measure how deactivation disturbs reading the option, not choosing it. (The
+lm-eval bridge cannot make this split: lm-eval scores context and continuation in one pass.)
 """
 
 from __future__ import annotations
@@ -104,10 +104,23 @@ def _batch_logliks(lm: LoadedModel, prompts: list[list[int]], options: list[list
         position_ids=positions.to(device), use_cache=True, **_cache_argument(lm.model, cache),
     )
     logits = torch.cat([first.logits[owner.to(device), -1:], rest.logits[:, :-1]], 1).float()  # [row, option, vocab]
-    logp = torch.log_softmax(logits, -1).gather(-1, c_ids.to(device)[..., None])[..., 0]  # [row, option]
+    logp = logits.gather(-1, c_ids.to(device)[..., None])[..., 0] - torch.logsumexp(logits, -1)  # [row, option]
     totals = (logp * c_mask.to(device)).sum(1).cpu().numpy()  # [row]
     bounds = np.cumsum([0] + [len(opts) for opts in options])
     return [totals[bounds[i] : bounds[i + 1]] for i in range(len(options))]
+
+
+def _row_batches(order: Sequence[int], rows: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Consecutive items of `order` grouped so that each group has at most batch_size rows (at least one item)."""
+    batches: list[list[int]] = []
+    current, count = [], 0
+    for i in order:
+        if current and count + rows[i] > batch_size:
+            batches.append(current)
+            current, count = [], 0
+        current.append(i)
+        count += rows[i]
+    return batches + [current] if current else batches
 
 
 def option_logliks(
@@ -121,7 +134,8 @@ def option_logliks(
 ) -> list[np.ndarray]:
     """Total log-likelihood of each item's continuations given its prompt, prompt positions deactivated.
 
-    batch_size counts prompts; returns per item an array [option].
+    batch_size counts (prompt, option) rows, which bound the logits' memory; each prompt runs once,
+    and an item with more options than batch_size forms a batch of its own. Returns per item [option].
     """
     if mode not in GENERATION_MODES:
         raise TransferNeuronsError(f"reasoning deactivation mode must be one of {GENERATION_MODES}, got {mode!r}")
@@ -136,8 +150,8 @@ def option_logliks(
     order = sorted(range(len(prompts)), key=lambda i: len(prompt_ids[i]))
     out: list[np.ndarray] = [np.zeros(0)] * len(prompts)
     with deactivated(lm, neurons, mode) if neurons is not None else nullcontext():
-        for start in tqdm(range(0, len(order), batch_size), desc=progress, disable=progress is None, unit="batch"):
-            idx = order[start : start + batch_size]
+        for idx in tqdm(_row_batches(order, [len(o) for o in options], batch_size), desc=progress,
+                        disable=progress is None, unit="batch"):
             scores = _batch_logliks(lm, [prompt_ids[i] for i in idx], [option_ids[i] for i in idx], pad)
             for i, score in zip(idx, scores):
                 out[i] = score
@@ -228,7 +242,8 @@ def item_rows(result: MCResult, conditions: Sequence[Condition]) -> list[dict]:
     return rows
 
 
-def plot_reasoning(result: MCResult, summary: Sequence[dict], conditions: Sequence[Condition], model_name: str):
+def plot_reasoning(result: MCResult, summary: Sequence[dict], conditions: Sequence[Condition], model_name: str,
+                   neurons: str = "transfer neurons"):
     """Accuracy, per-byte accuracy and p(right option) per condition, with intervals, seed dots and chance."""
     fig, axes = plt.subplots(1, len(METRICS), figsize=(5.2 * len(METRICS), 4.2))
     for ax, metric in zip(axes, METRICS):
@@ -239,6 +254,6 @@ def plot_reasoning(result: MCResult, summary: Sequence[dict], conditions: Sequen
         ax.set_ylim(0, 1)
         ax.set_title(METRIC_TITLES[metric])
     fig.suptitle(f"{model_name}: multiple choice in {result.lang} ({len(result.items)} items), "
-                 f"deactivation mode {result.mode}")
+                 f"{neurons} deactivated in mode {result.mode}")
     fig.tight_layout()
     return fig

@@ -21,6 +21,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -34,7 +35,10 @@ from .effects import summarise, summarise_layer_range  # noqa: E402
 
 METRICS = ("raw", "centred")
 PAIR_KINDS = ("parallel", "nonparallel")
+TABLE_KINDS = (*PAIR_KINDS, "gap")  # gap: per hub sentence, parallel − non-parallel cosine
 METRIC_TITLES = {"raw": "raw cosine", "centred": "mean-centred cosine"}
+KIND_TITLES = {"parallel": "parallel pairs", "nonparallel": "non-parallel pairs", "gap": "parallel − non-parallel gap"}
+BAR_STYLE = {"parallel": (1.0, None), "nonparallel": (0.45, "//"), "gap": (0.75, "..")}  # alpha, hatch
 COLOURS = {
     "none": "black", "transfer": "tab:red", "random": "tab:blue", "layer-matched": "tab:green",
     "magnitude-matched": "tab:purple", "anti": "tab:orange",
@@ -100,22 +104,26 @@ def nonparallel_index(pairs: ParallelPairs, seed: int) -> np.ndarray:
 
     nonparallel_pairs guarantees a different text for every pair, so no index is a fixed point.
     """
-    first = {}
+    first: dict[str, int] = {}
     for i, text in enumerate(pairs.l2):
         first.setdefault(text, i)
     return np.array([first[text] for text in nonparallel_pairs(pairs, seed).l2], dtype=np.int64)
 
 
 def cosine_table(hub: torch.Tensor, l2: torch.Tensor, mean: torch.Tensor, partner: np.ndarray) -> dict[str, np.ndarray]:
-    """Raw and centred cosines of hub [n, layer, d] vs L2 [n, layer, d], parallel and re-paired: [n, layer] each."""
-    hub_c, l2_c = hub.double() - mean, l2.double() - mean
+    """Raw and centred cosines of hub [n, layer, d] vs L2 [n, layer, d]: parallel, re-paired, and their gap; [n, layer] each.
+
+    The gap (parallel − non-parallel for the same hub sentence) measures how much more a
+    translation resembles the hub sentence than an unrelated L2 sentence does, free of any
+    shift that moves all L2 states alike.
+    """
     index = torch.as_tensor(partner)
-    return {
-        key("raw", "parallel"): cosine_rows(hub, l2).numpy(),
-        key("centred", "parallel"): cosine_rows(hub_c, l2_c).numpy(),
-        key("raw", "nonparallel"): cosine_rows(hub, l2[index]).numpy(),
-        key("centred", "nonparallel"): cosine_rows(hub_c, l2_c[index]).numpy(),
-    }
+    out: dict[str, np.ndarray] = {}
+    for metric, (x, y) in {"raw": (hub, l2), "centred": (hub.double() - mean, l2.double() - mean)}.items():
+        out[key(metric, "parallel")] = cosine_rows(x, y).numpy()
+        out[key(metric, "nonparallel")] = cosine_rows(x, y[index]).numpy()
+        out[key(metric, "gap")] = out[key(metric, "parallel")] - out[key(metric, "nonparallel")]
+    return out
 
 
 def condition_cosines(
@@ -180,22 +188,22 @@ def hidden_similarity(
 def middle_layers(num_layers: int, neuron_type: str = "type1", candidate_layers: Sequence[int] | None = None) -> tuple[int, ...]:
     """Layers the mid-layer summary averages over.
 
-    Type-1: the middle third of the candidate layers (default candidates if none given):
-    past the first layers, where the L2 state starts moving, and inside the range whose
-    neurons carry it into the shared space. Type-2: all its candidate layers.
+    Type-1: the middle third of the model's layers, where SPEC 1 puts the shared semantic
+    space that Type-1 neurons should carry the L2 state into (their effect is measured
+    where the transfer should have arrived, not inside it). Type-2: all its candidate
+    layers (default candidates if none given), where the state should leave that space.
     """
-    layers = list(candidate_layers) if candidate_layers else list(default_candidate_layers(num_layers, neuron_type))
     if neuron_type == "type2":
-        return tuple(layers)
-    middle = np.array_split(np.asarray(layers), 3)[1]
-    return tuple(int(l) for l in middle) if middle.size else tuple(layers)
+        return tuple(candidate_layers) if candidate_layers else default_candidate_layers(num_layers, "type2")
+    middle = np.array_split(np.arange(num_layers), 3)[1]
+    return tuple(int(l) for l in middle) if middle.size else tuple(range(num_layers))
 
 
 def effect_tables(
     cos: ConditionCosines,
     conditions: Sequence[Condition],
     mid_layers: Sequence[int],
-    kinds: Sequence[str] = PAIR_KINDS,
+    kinds: Sequence[str] = TABLE_KINDS,
     seed: int = 0,
 ) -> tuple[list[dict], list[dict]]:
     """Per-layer and mid-layer effects rows (effects.summarise) for each metric and pair kind."""
@@ -238,6 +246,11 @@ def ablate_rows(
 ) -> list[dict]:
     """The mid-layer effects of each condition on parallel pairs, raw and centred, with magnitude ratios."""
     _, rows = effect_tables(cos, conditions, mid_layers, kinds=("parallel",), seed=seed)
+    return with_magnitude_ratios(rows, conditions, magnitudes)
+
+
+def with_magnitude_ratios(rows: Sequence[dict], conditions: Sequence[Condition], magnitudes: np.ndarray | None) -> list[dict]:
+    """Rows with a magnitude_ratio column (None without magnitudes, e.g. for a bare neurons.json)."""
     ratios = magnitude_ratios(conditions, magnitudes) if magnitudes is not None else {}
     return [{**row, "magnitude_ratio": ratios.get(row["condition"])} for row in rows]
 
@@ -263,7 +276,7 @@ def effects_text(rows: Sequence[dict]) -> str:
                 _fmt(r["seed_drop_std"], ".4f"), _fmt(r.get("magnitude_ratio"), ".2f"),
             ))
         widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-        lines = [f"{METRIC_TITLES[metric]}, {kind} pairs, layers {rows[0]['layer']} (drop = none − condition)"]
+        lines = [f"{METRIC_TITLES[metric]}, {KIND_TITLES[kind]}, layers {rows[0]['layer']} (drop = none − condition)"]
         lines += ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
                   for row in table]
         blocks.append("\n".join(lines))
@@ -298,16 +311,18 @@ def plot_layer_curves(
     for ax, metric in zip(axes, METRICS):
         for i, (name, members) in enumerate(groups.items()):
             colour = COLOURS.get(name, f"C{i}")
+            front = 4 if name == "none" else 2  # the undeactivated curve stays visible on top
             for kind, style in zip(PAIR_KINDS, ("-", "--")):
                 mean, band = _curve(cos.values[key(metric, kind)], members)
                 layers = np.arange(mean.shape[0])
                 label = _legend_label(name, members) if kind == "parallel" else None
-                ax.plot(layers, mean, style, color=colour, lw=1.6, label=label)
+                ax.plot(layers, mean, style, color=colour, lw=2.2 if name == "none" else 1.5, label=label, zorder=front)
                 if band is not None:
                     ax.fill_between(layers, band[0], band[1], color=colour, alpha=0.2, lw=0)
         if len(mid_layers):
             ax.axvspan(min(mid_layers) - 0.5, max(mid_layers) + 0.5, color="grey", alpha=0.1, lw=0)
         ax.set_title(f"{METRIC_TITLES[metric]} of {quantity_label}")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("layer (0-based)")
         ax.set_ylabel(f"mean {METRIC_TITLES[metric]}")
         ax.grid(alpha=0.3)
@@ -330,7 +345,7 @@ def plot_mid_drop(
     mid_rows: Sequence[dict],
     mid_layers: Sequence[int],
     title: str,
-    kinds: Sequence[str] = PAIR_KINDS,
+    kinds: Sequence[str] = TABLE_KINDS,
 ):
     """Bar chart of the mid-layer drop (none − condition) per condition with 95 % intervals and per-seed dots."""
     groups = {n: m for n, m in condition_groups(conditions).items() if n != "none"}
@@ -347,7 +362,7 @@ def plot_mid_drop(
             err = np.array([[rows[n]["drop"] - rows[n]["drop_low"] for n in names],
                             [rows[n]["drop_high"] - rows[n]["drop"] for n in names]])
             ax.bar(x, drops, width, yerr=err, capsize=3, color=[COLOURS.get(n, "grey") for n in names],
-                   alpha=1.0 if k == 0 else 0.45, hatch=None if k == 0 else "//", edgecolor="black", lw=0.5)
+                   alpha=BAR_STYLE[kind][0], hatch=BAR_STYLE[kind][1], edgecolor="black", lw=0.5)
             base = values[kind]["none"][:, layers].mean(axis=1)  # [pair]
             for xi, name in zip(x, names):
                 if len(groups[name]) > 1:
@@ -359,8 +374,8 @@ def plot_mid_drop(
         ax.set_ylabel("drop of mean cosine (none − condition)")
         ax.set_title(f"{METRIC_TITLES[metric]}, layers {layers[0]}–{layers[-1]} (error bars: 95 % CI)")
         ax.grid(axis="y", alpha=0.3)
-    handles = [Patch(facecolor="white", edgecolor="black", hatch=None if k == 0 else "//", label=f"{kind} pairs")
-               for k, kind in enumerate(kinds)] if len(kinds) > 1 else []
+    handles = [Patch(facecolor="white", edgecolor="black", hatch=BAR_STYLE[kind][1], label=KIND_TITLES[kind])
+               for kind in kinds] if len(kinds) > 1 else []
     if any(len(m) > 1 for m in groups.values()):
         handles.append(plt.Line2D([], [], ls="", marker="o", ms=3, color="black", label="single seeds"))
     if handles:

@@ -71,11 +71,12 @@ def run(args: argparse.Namespace) -> int:
     title = (f"{lm.name} — kernel alignment {pairs.hub_lang}–{pairs.lang} per layer "
              f"({len(pairs)} pairs, {det.neuron_type} neurons of {det.lang} deactivated on the L2 side, mode {args.mode})")
     save_figure(out / "alignment_layers.png", plot_alignment(per_layer, metrics, title, len(pairs), mid))
+    save_figure(out / "alignment_drop.png", plot_alignment(per_layer, metrics, title, len(pairs), mid, "drop"))
     print(f"kernel alignment {pairs.hub_lang}–{pairs.lang}, {len(pairs)} pairs; mid layers {mid[0]}-{mid[-1]} ({rule})")
     for metric in metrics:
         rows = [r for r in mid_rows if r["metric"] == metric]
         print(f"\n{metric_title(metric)}, layers {rows[0]['layer']} (drop = none − condition)\n{rows_text(rows)}")
-    print(f"\nwrote {out}/alignment.csv, alignment_mid.csv, alignment.json, alignment_layers.png")
+    print(f"\nwrote {out}/alignment.csv, alignment_mid.csv, alignment.json, alignment_layers.png, alignment_drop.png")
     return 0
 
 
@@ -84,7 +85,7 @@ def register(subparsers) -> None:
                                    description="Kernel alignment of the last-token layer outputs h[l] of parallel hub–L2 "
                                    "pairs: mutual k-nearest-neighbour alignment (raw and mean-centred states) and debiased "
                                    "linear CKA, with the L2 side under no, transfer-neuron and control deactivation. "
-                                   "Writes alignment.csv/_mid.csv/.json and alignment_layers.png.")
+                                   "Writes alignment.csv/_mid.csv/.json, alignment_layers.png and alignment_drop.png.")
     add_comparison_args(parser)
     parser.add_argument("--k", default="5,10", help="neighbour counts of mutual kNN, comma-separated (default 5,10)")
     parser.add_argument("--n-boot", type=positive_int, default=1000, help="bootstrap resamples of pairs for CKA (default 1000)")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..analyses.qa import GENERATION_MODES, METRIC_TITLES, NEUTRAL_PROMPT, PROMPTS, answer_rows, plot_qa, qa_summary, run_qa
 from ..data import QASet, load_qa
+from ..detection import Detection
 from ..outputs import save_figure, write_csv, write_json
 from .common import add_condition_args, add_model_args, conditions_from_args, model_from_args, positive_int
 from .similarity import check_fits, describe_conditions
@@ -41,6 +42,11 @@ def summary_text(rows: Sequence[Mapping], titles: Mapping[str, str]) -> str:
     return "\n\n".join(blocks)
 
 
+def neuron_label(det: Detection) -> str:
+    """How figure titles name the deactivated set, e.g. "79 type1 ja neurons"."""
+    return f"{len(det.neurons)} {det.neuron_type} {det.lang} neurons"
+
+
 def languages(args: argparse.Namespace, default: str) -> list[str]:
     """--langs as a list, or the detection's language."""
     return [code.strip() for code in (args.langs or default).split(",") if code.strip()]
@@ -62,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         qa = qa_set(args, lang)
         result = run_qa(lm, qa, conditions, args.mode, args.max_new_tokens, args.batch_size)
         rows = qa_summary(result, conditions, seed=args.seed)
-        save_figure(out / f"qa_{lang}.png", plot_qa(result, rows, conditions, lm.name))
+        save_figure(out / f"qa_{lang}.png", plot_qa(result, rows, conditions, lm.name, neuron_label(det)))
         summary += rows
         answers += answer_rows(result, conditions)
         sets[lang] = {"data": qa.name, "questions": len(qa), "prompt": PROMPTS.get(lang, NEUTRAL_PROMPT)}

@@ -9,7 +9,7 @@ from ..analyses.reasoning import METRIC_TITLES, item_rows, mc_prompt, plot_reaso
 from ..data import MCSet, load_mc
 from ..outputs import save_figure, write_csv, write_json
 from .common import add_condition_args, add_model_args, conditions_from_args, model_from_args
-from .qa import add_question_args, languages, summary_text
+from .qa import add_question_args, languages, neuron_label, summary_text
 from .similarity import check_fits, describe_conditions
 
 
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
         mc = mc_set(args, lang)
         result = run_reasoning(lm, mc, conditions, args.mode, args.batch_size)
         rows = reasoning_summary(result, conditions, seed=args.seed)
-        save_figure(out / f"reasoning_{lang}.png", plot_reasoning(result, rows, conditions, lm.name))
+        save_figure(out / f"reasoning_{lang}.png", plot_reasoning(result, rows, conditions, lm.name, neuron_label(det)))
         summary += rows
         items += item_rows(result, conditions)
         sets[lang] = {"data": mc.name, "items": len(mc), "chance": result.chance,

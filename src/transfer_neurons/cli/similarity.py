@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
 from ..analyses.activations import activation_similarity
 from ..analyses.similarity import (
     ConditionCosines,
@@ -17,6 +19,7 @@ from ..analyses.similarity import (
     middle_layers,
     plot_layer_curves,
     plot_mid_drop,
+    with_magnitude_ratios,
 )
 from ..conditions import Condition
 from ..data import ParallelPairs
@@ -24,7 +27,7 @@ from ..detection import Detection
 from ..errors import TransferNeuronsError
 from ..interventions import MODES
 from ..models.loading import LoadedModel
-from ..outputs import save_figure, write_csv, write_json
+from ..outputs import save_figure, save_npy, write_csv, write_json
 from ..scoring import parse_layers
 from .common import (
     DATA_HELP,
@@ -45,7 +48,7 @@ def add_comparison_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="parallel", help=f"hub–LANG parallel pairs: {DATA_HELP} (default: bundled 'parallel', test split)")
     parser.add_argument("--pairs", dest="limit", metavar="N", type=positive_int, default=None, help="use only the first N pairs (same as --limit)")
     parser.add_argument("--mid-layers", metavar="START:END", help="layers of the mid-layer summary START:END (0-based, END exclusive; default: "
-                        "middle third of the Type-1 candidate layers, or all Type-2 candidate layers)")
+                        "middle third of the model's layers for Type-1 neurons, the candidate layers for Type-2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the non-parallel pairing and the bootstrap (default 0)")
     parser.add_argument("--mode", choices=MODES, default="last", help="token positions deactivated (default last)")
     parser.add_argument("--out", required=True, help="output folder")
@@ -66,11 +69,9 @@ def resolve_mid_layers(args: argparse.Namespace, lm: LoadedModel, det: Detection
     num_layers = lm.view.num_layers
     if args.mid_layers:
         return parse_layers(args.mid_layers, num_layers), f"--mid-layers {args.mid_layers}"
-    if det is None:
-        return middle_layers(num_layers, "type1"), "middle third of the default Type-1 candidate layers"
-    layers = middle_layers(num_layers, det.neuron_type, det.layers)
-    which = "all" if det.neuron_type == "type2" else "middle third of the"
-    return layers, f"{which} {det.neuron_type} candidate layers {det.layers[0]}-{det.layers[-1]}"
+    if det is not None and det.neuron_type == "type2":
+        return middle_layers(num_layers, "type2", det.layers), f"the type2 candidate layers {det.layers[0]}-{det.layers[-1]}"
+    return middle_layers(num_layers, "type1"), f"middle third of the model's {num_layers} layers"
 
 
 def comparison_pairs(args: argparse.Namespace, det: Detection | None) -> ParallelPairs:
@@ -101,12 +102,18 @@ def run_meta(args: argparse.Namespace, lm: LoadedModel, pairs: ParallelPairs, co
 
 
 def write_comparison(out: Path, name: str, cos: ConditionCosines, conditions: list[Condition], meta: dict,
-                     mid: tuple[int, ...], what: str, quantity_label: str) -> list[dict]:
-    """Write NAME.csv (per layer), NAME_mid.csv, NAME.json and the two figures; returns the mid-layer rows."""
+                     mid: tuple[int, ...], what: str, quantity_label: str, magnitudes: np.ndarray | None) -> list[dict]:
+    """Write NAME.csv (per layer), NAME_mid.csv, NAME.json, NAME_values.npy (per-pair cosines) and two figures.
+
+    Returns the mid-layer rows."""
     per_layer, mid_rows = effect_tables(cos, conditions, mid, seed=meta["seed"])
+    mid_rows = with_magnitude_ratios(mid_rows, conditions, magnitudes)
     write_csv(out / f"{name}.csv", per_layer)
     write_csv(out / f"{name}_mid.csv", mid_rows)
-    write_json(out / f"{name}.json", {**meta, "per_layer": per_layer, "mid": mid_rows})
+    keys, labels = list(cos.values), [c.label for c in conditions]
+    save_npy(out / f"{name}_values.npy", np.stack([[cos.values[k][l] for l in labels] for k in keys]).astype(np.float32))
+    axes = {"axes": ["value", "condition", "pair", "layer"], "value": keys, "condition": labels}
+    write_json(out / f"{name}.json", {**meta, "values_npy": axes, "per_layer": per_layer, "mid": mid_rows})
     title = f"{meta['model']} — {what}, {meta['hub_lang']}–{meta['lang']} ({meta['pairs']} pairs, L2 side deactivated)"
     save_figure(out / f"{name}_layers.png", plot_layer_curves(cos, conditions, title, mid, quantity_label))
     save_figure(out / f"{name}_mid_drop.png", plot_mid_drop(cos, conditions, mid_rows, mid, title))
@@ -127,10 +134,10 @@ def run_comparison(args: argparse.Namespace, quantity: str) -> int:
     cos = analyse(lm, pairs, conditions, args.seed, args.batch_size, args.mode)
     out = Path(args.out)
     meta = run_meta(args, lm, pairs, conditions, mid, rule, args.detection)
-    mid_rows = write_comparison(out, name, cos, conditions, meta, mid, what, label)
+    mid_rows = write_comparison(out, name, cos, conditions, meta, mid, what, label, det.magnitudes)
     print(f"{what}, {pairs.hub_lang}–{pairs.lang}, {len(pairs)} pairs; mid layers {mid[0]}-{mid[-1]} ({rule})\n")
     print(effects_text(mid_rows))
-    print(f"\nwrote {out / name}.csv, {name}_mid.csv, {name}.json, {name}_layers.png, {name}_mid_drop.png")
+    print(f"\nwrote {out / name}.csv, {name}_mid.csv, {name}.json, {name}_values.npy, {name}_layers.png, {name}_mid_drop.png")
     return 0
 
 

@@ -1,0 +1,127 @@
+"""Component counts, centroid cosines and merge numbers on constructed arrays; latent_spaces and the `latent` CLI on a tiny model."""
+
+import json
+
+import numpy as np
+import pytest
+from tiny import tiny_lm
+
+from transfer_neurons.analyses.latent_spaces import (
+    centroid_cosines,
+    components_for_variance,
+    latent_spaces,
+    merge_numbers,
+    merge_rows,
+)
+from transfer_neurons.cli import main
+from transfer_neurons.conditions import Condition
+from transfer_neurons.errors import TransferNeuronsError
+
+
+def with_variances(shares, n=50, d=9, seed=0):
+    """n rows in d dimensions whose centred variance along orthogonal directions has exactly these shares."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, len(shares)))
+    z -= z.mean(axis=0)
+    q, _ = np.linalg.qr(z)  # orthonormal, centred columns
+    rotation, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    return 5.0 + q * np.sqrt(shares) @ rotation[: len(shares)]
+
+
+def test_component_counts_on_known_variance_shares():
+    x = with_variances([0.7, 0.22, 0.06, 0.02])  # cumulative 0.70, 0.92, 0.98, 1.00
+    assert components_for_variance(x).tolist() == [2, 3, 4]
+    assert components_for_variance(x, (0.5,)).tolist() == [1]
+
+
+def test_component_counts_on_clusters_of_known_rank():
+    rng = np.random.default_rng(1)
+    within = np.linalg.qr(rng.normal(size=(20, 2)))[0].T  # every cluster spreads in one 2-D plane, equally per axis
+    centres = rng.normal(size=(3, 20))  # three centres span 2 more directions after centring
+    clusters = [c + rng.normal(size=(40, 2)) @ within for c in centres]
+    assert all(components_for_variance(c).tolist() == [2, 2, 2] for c in clusters)
+    assert components_for_variance(np.concatenate(clusters)).tolist()[-1] == 4
+    assert components_for_variance(np.ones((5, 4))).tolist() == [0, 0, 0]
+
+
+def test_centroid_cosines_symmetric_with_unit_diagonal():
+    rng = np.random.default_rng(2)
+    centroids = rng.normal(size=(4, 3, 6))  # [lang, layer, d]
+    for mean in (None, centroids.mean(axis=0)):
+        cos = centroid_cosines(centroids, mean)
+        assert cos.shape == (3, 4, 4)
+        assert np.allclose(cos, cos.transpose(0, 2, 1)) and np.allclose(np.diagonal(cos, axis1=1, axis2=2), 1)
+    two = np.array([[[1.0, 0.0]], [[1.0, 1.0]]])
+    assert centroid_cosines(two)[0, 0, 1] == pytest.approx(np.sqrt(0.5))
+    assert centroid_cosines(two, np.array([[1.0, 0.5]]))[0, 0, 1] == pytest.approx(-1.0)
+
+
+def test_merge_numbers_hand_computed():
+    a = np.array([[0.0, 0.0], [2.0, 0.0]])[:, None, :]  # centroid (1, 0), mean squared spread 1
+    b = np.array([[1.0, 4.0], [1.0, 6.0]])[:, None, :]  # centroid (1, 5), mean squared spread 1
+    distance, separation = merge_numbers([a, b], [np.ones((1, 2)), np.ones((1, 2))])
+    assert distance[0, 0] == pytest.approx(5.0) and separation[0, 0] == pytest.approx(5.0)
+    distance, separation = merge_numbers([a, b], [np.array([[2, 0]]), np.array([[1, 1]])])  # A resampled to (0,0) twice
+    assert distance[0, 0] == pytest.approx(np.hypot(1, 5)) and separation[0, 0] == pytest.approx(np.hypot(1, 5) / np.sqrt(0.5))
+
+
+TEXTS = {
+    "en": ["The cat sleeps.", "I like green tea.", "Where is the station?", "It is raining today.", "My brother is a doctor."],
+    "ja": ["猫が寝ている。", "緑茶が好きです。", "駅はどこですか。", "今日は雨が降っています。", "兄は医者です。"],
+    "ko": ["고양이가 잔다.", "나는 녹차를 좋아한다.", "역이 어디예요?", "오늘은 비가 온다.", "형은 의사이다."],
+}
+
+
+def test_latent_spaces_hub_untouched_and_empty_sets_change_nothing():
+    lm = tiny_lm("qwen2")
+    conditions = [Condition("none", None), Condition("transfer", np.array([[3, 0]])), Condition("anti", np.array([[3, 1]]))]
+    neurons = {"transfer": {"ja": np.array([[3, 0], [3, 5]]), "ko": np.array([[3, 2]])}, "anti": {"ja": None, "ko": None}}
+    ls = latent_spaces(lm, TEXTS, "en", conditions, neurons, n_boot=20, batch_size=2, progress=False)
+    none, transfer, anti = ls.spaces["none"], ls.spaces["transfer"], ls.spaces["anti"]
+    assert ls.langs == ("en", "ja", "ko") and none.centroids.shape == (3, 4, 32)
+    assert np.array_equal(none.centroids[0], transfer.centroids[0])  # hub never deactivated
+    assert not np.allclose(none.centroids[1, 3], transfer.centroids[1, 3]) and np.allclose(none.centroids[:, :3], transfer.centroids[:, :3])
+    assert np.array_equal(none.centroids, anti.centroids) and anti.projection is None
+    assert none.projection[1].shape == (5, 4, 2) and ls.explained.shape == (4, 2)
+    rows = [r for r in merge_rows(ls) if r["condition"] == "anti"]
+    assert all(r["drop"] == 0 and r["p_vs_none"] == 1 for r in rows)
+    with pytest.raises(TransferNeuronsError):
+        latent_spaces(lm, {"ja": TEXTS["ja"]}, "en", conditions, neurons, progress=False)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A tiny saved model, a small parallel JSONL file and Type-2 detections for ja and ko made by the CLI."""
+    root = tmp_path_factory.mktemp("latent")
+    lm = tiny_lm("gemma3_text")
+    lm.model.save_pretrained(root / "model")
+    lm.tokenizer.save_pretrained(root / "model")
+    data = root / "pairs.jsonl"
+    rows = [dict(zip(TEXTS, texts)) for texts in zip(*TEXTS.values())]
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    model = ["--model", str(root / "model"), "--batch-size", "5"]
+    for lang in ("ja", "ko"):
+        assert main(["detect", "--type", "type2", "--lang", lang, "--centroid-data", str(data), "--score-data", str(data),
+                     "--top-n", "4", "--out", str(root / f"det-{lang}"), *model]) == 0
+    return root, data, model
+
+
+def test_latent_cli_writes_tables_and_figures(saved, capsys):
+    root, data, model = saved
+    out = root / "out"
+    assert main(["latent", "--detections", str(root / "det-ja"), str(root / "det-ko"), "--langs", "ja,ko", "--data", str(data),
+                 "--controls", "random:2", "--n-boot", "20", "--out", str(out), *model]) == 0
+    record = json.loads((out / "latent.json").read_text())
+    assert record["langs"] == ["en", "ja", "ko"] and record["type"] == "type2"
+    assert {r["condition"] for r in record["merge_rows"]} == {"none", "transfer", "random"}
+    assert {(r["lang_a"], r["lang_b"]) for r in record["centroid_pairs"]} == {("en", "ja"), ("en", "ko"), ("ja", "ko")}
+    for name in ("latent_pca_none", "latent_pca_transfer", "latent_centroids_raw_none", "latent_centroids_centred_transfer",
+                 "latent_components", "latent_merge"):
+        assert (out / f"{name}.png").stat().st_size > 10_000
+    assert "centroid distance" in capsys.readouterr().out
+    assert main(["latent", "--langs", "ja", "--type", "none", "--data", str(data), "--n-boot", "10",
+                 "--out", str(root / "plain"), *model]) == 0
+    assert {r["condition"] for r in json.loads((root / "plain/latent.json").read_text())["merge_rows"]} == {"none"}
+    assert main(["latent", "--detections", str(root / "det-ja"), "--langs", "ja,ko", "--data", str(data),
+                 "--out", str(root / "bad"), *model]) == 2
+    assert "no type2 detection folder for ko" in capsys.readouterr().err

@@ -1,0 +1,116 @@
+"""report.html and results.json of a small study on a tiny model: every section, every image, no external resource."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from html.parser import HTMLParser
+
+import matplotlib.image
+import pytest
+import torch
+from test_study import make_setup
+
+from transfer_neurons.report import write_report
+from transfer_neurons.report.render import SECTIONS
+from transfer_neurons.study import resolve_config, run_study
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+class Page(HTMLParser):
+    """Section ids, image sources, links and scripts of a page."""
+
+    def __init__(self):
+        super().__init__()
+        self.sections, self.images, self.external = [], [], []
+        self.tables = 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "section":
+            self.sections.append(attrs.get("id"))
+        if tag == "img":
+            self.images.append(attrs.get("src", ""))
+        if tag == "table":
+            self.tables += 1
+        for name in ("src", "href"):
+            if attrs.get(name, "").startswith(("http:", "https:", "//")) or tag in ("script", "link", "iframe"):
+                self.external.append((tag, attrs))
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """Every analysis once, on one language and one neuron type each, with the tiny model."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("report")
+    options = make_setup(root)
+    one = {kind: ["type1"] for kind in ("similarity", "activations", "alignment", "qa", "reasoning", "dose", "logit_lens")}
+    cfg = resolve_config({**options, "langs": ["ja"], "types": {**one, "latent_spaces": ["type2"]}, "dose_counts": [2, 4]})
+    result = run_study(cfg, root / "out")
+    torch.set_num_threads(threads)
+    return root / "out", result
+
+
+def test_every_stage_ran(study):
+    _, result = study
+    assert [(s.name, s.status) for s in result.stages if s.status != "computed"] == []
+    kinds = {s.kind for s in result.stages}
+    assert kinds == {"detect", "similarity", "activations", "alignment", "latent_spaces", "layers", "specificity",
+                     "qa", "reasoning", "dose", "logit_lens"}
+
+
+def test_report_has_every_section_and_only_inline_images_that_decode(study):
+    out, _ = study
+    page = Page()
+    page.feed((out / "report.html").read_text(encoding="utf-8"))
+    assert page.sections == [anchor for anchor, _, _ in SECTIONS]
+    assert page.external == []
+    assert len(page.images) >= 12
+    for src in page.images:
+        assert src.startswith("data:image/png;base64,")
+        data = base64.b64decode(src.split(",", 1)[1], validate=True)
+        assert data.startswith(PNG)
+        pixels = matplotlib.image.imread(io.BytesIO(data), format="png")
+        assert pixels.ndim == 3 and pixels.shape[0] > 50 and pixels.shape[1] > 50
+
+
+def test_claims_table_comes_first_with_a_verdict_per_claim(study):
+    out, _ = study
+    html = (out / "report.html").read_text(encoding="utf-8")
+    claims = html[html.index('<section id="claims">'):html.index('<section id="model">')]
+    for text in ("Type-1 deactivation lowers", "merges the language spaces", "more language-specific",
+                 "expected layers", "QA drops more"):
+        assert text in claims
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert [c["number"] for c in results["claims"]] == [1, 2, 3, 4, 5]
+    assert {c["status"] for c in results["claims"]} <= {"supported", "not supported", "not run"}
+    assert all(c["status"] != "not run" for c in results["claims"])  # every stage a claim needs ran
+    assert all(c["statistic"] for c in results["claims"])
+
+
+def test_results_json_holds_config_model_and_every_stage(study):
+    out, result = study
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert results["config"]["langs"] == ["ja"]
+    assert results["model"]["num_layers"] == 4 and results["model"]["d_ff"] == 64
+    assert set(results["stages"]) == {s.name for s in result.stages}
+    assert results["stages"]["detect/type1-ja"]["summary"]["data"]["count"] == 6
+    assert results["run"]["stages"][0]["status"] == "computed"
+
+
+def test_report_command_rerenders_and_marks_missing_stages(study, tmp_path):
+    import shutil
+
+    out, _ = study
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    shutil.rmtree(copy / "qa/type1-ja")  # as if QA had never finished
+    (copy / "run.json").unlink()
+    html_path, json_path = write_report(copy)
+    results = json.loads(json_path.read_text(encoding="utf-8"))
+    assert results["stages"]["qa/type1-ja"]["status"] == "not run"
+    assert {c["number"]: c["status"] for c in results["claims"]}[5] == "not run"
+    assert "not run" in html_path.read_text(encoding="utf-8")
