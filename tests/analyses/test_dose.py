@@ -9,6 +9,7 @@ from tiny import tiny_lm
 from transfer_neurons.analyses.dose import (
     dose_conditions, dose_counts, dose_response, dose_rows, max_count, ranked_neurons, seed_drops,
 )
+from transfer_neurons.analyses.similarity import middle_layers
 from transfer_neurons.cli import main
 from transfer_neurons.data import ParallelPairs
 from transfer_neurons.detection import Detection
@@ -90,6 +91,7 @@ def test_cli_writes_files(tmp_path, lm):
                  "--seeds", "2", "--out", str(out), *common]) == 0
     doc = json.loads((out / "dose.json").read_text())
     assert doc["meta"]["counts"] == [2, 3, 10] and doc["meta"]["counts_skipped"] == [500]
-    assert doc["meta"]["ranking_matches_neurons_json"] and doc["meta"]["mid_layers"] == [1]
+    assert doc["meta"]["ranking_matches_neurons_json"]
+    assert doc["meta"]["mid_layers"] == list(middle_layers(4, "type1", doc["meta"]["candidate_layers"]))
     assert {r["count"] for r in doc["mid_layers"]} == {2, 3, 10}
     assert (out / "dose.png").stat().st_size > 0 and (out / "dose.csv").read_text().startswith("count,")

@@ -180,3 +180,25 @@ def test_cli_qa_rejects_a_detection_of_another_model(saved, tmp_path):
     code = main(["qa", "--model", str(saved / "model"), "--detection", str(tmp_path / "det"), "--data",
                  str(saved / "qa.jsonl"), "--controls", "", "--out", str(tmp_path / "out")])
     assert code == 2
+
+
+def test_mkqa_file_is_read_limited_and_scored_with_aliases(tmp_path):
+    import argparse
+    import gzip
+
+    from transfer_neurons.cli.qa import qa_set
+
+    def row(ja_text, aliases):
+        return {"query": "q", "queries": {"ja": "ハムレットの作者は？"},
+                "answers": {"ja": [{"type": "entity", "text": ja_text, "aliases": aliases}]}}
+
+    rows = [row("ウィリアム・シェイクスピア", ["シェイクスピア"]), row("1603年", []), row("東京", [])]
+    path = tmp_path / "mkqa.jsonl.gz"
+    path.write_bytes(gzip.compress("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()))
+    qa = qa_set(argparse.Namespace(data=str(path), limit=2), "ja")
+    assert len(qa) == 2 and qa.items[0].answers == ("ウィリアム・シェイクスピア", "シェイクスピア")
+    f1, em = score_answers(["シェイクスピアです。", "1603"], qa.items, "ja")
+    # alias シ ェ イ ク ス ピ ア (7 characters) within 9 predicted ones: P 7/9, R 1 -> F1 14/16;
+    # "1603" vs tokens [1603, 年]: P 1, R 1/2 -> F1 2/3
+    np.testing.assert_allclose(f1, [14 / 16, 2 / 3])
+    np.testing.assert_array_equal(em, [0.0, 0.0])

@@ -9,6 +9,7 @@ import torch
 from tiny import tiny_lm
 
 from transfer_neurons.analyses.reasoning import (
+    _row_batches,
     mc_prompt,
     option_choices,
     option_logliks,
@@ -141,7 +142,5 @@ def test_cli_reasoning_writes_tables_and_figures(tmp_path):
 
 
 def test_row_batches_bound_the_option_rows():
-    from transfer_neurons.analyses.reasoning import _row_batches
-
     assert _row_batches([2, 0, 1], [2, 3, 1], 3) == [[2, 0], [1]]
     assert _row_batches([0, 1], [5, 1], 3) == [[0], [1]]  # an item larger than a batch stands alone

@@ -68,7 +68,7 @@ def summaries(ko_mm=(0.04, 0.01, 0.07)):
 
 def test_evaluate_claims_combines_languages():
     claims = {c.number: c for c in evaluate_claims(summaries(), ["ja", "ko"])}
-    assert claims[1].status == SUPPORTED and "ja:" in claims[1].statistic and "layers 3–5" in claims[1].statistic
+    assert claims[1].status == SUPPORTED and "ja:" in claims[1].statistic and "layers 3–5:" in claims[1].statistic
     assert claims[2].status == NOT_RUN  # no latent-space stage
     assert claims[3].status == SUPPORTED
     assert claims[4].status == NOT_RUN  # no layers stage

@@ -176,10 +176,10 @@ def _percentiles(boot: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.
 
 
 def _boot_p(effect_boot: np.ndarray) -> np.ndarray:
-    """Two-sided bootstrap p-value that an effect [boot, layer] is zero (1 where it is identically 0)."""
-    share_le = np.mean(effect_boot <= 0, axis=0)
-    share_ge = np.mean(effect_boot >= 0, axis=0)
-    return np.minimum(1.0, 2 * np.minimum(share_le, share_ge))
+    """Two-sided bootstrap p-value that an effect [boot, layer] is zero, (count + 1) / (resamples + 1) convention."""
+    below = np.sum(effect_boot <= 0, axis=0)
+    above = np.sum(effect_boot >= 0, axis=0)
+    return np.minimum(1.0, 2 * (np.minimum(below, above) + 1) / (effect_boot.shape[0] + 1))
 
 
 def summarise_boot(

@@ -7,8 +7,8 @@ any count is ranked afresh from the scores over the detection's candidate layers
 (scoring.rank_neurons; its first n equal neurons.json). Counts are capped at half the
 candidate neurons, so the random control still has as many non-transfer neurons to draw.
 
-The middle layers are similarity.middle_layers (Type-1: the middle third of the candidate
-layers; Type-2: all candidate layers), the same summary range as `ablate`. The hub side
+The middle layers are similarity.middle_layers (Type-1: the middle third of the model's
+layers; Type-2: all candidate layers), the same summary range as `ablate` and `similarity`. The hub side
 (English) is never deactivated; the centring mean comes once from the undeactivated hub
 and L2 states and is shared by every count and condition.
 """

@@ -26,6 +26,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
@@ -35,8 +36,8 @@ from ..conditions import Condition  # noqa: E402
 from ..errors import TransferNeuronsError  # noqa: E402
 from ..interventions import capture_under  # noqa: E402
 from ..models.loading import LoadedModel  # noqa: E402
-from .alignment import summarise_boot  # noqa: E402
-from .similarity import COLOURS, condition_groups  # noqa: E402
+from .alignment import resample_counts, summarise_boot  # noqa: E402
+from .similarity import COLOURS  # noqa: E402
 
 THRESHOLDS = (0.90, 0.95, 0.99)
 MERGE_METRICS = ("centroid_distance", "separation")
@@ -73,11 +74,6 @@ def mean_pairwise_distance(centroids: np.ndarray) -> np.ndarray:
     """Mean Euclidean distance over all pairs of language centroids [..., lang, d]: [...]."""
     pairs = list(combinations(range(centroids.shape[-2]), 2))
     return np.mean([np.linalg.norm(centroids[..., a, :] - centroids[..., b, :], axis=-1) for a, b in pairs], axis=0)
-
-
-def resample_counts(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """How often each of n sentences appears in each of n_boot resamples: [boot, n]."""
-    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot)
 
 
 def merge_numbers(states: Sequence[np.ndarray], counts: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -255,7 +251,7 @@ def plot_pca(ls: LatentSpaces, label: str, title: str):
         for i, lang in enumerate(ls.langs):
             if reference is not None and i > 0:
                 ax.scatter(reference[i][:, l, 0], reference[i][:, l, 1], s=6, facecolors="none",
-                           edgecolors=f"C{i}", alpha=0.25, lw=0.5)
+                           edgecolors=f"C{i}", alpha=0.35, lw=0.6)
             xy = spaces.projection[i][:, l]
             ax.scatter(xy[:, 0], xy[:, 1], s=6, color=f"C{i}", alpha=0.7, lw=0)
         ax.set_title(f"layer {l} ({100 * ls.explained[l].sum():.0f} % var.)", fontsize=9)
@@ -285,12 +281,13 @@ def plot_centroid_heatmaps(ls: LatentSpaces, label: str, centred: bool, title: s
         image = ax.imshow(cos[l], vmin=vmin, vmax=vmax, cmap="coolwarm" if centred else "viridis")
         for a in range(n):
             for b in range(n):
-                if a != b:
-                    ax.text(b, a, f"{cos[l, a, b]:.2f}", ha="center", va="center", fontsize=6.5,
-                            color="black" if (cos[l, a, b] - vmin) / (vmax - vmin) > 0.55 else "white")
+                shade = (cos[l, a, b] - vmin) / (vmax - vmin)
+                ax.text(b, a, f"{cos[l, a, b]:.2f}", ha="center", va="center", fontsize=7,
+                        color="black" if 0.2 < shade < 0.8 or (not centred and shade > 0.55) else "white")
         ax.set_xticks(range(n), ls.langs, fontsize=7)
         ax.set_yticks(range(n), ls.langs, fontsize=7)
         ax.set_title(f"layer {l}", fontsize=9)
+    fig.subplots_adjust(hspace=0.45, wspace=0.35)
     fig.colorbar(image, ax=list(axes[:num_layers]), fraction=0.02, pad=0.02,
                  label="mean-centred cosine" if centred else "raw cosine")
     fig.suptitle(title)
@@ -300,7 +297,7 @@ def plot_centroid_heatmaps(ls: LatentSpaces, label: str, centred: bool, title: s
 def plot_components(ls: LatentSpaces, title: str):
     """Components reaching each variance share per layer: one panel per threshold, colour per language, dashed = deactivated."""
     labels = [label for label in PROJECTED if label in ls.spaces]
-    fig, axes = plt.subplots(1, len(ls.thresholds), figsize=(5 * len(ls.thresholds) + 2, 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(ls.thresholds), figsize=(5 * len(ls.thresholds) + 2, 4.8), squeeze=False)
     for ax, (j, t) in zip(axes[0], enumerate(ls.thresholds)):
         for label, style in zip(labels, ("-", "--")):
             comps = ls.spaces[label].components  # [lang, layer, threshold]
@@ -309,6 +306,7 @@ def plot_components(ls: LatentSpaces, title: str):
                     continue  # the hub language is never deactivated
                 ax.plot(np.arange(comps.shape[1]), comps[i, :, j], style, color=f"C{i}", marker="o", ms=2.5, lw=1.5)
         ax.set_title(f"{100 * t:.0f} % of variance")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("layer (0-based)")
         ax.set_ylabel("singular components needed")
         ax.grid(alpha=0.3)
@@ -332,17 +330,22 @@ def plot_merge(rows: Sequence[dict], title: str):
             sel = [r for r in rows if r["metric"] == metric and r["condition"] == name]
             layers = [int(r["layer"]) for r in sel]
             colour = COLOURS.get(name, f"C{i}")
-            scale = np.array([b["mean"] for b in base]) if kind == "ratio" else 1.0
-            value = np.array([r["mean"] for r in sel]) / scale
-            low, high = np.array([r["mean_low"] for r in sel]) / scale, np.array([r["mean_high"] for r in sel]) / scale
+            if kind == "ratio":  # condition / none with the paired (drop) interval
+                scale = np.array([b["mean"] for b in base])
+                value = np.array([r["mean"] for r in sel]) / scale
+                low, high = (1 - np.array([r[f"drop_{end}"] for r in sel]) / scale for end in ("high", "low"))
+            else:
+                value = np.array([r["mean"] for r in sel])
+                low, high = np.array([r["mean_low"] for r in sel]), np.array([r["mean_high"] for r in sel])
             ax.plot(layers, value, color=colour, lw=2.2 if name in PROJECTED else 1.3, marker="o", ms=2.5, label=name)
             ax.fill_between(layers, low, high, color=colour, alpha=0.15, lw=0)
         ax.set_xlabel("layer (0-based)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if kind == "ratio":
             ax.axhline(1, color="black", lw=0.8)
             ax.set_ylabel("centroid distance / undeactivated")
-            ax.set_title("centroid distance relative to no deactivation", fontsize=10)
+            ax.set_title("centroid distance relative to no deactivation\n(shade: paired 95 % CI)", fontsize=10)
         else:
             ax.set_ylabel(MERGE_TITLES[metric])
             ax.set_title(MERGE_TITLES[metric], fontsize=10)

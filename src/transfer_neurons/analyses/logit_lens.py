@@ -29,6 +29,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -231,7 +232,7 @@ def _curves(values: Mapping[str, np.ndarray], members: Sequence[Condition]) -> t
     return per_seed.mean(axis=0), band
 
 
-def plot_lens(result: LensResult, title: str, log_scale: bool = False):
+def plot_lens(result: LensResult, title: str):
     """Per-layer mean L2 mass (left) and English mass (right), one line per condition, seed range shaded."""
     groups = condition_groups(result.conditions)
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharex=True, sharey=True)
@@ -239,16 +240,15 @@ def plot_lens(result: LensResult, title: str, log_scale: bool = False):
         for i, (name, members) in enumerate(groups.items()):
             mean, band = _curves(result.values[metric], members)
             layers = np.arange(mean.shape[0])
-            count = "" if members[0].neurons is None else f" ({len(members[0].neurons)} neurons"
-            count += "" if not count else (f", {len(members)} seeds)" if len(members) > 1 else ")")
-            ax.plot(layers, mean, marker=".", color=COLOURS.get(name, f"C{i}"), label=name + count)
+            seeds = f", {len(members)} seeds" if len(members) > 1 else ""
+            label_text = name if members[0].neurons is None else f"{name} ({len(members[0].neurons)} neurons{seeds})"
+            ax.plot(layers, mean, marker=".", color=COLOURS.get(name, f"C{i}"), label=label_text)
             if band is not None:
                 ax.fill_between(layers, band[0], band[1], color=COLOURS.get(name, f"C{i}"), alpha=0.2, lw=0)
         ax.set_title(f"lens probability mass on {label}")
         ax.set_xlabel("layer (0-based)")
-        ax.set_ylabel("mean probability mass" + (" (log scale)" if log_scale else ""))
-        if log_scale:
-            ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("mean probability mass")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8, title="deactivated (band: seed range)")
     fig.suptitle(title)

@@ -97,14 +97,14 @@ def _batch_logliks(lm: LoadedModel, prompts: list[list[int]], options: list[list
     cache = getattr(first, "cache", None)
     cache = first.past_key_values if cache is None else cache
     cache.reorder_cache(owner.to(device))
-    c_ids, c_mask = _right_padded([ids for opts in options for ids in opts], pad)  # [row, option]
-    positions = p_mask.sum(1)[owner, None] + torch.arange(c_ids.shape[1])  # [row, option]
+    c_ids, c_mask = _right_padded([ids for opts in options for ids in opts], pad)  # [row, option token]
+    positions = p_mask.sum(1)[owner, None] + torch.arange(c_ids.shape[1])  # [row, option token]
     rest = lm.model(
         input_ids=c_ids.to(device), attention_mask=torch.cat([p_mask[owner], c_mask], 1).to(device),
         position_ids=positions.to(device), use_cache=True, **_cache_argument(lm.model, cache),
     )
-    logits = torch.cat([first.logits[owner.to(device), -1:], rest.logits[:, :-1]], 1).float()  # [row, option, vocab]
-    logp = logits.gather(-1, c_ids.to(device)[..., None])[..., 0] - torch.logsumexp(logits, -1)  # [row, option]
+    logits = torch.cat([first.logits[owner.to(device), -1:], rest.logits[:, :-1]], 1).float()  # [row, option token, vocab]
+    logp = logits.gather(-1, c_ids.to(device)[..., None])[..., 0] - torch.logsumexp(logits, -1)  # [row, option token]
     totals = (logp * c_mask.to(device)).sum(1).cpu().numpy()  # [row]
     bounds = np.cumsum([0] + [len(opts) for opts in options])
     return [totals[bounds[i] : bounds[i + 1]] for i in range(len(options))]

@@ -77,7 +77,7 @@ def register(subparsers) -> None:
     parser.add_argument("--seeds", type=positive_int, default=3, help="random draws per count (default 3)")
     parser.add_argument("--mid-layers", default=None,
                         help="layers START:END (0-based, END exclusive) to average; default: Type-1 the middle third "
-                        "of the candidate layers, Type-2 all candidate layers (as `ablate`)")
+                        "of the model's layers, Type-2 all candidate layers (as `ablate`)")
     add_model_args(parser)
     add_data_args(parser)
     parser.add_argument("--out", required=True, help="output folder")

@@ -56,7 +56,7 @@ def register(subparsers) -> None:
                                    description="Score each option's log-likelihood after the question and lettered "
                                    "options (MMLU-ProX style) under no, transfer-neuron and control deactivation; "
                                    "accuracy by total and per-byte log-likelihood and the right option's probability. "
-                                   "Writes reasoning_summary.csv, reasoning_items.csv, reasoning.json, reasoning_LANG.png.")
+                                   "--batch-size counts (question, option) rows. Writes reasoning_summary.csv, reasoning_items.csv, reasoning.json, reasoning_LANG.png.")
     add_question_args(parser, "mc", "items: bundled 'mc' (default), an mc.jsonl of the bundled format, or "
                       "hf:li-lab/MMLU-ProX (needs the `datasets` extra and network)")
     add_condition_args(parser)

@@ -56,6 +56,11 @@ def _fmt(x: float) -> str:
     return f"{x:+.3f}"
 
 
+def layers_text(layers: Sequence[int]) -> str:
+    """`layer 5` or `layers 3–7`."""
+    return f"layer {layers[0]}" if layers[0] == layers[-1] else f"layers {layers[0]}–{layers[-1]}"
+
+
 def interval_text(mean: float, low: float, high: float) -> str:
     """A signed value with its 95 % interval."""
     return f"{_fmt(mean)} [{_fmt(low)}, {_fmt(high)}]"
@@ -174,7 +179,8 @@ def similarity_claim(stages: Mapping[str, dict | None], langs: Sequence[str], ne
         verdicts[lang] = against_controls(rows, direction) if rows else Verdict(NOT_RUN, "not run")
         if rows:
             layers = data.get("mid_layers") or []
-            verdicts[lang].statistic = f"layers {layers[0]}–{layers[-1]} " + verdicts[lang].statistic if layers else verdicts[lang].statistic
+            if layers:
+                verdicts[lang].statistic = f"{layers_text(layers)}: {verdicts[lang].statistic}"
     return combine(verdicts)
 
 
@@ -187,7 +193,7 @@ def latent_claim(stages: Mapping[str, dict | None]) -> Verdict:
     verdict = against_controls(rows, +1)
     layers = data.get("final_layers") or []
     if layers:
-        verdict.statistic = f"{MERGE_METRIC}, layers {layers[0]}–{layers[-1]}: {verdict.statistic}"
+        verdict.statistic = f"{MERGE_METRIC}, {layers_text(layers)}: {verdict.statistic}"
     return verdict
 
 

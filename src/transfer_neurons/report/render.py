@@ -149,10 +149,12 @@ def cell(value: Any) -> str:
 
 
 def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], caption: str | None = None, cls: str = "") -> str:
+    """An HTML table; the header row is left out when every column title is empty."""
     head = "".join(f"<th>{esc(c)}</th>" for c in columns)
+    head = f"<thead><tr>{head}</tr></thead>" if any(columns) else ""
     body = "".join("<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in rows)
     cap = f"<caption>{esc(caption)}</caption>" if caption else ""
-    return f'<table class="{cls}">{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return f'<table class="{cls}">{cap}{head}<tbody>{body}</tbody></table>'
 
 
 def image(path: Path, alt: str) -> str:
@@ -167,7 +169,7 @@ def claims_section(claims: Sequence[dict]) -> str:
         cls = {SUPPORTED: "supported", NOT_RUN: "not-run"}.get(c["status"], "not-supported")
         rows.append(
             f"<tr><td class=num>{c['number']}</td><td>{esc(c['claim'])}</td><td class='{cls}'>{esc(c['status'])}</td>"
-            f"<td class=stat>{esc(c['statistic'])}</td></tr>"
+            f"<td class=stat>{'<br>'.join(esc(part) for part in c['statistic'].split(' | '))}</td></tr>"
         )
     bases = "".join(f"<li>{esc(c['basis'])}</li>" for c in claims)
     return (
