@@ -78,3 +78,10 @@ def test_evaluate_claims_combines_languages():
     only_ja = {c.number: c for c in evaluate_claims(summaries(), ["ja", "nl"])}  # nl did not run: left out
     assert only_ja[1].status == SUPPORTED and "nl" not in only_ja[1].statistic
     assert all(c.status == NOT_RUN for c in evaluate_claims({}, ["ja"]))
+
+
+def test_qa_without_a_baseline_says_so():
+    rows = effects(mm=(0.0, 0.0, 0.0), anti=(0.0, 0.0, 0.0), metric="f1")
+    rows[0]["mean"] = 0.0  # the model never answers right, even without deactivation
+    claim = evaluate_claims({"qa/type1-ko": {"data": {"claim_metric": "f1", "rows": rows}}}, ["ko"])[4]
+    assert claim.status == NOT_SUPPORTED and "f1 is 0 without deactivation" in claim.statistic

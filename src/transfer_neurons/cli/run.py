@@ -6,14 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
-from ..distributed import init_from_env
 from ..models.loading import DEVICES, DTYPES, EMBEDDED
 from ..study import ANALYSES, read_config_file, resolve_config, run_study, summary_table
 from .common import positive_int
 
 
 def run(args: argparse.Namespace) -> int:
-    init_from_env()
     file_options = read_config_file(args.config) if args.config else {}
     cfg = resolve_config(file_options, quick=args.quick, overrides={
         "model": args.model, "device": args.device, "dtype": args.dtype, "batch_size": args.batch_size,
@@ -29,6 +27,8 @@ def run(args: argparse.Namespace) -> int:
     for claim in results["claims"]:
         print(f"  {claim['number']}. {claim['claim']}: {claim['status']}")
     print(f"\nwrote {out / 'report.html'}, {out / 'results.json'} and {out / 'config.yaml'}")
+    if result.failed:
+        print(f"{len(result.failed)} stage(s) did not finish; tracebacks in {out / 'errors'}; rerun to retry them")
     return 1 if result.failed else 0
 
 

@@ -227,6 +227,9 @@ def qa_claim(stages: Mapping[str, dict | None], langs: Sequence[str]) -> Verdict
         metric = (data or {}).get("claim_metric", "f1")
         rows = _rows(data, "rows", metric, pairs=None)
         verdicts[lang] = against_controls(rows, +1) if rows else Verdict(NOT_RUN, "not run")
+        base = [r for r in rows if r["condition"] == "none"]
+        if base and base[0].get("mean") == 0:
+            verdicts[lang].statistic += f" ({metric} is 0 without deactivation: nothing can drop)"
     return combine(verdicts)
 
 
