@@ -8,13 +8,16 @@ from transfer_neurons.report.claims import (
 )
 
 
-def row(condition, tmc=None, low=None, high=None, metric="centred"):
+def row(condition, tmc=None, low=None, high=None, metric="centred", drop=(0.0, 0.0, 0.0)):
     return {"metric": metric, "condition": condition, "layer": "3-5", "pairs": "parallel",
+            "drop": drop[0], "drop_low": drop[1], "drop_high": drop[2],
             "transfer_minus_control": tmc, "tmc_low": low, "tmc_high": high}
 
 
-def effects(mm=(0.05, 0.02, 0.08), anti=(0.10, 0.06, 0.14), random=(0.2, 0.1, 0.3), metric="centred"):
-    rows = [row("none", metric=metric), row("transfer", metric=metric), row("random", *random, metric=metric)]
+def effects(mm=(0.05, 0.02, 0.08), anti=(0.10, 0.06, 0.14), random=(0.2, 0.1, 0.3), metric="centred",
+            transfer=(0.12, 0.08, 0.16)):
+    rows = [row("none", metric=metric), row("transfer", metric=metric, drop=transfer),
+            row("random", *random, metric=metric)]
     if mm:
         rows.append(row("magnitude-matched", *mm, metric=metric))
     if anti:
@@ -25,14 +28,22 @@ def effects(mm=(0.05, 0.02, 0.08), anti=(0.10, 0.06, 0.14), random=(0.2, 0.1, 0.
 def test_supported_only_when_every_strict_control_excludes_zero():
     verdict = against_controls(effects(), +1)
     assert verdict.status == SUPPORTED
-    assert [d["control"] for d in verdict.details] == ["magnitude-matched", "anti"]  # random does not decide
+    assert [d["control"] for d in verdict.details] == [None, "magnitude-matched", "anti"]  # random does not decide
     crossing = against_controls(effects(mm=(0.03, -0.01, 0.07)), +1)
     assert crossing.status == NOT_SUPPORTED and "✗" in crossing.statistic
-    assert [d["passes"] for d in crossing.details] == [False, True]
+    assert [d["passes"] for d in crossing.details] == [True, False, True]
+
+
+def test_a_smaller_rise_than_the_controls_is_not_a_drop():
+    # transfer raised the metric (drop < 0), the controls raised it even more: tmc > 0, yet no drop
+    verdict = against_controls(effects(transfer=(-0.09, -0.13, -0.05)), +1)
+    assert verdict.status == NOT_SUPPORTED and verdict.statistic.startswith("transfer drop -0.090")
+    assert against_controls(effects(transfer=(0.02, -0.01, 0.05)), +1).status == NOT_SUPPORTED
 
 
 def test_direction_and_weak_fallback_and_not_run():
-    assert against_controls(effects(mm=(-0.05, -0.08, -0.02), anti=(-0.1, -0.2, -0.01)), -1).status == SUPPORTED
+    rise = effects(mm=(-0.05, -0.08, -0.02), anti=(-0.1, -0.2, -0.01), transfer=(-0.1, -0.15, -0.05))
+    assert against_controls(rise, -1).status == SUPPORTED
     assert against_controls(effects(), -1).status == NOT_SUPPORTED
     weak = against_controls(effects(mm=None, anti=None), +1)
     assert weak.status == SUPPORTED and "weak controls only" in weak.statistic
@@ -81,7 +92,7 @@ def test_evaluate_claims_combines_languages():
 
 
 def test_qa_without_a_baseline_says_so():
-    rows = effects(mm=(0.0, 0.0, 0.0), anti=(0.0, 0.0, 0.0), metric="f1")
+    rows = effects(mm=(0.0, 0.0, 0.0), anti=(0.0, 0.0, 0.0), metric="f1", transfer=(0.0, 0.0, 0.0))
     rows[0]["mean"] = 0.0  # the model never answers right, even without deactivation
     claim = evaluate_claims({"qa/type1-ko": {"data": {"claim_metric": "f1", "rows": rows}}}, ["ko"])[4]
     assert claim.status == NOT_SUPPORTED and "f1 is 0 without deactivation" in claim.statistic

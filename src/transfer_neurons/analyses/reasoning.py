@@ -248,9 +248,8 @@ def plot_reasoning(result: MCResult, summary: Sequence[dict], conditions: Sequen
     fig, axes = plt.subplots(1, len(METRICS), figsize=(5.2 * len(METRICS), 4.2))
     for ax, metric in zip(axes, METRICS):
         rows = [row for row in summary if row["metric"] == metric]
+        ax.axhline(result.chance, color="gray", linestyle="--", linewidth=1, label="chance (mean 1 / options)")
         condition_bars(ax, rows, seed_means(result.scores[metric], conditions), METRIC_TITLES[metric])
-        ax.axhline(result.chance, color="gray", linestyle="--", linewidth=1)
-        ax.annotate("chance", (0, result.chance), textcoords="offset points", xytext=(-20, 3), fontsize=8, color="gray")
         ax.set_ylim(0, 1)
         ax.set_title(METRIC_TITLES[metric])
     fig.suptitle(f"{model_name}: multiple choice in {result.lang} ({len(result.items)} items), "

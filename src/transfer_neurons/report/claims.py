@@ -1,10 +1,10 @@
 """The paper's claims, each decided by one statistic of this run against the strictest control (issue 10).
 
-A deactivation claim is decided on the paired difference transfer − control of the
-per-item effects, against magnitude-matched and anti neurons when the run has them
-(random and layer-matched only when it has neither): "supported" only when the 95 %
-interval of that difference excludes zero in the predicted direction for every
-deciding control and every language; "not supported" when any interval crosses zero
+A deactivation claim is decided on the per-item effect of the transfer neurons and on
+the paired difference transfer − control, against magnitude-matched and anti neurons
+when the run has them (random and layer-matched only when it has neither): "supported"
+only when the 95 % intervals of the effect and of every such difference exclude zero
+in the predicted direction, in every language; "not supported" when any interval crosses zero
 or points the other way; "not run" when the stages it needs did not run. Share claims
 are decided on a 95 % interval of a share (Wilson) or a difference of shares (Newcombe)
 against the base rate of the same layers.
@@ -80,17 +80,23 @@ def excludes_zero(low: float, high: float, direction: int) -> bool:
 
 
 def against_controls(rows: Sequence[Mapping], direction: int) -> Verdict:
-    """Decide on effects rows (one metric, one layer range): transfer − control excludes zero for every deciding control.
+    """Decide on effects rows (one metric, one layer range): the transfer effect itself and transfer − control,
+    for every deciding control, must each exclude zero in the predicted direction.
 
-    rows are analyses.effects.summarise rows; a control row's transfer_minus_control is
-    (effect of transfer) − (effect of control), the effect being none − condition.
-    direction +1: the transfer neurons' drop must be the larger; -1: the smaller (a larger rise).
+    rows are analyses.effects.summarise rows: the effect (drop) is none − condition; a control
+    row's transfer_minus_control is (drop of transfer) − (drop of control). direction +1: the
+    metric must drop under the transfer neurons, and by more than under each control; -1: rise.
+    Requiring the transfer effect too keeps "transfer raised it less than the controls did" from
+    counting as a drop.
     """
     by_name = {r["condition"]: r for r in rows}
     controls, strict = deciding_controls([n for n in by_name if n not in ("none", "transfer")])
     if "transfer" not in by_name or not controls:
         return Verdict(NOT_RUN, "no transfer or control condition in this run")
-    details, texts, ok = [], [], True
+    own = by_name["transfer"]
+    ok = excludes_zero(own["drop_low"], own["drop_high"], direction)
+    details = [{"control": None, "difference": own["drop"], "low": own["drop_low"], "high": own["drop_high"], "passes": ok}]
+    texts = [f"transfer drop {interval_text(own['drop'], own['drop_low'], own['drop_high'])}{'' if ok else ' ✗'}"]
     for name in controls:
         r = by_name[name]
         mean, low, high = r["transfer_minus_control"], r["tmc_low"], r["tmc_high"]
@@ -234,17 +240,18 @@ def qa_claim(stages: Mapping[str, dict | None], langs: Sequence[str]) -> Verdict
 
 
 BASES = (
-    "centred cosine, parallel test pairs, mean over the middle third of the Type-1 candidate layers; "
-    "transfer − control of the drop (none − condition), 95 % bootstrap interval > 0",
+    "centred cosine, parallel test pairs, mean over the middle third of the Type-1 candidate layers: the drop "
+    "(none − condition) under transfer neurons and transfer − control of the drops, 95 % bootstrap intervals > 0",
     "language separation (mean distance between language centroids over the within-language spread) averaged "
-    "over the Type-2 candidate layers, each L2 under its own Type-2 neurons: transfer − control of the drop "
-    "(none − condition), paired-bootstrap 95 % interval > 0",
+    "over the Type-2 candidate layers, each L2 under its own Type-2 neurons: the drop (none − condition) under "
+    "transfer neurons and transfer − control of the drops, paired-bootstrap 95 % intervals > 0",
     "share of top neurons with η² ≥ 0.1 and p < 0.05, minus the base rate of all neurons of the same layers: "
     "Type-2 excess − Type-1 excess, Newcombe 95 % interval > 0",
     "the top-n neurons by score ranked over ALL layers (detection keeps only candidate layers, which would make "
     "this true by construction): share inside the type's expected layers minus those layers' share of all "
     "neurons, Wilson 95 % interval > 0, for both types and every language",
-    "per-question score (token F1), Type-1 deactivation: transfer − control of the drop, 95 % bootstrap interval > 0",
+    "per-question token F1, each language under its Type-1 neurons: the drop (none − condition) under transfer "
+    "neurons and transfer − control of the drops, 95 % bootstrap intervals > 0",
 )
 
 

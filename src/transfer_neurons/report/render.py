@@ -64,7 +64,7 @@ h3{font-size:15px;margin:16px 0 6px}.meta{color:#666;font-size:12px}
 table{border-collapse:collapse;margin:6px 0 10px;font-size:12.5px}th,td{border:1px solid #ddd;padding:3px 7px;vertical-align:top;text-align:left}
 th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .supported{background:#dff3df;font-weight:600}.not-supported{background:#f8dede;font-weight:600}.not-run{background:#eee;color:#666}
-.failed{color:#a00}.figs img{max-width:100%;border:1px solid #eee;margin:4px 0}caption{text-align:left;color:#555;font-size:12px;padding:2px 0}
+.failed{color:#a00}.figs img{max-width:100%;border:1px solid #eee;margin:4px 0}.half img{max-width:49%;vertical-align:top}caption{text-align:left;color:#555;font-size:12px;padding:2px 0}
 nav a{margin-right:10px;font-size:12px}.stat{font-size:12px}
 """
 
@@ -175,8 +175,9 @@ def claims_section(claims: Sequence[dict]) -> str:
     return (
         "<table><thead><tr><th>#</th><th>claim (Tezuka &amp; Inoue 2025)</th><th>this run</th>"
         f"<th>deciding statistic (95 % intervals)</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
-        "<p class=meta>Decided against the strictest control present (magnitude-matched and anti neurons; random "
-        "only when neither ran): “not supported” when an interval crosses zero or points the other way. "
+        "<p class=meta>“transfer drop”: the effect (none − condition) of deactivating the transfer neurons; “vs X”: "
+        "transfer − X of that effect. Decided against the strictest controls present (magnitude-matched and anti "
+        "neurons; random only when neither ran): “not supported” when an interval crosses zero or points the other way. "
         f"Statistics, in claim order:</p><ol class=meta>{bases}</ol>"
     )
 
@@ -220,7 +221,19 @@ def neurons_table(stages: dict) -> str:
                   "|a|·‖v‖ vs candidates", "scoring sentences"], rows)
 
 
-def stage_block(study: Path, name: str, stage: dict, with_tables: bool = True) -> str:
+def detection_figures(study: Path, stages: dict) -> str:
+    """Every detection's layer figure, two a row, and a note for detections that did not finish."""
+    images, missing = [], []
+    for name, stage in stages.items():
+        figures = (stage["summary"] or {}).get("figures", [])
+        images += [image(study / name / f, f"{name}/{f}") for f in figures if (study / name / f).is_file()]
+        if stage["summary"] is None:
+            missing.append(f"{name}: {stage['status']}" + (f" ({stage['error']})" if stage.get("error") else ""))
+    notes = "".join(f'<p class="failed">{esc(m)}</p>' for m in missing)
+    return notes + f'<div class="figs half">{"".join(images)}</div>'
+
+
+def stage_block(study: Path, name: str, stage: dict) -> str:
     """One stage: its title, short tables and figures, or why it has none."""
     summary = stage["summary"]
     if summary is None:
@@ -229,9 +242,8 @@ def stage_block(study: Path, name: str, stage: dict, with_tables: bool = True) -
     parts = [f"<h3>{esc(summary.get('title', name))}</h3>"]
     if summary.get("text"):
         parts.append(f"<p>{esc(summary['text'])}</p>")
-    if with_tables:
-        for t in summary.get("tables", []):
-            parts.append(table(t["columns"], t["rows"], t.get("caption")))
+    for t in summary.get("tables", []):
+        parts.append(table(t["columns"], t["rows"], t.get("caption")))
     figures = [study / name / f for f in summary.get("figures", []) if (study / name / f).is_file()]
     if figures:
         parts.append('<div class="figs">' + "".join(image(f, f"{name}/{f.name}") for f in figures) + "</div>")
@@ -265,7 +277,7 @@ def render_html(results: dict, study: str | Path) -> str:
             if not mine:
                 content = '<p class="not-run">not run (not in this study\'s stages, or not available in this version)</p>'
             elif kind == "detect":
-                content = intro + neurons_table(stages) + "".join(stage_block(study, n, s, False) for n, s in mine.items())
+                content = intro + neurons_table(stages) + detection_figures(study, mine)
             else:
                 content = intro + "".join(stage_block(study, n, s) for n, s in mine.items())
         body.append(f'<section id="{anchor}"><h2>{esc(heading)}</h2>{content}</section>')
