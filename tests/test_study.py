@@ -181,3 +181,16 @@ def _no_model():
             raise AssertionError("a fully cached run must not use the model")
 
     return Untouchable()
+
+
+def test_a_failing_stage_is_recorded_and_only_its_dependants_skip(study, tmp_path):
+    root, options, _, _ = study
+    out = tmp_path / "copy"
+    shutil.copytree(root / "out", out)
+    rerun = run_study(resolve_config({**options, "langs": ["ja", "nl"]}), out)  # the data have no Dutch
+    status = {s.name: s.status for s in rerun.stages}
+    assert status["detect/type1-nl"] == "failed" and status["similarity/type1-nl"] == "skipped"
+    assert status["similarity/type1-ja"] == "cached"
+    assert "nl" in next(s.error for s in rerun.stages if s.name == "detect/type1-nl")
+    assert (out / "errors/detect__type1-nl.txt").is_file() and not (out / "detect/type1-nl").exists()
+    assert len(rerun.failed) == 4 and (out / "report.html").is_file()

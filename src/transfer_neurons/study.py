@@ -44,7 +44,7 @@ from .detection import NEURON_TYPES, compute_centroids, detect, read_detection, 
 from .errors import TransferNeuronsError
 from .interventions import MODES
 from .models.loading import DEVICES, DTYPES, EMBEDDED, LoadedModel, load_model
-from .outputs import save_figure, write_csv, write_json
+from .outputs import save_figure, write_bytes, write_csv, write_json
 from .scoring import rank_neurons
 
 ANALYSES = (
@@ -216,8 +216,6 @@ def resolve_config(file_options: dict | None = None, quick: bool = False, overri
 
 def write_config(path: str | Path, cfg: dict) -> Path:
     """Save the effective config as YAML (what `run --config` reads back)."""
-    from .outputs import write_bytes
-
     header = f"# transfer-neurons {__version__} study config; reproduce with: transfer-neurons run --config {Path(path).name} --out DIR\n"
     return write_bytes(path, (header + yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True)).encode("utf-8"))
 
@@ -896,6 +894,29 @@ def _compute(stage: Stage, ctx: StageContext, inputs: dict, key: str, verbose: b
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _run_stage(stage: Stage, ctx: StageContext, inputs: dict, key: str, blocked: bool, verbose: bool) -> StageResult:
+    """Reuse a finished stage with this key, or compute it; a failure is recorded, not raised."""
+    began = time.perf_counter()
+    result = StageResult(stage.name, stage.kind, "computed", 0.0, key)
+    manifest = read_manifest(ctx.folder)
+    error_log = ctx.study / "errors" / (stage.name.replace("/", "__") + ".txt")
+    if manifest is not None and manifest.get("key") == key:
+        result.status = "cached"
+        ctx.step(stage.steps)
+    elif blocked:
+        result.status, result.error = "skipped", "a stage it depends on failed"
+    else:
+        try:
+            _compute(stage, ctx, inputs, key, verbose)
+            ctx.step(stage.steps - ctx.bar.n)
+            error_log.unlink(missing_ok=True)
+        except Exception as err:  # one failing analysis must not lose the others
+            result.status, result.error = "failed", f"{type(err).__name__}: {err}"
+            write_bytes(error_log, traceback.format_exc().encode("utf-8"))
+    result.seconds = round(time.perf_counter() - began, 2)
+    return result
+
+
 def run_study(
     cfg: dict,
     out: str | Path,
@@ -927,26 +948,12 @@ def run_study(
         width = max(len(s.name) for s in stages)
         for number, stage in enumerate(stages, 1):
             inputs = stage_inputs(stage, ident, data, {d: keys.get(d, "missing") for d in stage.deps})
-            key = keys[stage.name] = _digest(inputs)
-            folder = out / stage.name
+            keys[stage.name] = _digest(inputs)
             bar = tqdm(total=stage.steps, desc=f"[{number:>2}/{len(stages)}] {stage.name:<{width}}", file=stream,
                        leave=True, dynamic_ncols=True, bar_format="{desc} {bar:20} {n_fmt}/{total_fmt} {elapsed}{postfix}")
-            began = time.perf_counter()
-            result = StageResult(stage.name, stage.kind, "computed", 0.0, key)
-            manifest = read_manifest(folder)
-            if manifest is not None and manifest.get("key") == key:
-                result.status = "cached"
-                bar.update(stage.steps)
-            elif any(status.get(d) in ("failed", "skipped") for d in stage.deps):
-                result.status, result.error = "skipped", "a stage it depends on failed"
-            else:
-                try:
-                    _compute(stage, StageContext(folder, cfg, out, model, bar), inputs, key, verbose)
-                    bar.update(stage.steps - bar.n)
-                except Exception as err:  # one failing analysis must not lose the others
-                    result.status, result.error = "failed", f"{type(err).__name__}: {err}"
-                    _log_error(out, stage, traceback.format_exc())
-            result.seconds = round(time.perf_counter() - began, 2)
+            blocked = any(status.get(d) in ("failed", "skipped") for d in stage.deps)
+            result = _run_stage(stage, StageContext(out / stage.name, cfg, out, model, bar), inputs, keys[stage.name],
+                                blocked, verbose)
             status[stage.name] = result.status
             bar.set_postfix_str(result.status if result.error is None else f"{result.status}: {result.error}"[:120])
             bar.close()
@@ -961,13 +968,6 @@ def run_study(
 
             write_report(out)
     return run
-
-
-def _log_error(out: Path, stage: Stage, text: str) -> None:
-    """Keep a failed stage's traceback in errors/ for the user (the terminal shows one line)."""
-    from .outputs import write_bytes
-
-    write_bytes(out / "errors" / (stage.name.replace("/", "__") + ".txt"), text.encode("utf-8"))
 
 
 def summary_table(run: StudyRun) -> str:
