@@ -53,20 +53,25 @@ class _LayerTerms:
             self.c.append(c)
 
 
-def batch_scores(
+def layer_score_sum(
     lm: LoadedModel, terms: _LayerTerms, layer: int, b: torch.Tensor, a: torch.Tensor
 ) -> torch.Tensor:
-    """Signed scores of every neuron for a batch at one layer: b [n, d_model], a [n, d_ff] -> [n, d_ff]."""
+    """Sum over a batch of every neuron's score at one layer: b [n, d_model], a [n, d_ff] -> [d_ff].
+
+    cos(b, C) is the same for every neuron, so its batch sum is subtracted once, and
+    1/|C| is applied to the sums: the [n, d_ff] work is five fused float64 passes.
+    """
     p, n, c_norm, c = terms.p[layer], terms.n[layer], terms.c_norm[layer], terms.c[layer]
     q = lm.view.dot_values(layer, b).to(p.device, torch.float64)  # [n, d_ff]
     b = b.to(p.device, torch.float64)
     a = a.to(p.device, torch.float64)
     bc = (b @ c)[:, None]  # [n, 1]
     bb = b.pow(2).sum(dim=1, keepdim=True)  # [n, 1]
-    base = bc / (c_norm * bb.clamp_min(_TINY).sqrt())
-    shifted_sq = (bb + 2 * a * q + a * a * n).clamp_min(_TINY)
-    shifted = (bc + a * p) / (c_norm * shifted_sq.sqrt())
-    return shifted - base
+    base = (bc / bb.clamp_min(_TINY).sqrt()).sum()  # sum of |C| cos(b, C)
+    # |b + a_i v_i|^2 = |b|^2 + a_i (2 q_i + a_i n_i)
+    inv_norm = torch.addcmul(q, a, n, value=0.5).mul_(a).mul_(2).add_(bb).clamp_min_(_TINY).rsqrt_()
+    shifted = torch.addcmul(bc, a, p).mul_(inv_norm).sum(dim=0)  # sum of |C| cos(b + a_i v_i, C)
+    return (shifted - base) / c_norm
 
 
 def score_neurons(
@@ -95,9 +100,8 @@ def score_neurons(
     if shard:
         for _, batch in iter_internals(lm, shard, ("m", "a"), batch_size, progress=progress):
             for layer in range(view.num_layers):
-                scores = batch_scores(lm, terms, layer, batch.m[:, layer], batch.a[:, layer])
-                score_sum[layer] += scores.sum(0).cpu()
-                abs_a_sum[layer] += batch.a[:, layer].double().abs().sum(0)
+                score_sum[layer] += layer_score_sum(lm, terms, layer, batch.m[:, layer], batch.a[:, layer]).cpu()
+            abs_a_sum += batch.a.abs().sum(dim=0)  # [layer, d_ff]
             count += batch.m.shape[0]
     score_sum, abs_a_sum, count = distributed.all_reduce_sum(score_sum, abs_a_sum, count)
     if count == 0:
