@@ -1,5 +1,6 @@
 """Data-parallel detection: 2 gloo processes give the single-process centroids and scores, rank 0 writes."""
 
+import json
 import os
 import socket
 
@@ -62,5 +63,6 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
         written = sorted(p.name for p in (tmp_path / f"{arch}-det-rank0").iterdir())
         assert written == ["centroids.npy", "magnitudes.npy", "meta.json", "neurons.json", "scores.npy"]
         assert not (tmp_path / f"{arch}-det-rank1").exists()
+        assert json.loads((tmp_path / f"{arch}-det-rank0" / "meta.json").read_text())["processes"] == WORLD_SIZE
         ranked = detect(lm, "type2", "ja", TEXTS, centroids, top_n=10, batch_size=3).neurons
         np.testing.assert_array_equal(read_neurons(tmp_path / f"{arch}-det-rank0"), ranked)

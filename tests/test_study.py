@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from tiny import tiny_lm
+from tiny import save_model, tiny_lm, write_jsonl
 
 from transfer_neurons.cli import main
 from transfer_neurons.errors import TransferNeuronsError
@@ -35,16 +35,10 @@ QUESTIONS = [
 ]
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> str:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return str(path)
-
-
 def make_setup(root: Path) -> dict:
     """A tiny saved model and tiny data files; returns a study config (as a config file would hold it)."""
     lm = tiny_lm("gemma3_text")
-    lm.model.save_pretrained(root / "model")
-    lm.tokenizer.save_pretrained(root / "model")
+    save_model(lm, root / "model")
     parallel = write_jsonl(root / "pairs.jsonl", [{"en": e, "ja": j, "ko": k} for e, j, k in ROWS])
     qa = write_jsonl(root / "qa.jsonl", [{"id": f"q{i}", "question": q, "answers": a} for i, (q, a) in enumerate(QUESTIONS)])
     mc = write_jsonl(root / "mc.jsonl", [
@@ -53,7 +47,7 @@ def make_setup(root: Path) -> dict:
     ])
     return {
         "model": str(root / "model"), "batch_size": 4, "langs": ["ja", "ko"], "top_n": 6,
-        "data": {"parallel": parallel, "qa": qa, "mc": mc},
+        "data": {"parallel": str(parallel), "qa": str(qa), "mc": str(mc)},
         "controls": ["random:2", "magnitude-matched", "anti"], "seeds": 2, "knn_k": 2,
     }
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
@@ -58,6 +62,19 @@ def tiny_lm(model_type: str, padding_side: str = "right", seed: int = 0) -> Load
     tokenizer = byte_tokenizer()
     tokenizer.padding_side = padding_side
     return prepare(model, tokenizer, f"tiny-{model_type}")
+
+
+def save_model(lm: LoadedModel, folder: Path) -> Path:
+    """Save a model and its tokenizer into folder, for commands that take --model FOLDER."""
+    lm.model.save_pretrained(folder)
+    lm.tokenizer.save_pretrained(folder)
+    return folder
+
+
+def write_jsonl(path: Path, rows: Iterable[dict]) -> Path:
+    """Write rows as UTF-8 JSON lines (non-ASCII kept readable)."""
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
 
 
 SENTENCES = (

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from .distributed import is_main
 from .errors import TransferNeuronsError
 from .models.loading import LoadedModel
 
@@ -180,7 +181,7 @@ def iter_internals(
     batches = make_batches(lm, texts, batch_size, sort_by_length)
     device = lm.view.device
     with recorder.hooks():
-        for batch in tqdm(batches, desc=progress, disable=progress is None, unit="batch"):
+        for batch in tqdm(batches, desc=progress, disable=progress is None or not is_main(), unit="batch"):
             recorder.rows = torch.arange(len(batch.indices))
             recorder.last = batch.last
             lm.view.decoder(

@@ -45,3 +45,25 @@ def build_conditions(
         for control in build_controls(spec, det.neurons, det.scores, det.magnitudes, det.layers, seeds_default=seeds):
             out.append(Condition(control.name, control.neurons, control.seed, dict(control.note)))
     return out
+
+
+def condition_groups(conditions: Sequence[Condition]) -> dict[str, list[Condition]]:
+    """Conditions grouped by name in order (a seeded control has one member per seed)."""
+    groups: dict[str, list[Condition]] = {}
+    for condition in conditions:
+        groups.setdefault(condition.name, []).append(condition)
+    return groups
+
+
+def language_conditions(dets: dict[str, Detection], controls: list[str], seeds: int) -> tuple[list[Condition], dict]:
+    """Conditions common to all languages and, per condition label, each language's own neuron set."""
+    if not dets:
+        return [Condition("none", None)], {}
+    per_lang = {lang: build_conditions(det, controls, seeds=seeds) for lang, det in dets.items()}
+    first = next(iter(per_lang.values()))
+    neurons = {c.label: {lang: {x.label: x for x in conds}[c.label].neurons for lang, conds in per_lang.items()}
+               for c in first}
+    generic = [Condition(c.name, c.neurons, c.seed, {f"{lang}:{k}": v for lang, conds in per_lang.items()
+                                                       for x in conds if x.label == c.label for k, v in x.note.items()})
+               for c in first]
+    return generic, neurons

@@ -89,6 +89,7 @@ def detect(
         "top_n": int(top_n),
         "top_n_rule": rule,
         "num_score_sentences": result.num_sentences,
+        "processes": distributed.world_size(),
         "seconds_scoring": round(time.perf_counter() - start, 3),
         "versions": versions(),
     }

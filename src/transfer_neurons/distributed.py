@@ -32,6 +32,11 @@ def rank() -> int:
     return dist.get_rank() if is_active() else 0
 
 
+def world_size() -> int:
+    """Number of processes sharing the work (1 without a process group)."""
+    return dist.get_world_size() if is_active() else 1
+
+
 def is_main() -> bool:
     """Only rank 0 writes files."""
     return rank() == 0

@@ -50,9 +50,9 @@ def _unwrap(x: np.ndarray, one_d: bool) -> float | np.ndarray:
     return float(x[0]) if one_d else x
 
 
-def _resample_counts(n: int, n_boot: int, seed: int) -> np.ndarray:
-    """How often each of n items appears in each of n_boot resamples, as [n_boot, n]."""
-    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+def resample_counts(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """How often each of n items appears in each of n_boot bootstrap resamples: [boot, n]."""
+    idx = rng.integers(0, n, size=(n_boot, n))
     offsets = np.arange(n_boot)[:, None] * n
     return np.bincount((idx + offsets).ravel(), minlength=n_boot * n).reshape(n_boot, n)
 
@@ -73,7 +73,7 @@ def bootstrap_ci(
     cols = arr[:, None] if one_d else arr
     n = cols.shape[0]
     mean = cols.mean(axis=0)
-    counts = _resample_counts(n, int(n_boot), seed)
+    counts = resample_counts(n, int(n_boot), np.random.default_rng(seed))
     boot_means = mean + counts @ (cols - mean) / n
     alpha = 1.0 - level
     low, high = np.quantile(boot_means, [alpha / 2, 1.0 - alpha / 2], axis=0)

@@ -36,7 +36,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from . import __version__
-from .conditions import DEFAULT_CONTROLS, Condition, build_conditions
+from .conditions import DEFAULT_CONTROLS, Condition, build_conditions, language_conditions
 from .controls import parse_control
 from .data import ParallelCorpus, ParallelPairs, load_parallel
 from .data.catalog import BUNDLED_KINDS, bundled_text
@@ -552,13 +552,12 @@ def _alignment_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
 
 def _latent_stage(ctx: StageContext, neuron_type: str) -> dict:
     """Latent spaces of the hub and every L2, each L2 under its own neurons; merge numbers over the final layers."""
-    from .analyses.alignment import layer_range, summarise_boot
+    from .analyses.effects import layer_range, summarise_boot
     from .analyses.latent_spaces import (
         MERGE_METRICS, PROJECTED, centroid_pair_rows, component_rows, latent_spaces, merge_rows, plot_centroid_heatmaps,
         plot_components, plot_merge, plot_pca,
     )
     from .analyses.similarity import middle_layers
-    from .cli.latent import language_conditions
 
     cfg, lm = ctx.config, ctx.lm
     dets = {lang: read_detection(ctx.dep(detection_name(neuron_type, lang))) for lang in cfg["langs"]}

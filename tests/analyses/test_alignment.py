@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import ortho_group
-from tiny import tiny_lm
+from tiny import save_model, tiny_lm, write_jsonl
 
 from transfer_neurons.analyses.alignment import (
     alignment_of,
@@ -14,13 +14,11 @@ from transfer_neurons.analyses.alignment import (
     gram,
     mutual_knn,
     mutual_knn_items,
-    resample_counts,
-    summarise_boot,
     unbiased_hsic,
     weighted_hsic,
 )
 from transfer_neurons.cli import main
-from transfer_neurons.conditions import Condition
+from transfer_neurons.stats import resample_counts
 from transfer_neurons.errors import TransferNeuronsError
 
 
@@ -117,24 +115,6 @@ def test_bootstrap_interval_of_cka_covers_the_point_estimate():
     assert al.cka["none"][0] > 0.3 and abs(al.cka["none"][1]) < 0.1
 
 
-def conditions():
-    return [Condition("none", None), Condition("transfer", np.zeros((1, 2), int)),
-            Condition("random", np.zeros((1, 2), int), seed=0), Condition("random", np.zeros((1, 2), int), seed=1)]
-
-
-def test_summarise_boot_drops_and_transfer_minus_control():
-    point = {"none": np.array([0.9, 0.8]), "transfer": np.array([0.5, 0.8]),
-             "random#0": np.array([0.85, 0.8]), "random#1": np.array([0.75, 0.8])}
-    boot = {label: np.tile(v, (50, 1)) + np.linspace(-0.01, 0.01, 50)[:, None] for label, v in point.items()}
-    rows = {(r["condition"], r["layer"]): r for r in summarise_boot(point, boot, conditions(), "cka", 30)}
-    t0, r0 = rows[("transfer", "0")], rows[("random", "0")]
-    assert t0["drop"] == pytest.approx(0.4) and t0["drop_low"] == pytest.approx(0.4) and t0["p_vs_none"] == pytest.approx(2 / 51)
-    assert rows[("transfer", "1")]["drop"] == pytest.approx(0.0) and rows[("transfer", "1")]["p_vs_none"] == 1.0
-    assert r0["drop"] == pytest.approx(0.1) and r0["transfer_minus_control"] == pytest.approx(0.3)
-    assert r0["seed_drop_mean"] == pytest.approx(0.1) and r0["seed_drop_std"] == pytest.approx(np.std([0.05, 0.15], ddof=1))
-    assert t0["mean_low"] == pytest.approx(0.49, abs=1e-3) and t0["items"] == 30
-
-
 def test_alignment_of_identical_l2_is_perfect_and_shuffled_is_not():
     rng = np.random.default_rng(5)
     hub = torch.tensor(rng.normal(size=(40, 2, 6)), dtype=torch.float32)
@@ -164,10 +144,9 @@ def saved(tmp_path_factory):
     """A tiny saved model, a small parallel JSONL file and a Type-1 ja detection made by the CLI."""
     root = tmp_path_factory.mktemp("alignment")
     lm = tiny_lm("llama")
-    lm.model.save_pretrained(root / "model")
-    lm.tokenizer.save_pretrained(root / "model")
+    save_model(lm, root / "model")
     data = root / "pairs.jsonl"
-    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ROWS), encoding="utf-8")
+    write_jsonl(data, ROWS)
     model = ["--model", str(root / "model"), "--batch-size", "4"]
     assert main(["detect", "--type", "type1", "--lang", "ja", "--centroid-data", str(data), "--score-data", str(data),
                  "--top-n", "6", "--out", str(root / "det"), *model]) == 0

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from tiny import tiny_lm
+from tiny import save_model, tiny_lm
 
 from transfer_neurons.analyses.dose import (
     dose_conditions, dose_counts, dose_response, dose_rows, max_count, ranked_neurons, seed_drops,
@@ -79,8 +79,7 @@ def test_zero_neurons_drop_nothing_and_seed_drops_match_rows(lm):
 
 
 def test_cli_writes_files(tmp_path, lm):
-    lm.model.save_pretrained(tmp_path / "model")
-    lm.tokenizer.save_pretrained(tmp_path / "model")
+    save_model(lm, tmp_path / "model")
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps({"en": e, "nl": n}) + "\n" for e, n in zip(EN, NL)), encoding="utf-8")
     common = ["--model", str(tmp_path / "model"), "--batch-size", "2"]

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from tiny import tiny_lm
+from tiny import save_model, tiny_lm, write_jsonl
 
 from transfer_neurons.analyses.latent_spaces import (
     centroid_cosines,
@@ -94,11 +94,10 @@ def saved(tmp_path_factory):
     """A tiny saved model, a small parallel JSONL file and Type-2 detections for ja and ko made by the CLI."""
     root = tmp_path_factory.mktemp("latent")
     lm = tiny_lm("gemma3_text")
-    lm.model.save_pretrained(root / "model")
-    lm.tokenizer.save_pretrained(root / "model")
+    save_model(lm, root / "model")
     data = root / "pairs.jsonl"
     rows = [dict(zip(TEXTS, texts)) for texts in zip(*TEXTS.values())]
-    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    write_jsonl(data, rows)
     model = ["--model", str(root / "model"), "--batch-size", "5"]
     for lang in ("ja", "ko"):
         assert main(["detect", "--type", "type2", "--lang", lang, "--centroid-data", str(data), "--score-data", str(data),

@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 import pytest
-from tiny import tiny_lm
+from tiny import save_model, tiny_lm
 
 from transfer_neurons.analyses.lm_eval_bridge import require_lm_eval, result_rows, run_lm_eval
 from transfer_neurons.conditions import Condition
@@ -94,8 +94,7 @@ def test_cli_lm_eval_writes_one_table(task_dir, tmp_path):
     from transfer_neurons.detection import Detection, write_detection
 
     model = tiny_lm("llama")
-    model.model.save_pretrained(tmp_path / "model")
-    model.tokenizer.save_pretrained(tmp_path / "model")
+    save_model(model, tmp_path / "model")
     scores = np.random.default_rng(0).normal(size=(4, 64)).astype(np.float32)
     det = Detection("type1", "en", scores, np.abs(scores), np.zeros((4, 32), np.float32), (0, 1, 2),
                     np.array([[0, 1], [1, 5], [2, 7]]), {"type": "type1", "language": "en", "candidate_layers": [0, 1, 2]})

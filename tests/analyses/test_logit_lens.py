@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from tiny import SENTENCES, tiny_lm
+from tiny import SENTENCES, save_model, tiny_lm
 
 from transfer_neurons.analyses.logit_lens import (
     corpus_token_sets, lens_log_probs, lens_masses, lens_rows, logit_lens, script_token_sets, softcap,
@@ -96,8 +96,7 @@ def test_no_neurons_leave_the_lens_unchanged_and_rows_follow_effects():
 
 def test_cli_smoke_with_and_without_detection(tmp_path):
     lm = tiny_lm("gemma2")
-    lm.model.save_pretrained(tmp_path / "model")
-    lm.tokenizer.save_pretrained(tmp_path / "model")
+    save_model(lm, tmp_path / "model")
     rows = [{"en": "The cat sleeps.", "nl": "De kat slaapt."}, {"en": "I like tea.", "nl": "Ik hou van thee."},
             {"en": "Where is it?", "nl": "Waar is het?"}]
     data = tmp_path / "pairs.jsonl"

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from tiny import tiny_lm
+from tiny import save_model, tiny_lm, write_jsonl
 
 from transfer_neurons.analyses.qa import (
     NEUTRAL_PROMPT,
@@ -140,8 +140,7 @@ def saved(tmp_path_factory):
     """A tiny model folder, a hand-built detection for it and a two-language QA file."""
     root = tmp_path_factory.mktemp("qa_cli")
     model = tiny_lm("gemma3_text")
-    model.model.save_pretrained(root / "model")
-    model.tokenizer.save_pretrained(root / "model")
+    save_model(model, root / "model")
     scores = np.random.default_rng(0).normal(size=(4, 64)).astype(np.float32)
     layers = (0, 1, 2)
     det = Detection("type1", "ja", scores, np.abs(scores), np.zeros((4, 32), np.float32), layers,
@@ -151,7 +150,7 @@ def saved(tmp_path_factory):
              "answers": {"en": ["Paris"], "ja": ["パリ"]}},
             {"question": {"en": "What colour is the sky?", "ja": "空の色は？"},
              "answers": {"en": ["blue"], "ja": ["青", "青色"]}}]
-    (root / "qa.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    write_jsonl(root / "qa.jsonl", rows)
     return root
 
 

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from tiny import tiny_lm
+from tiny import save_model, tiny_lm
 
 from transfer_neurons.analyses.reasoning import (
     _row_batches,
@@ -117,8 +117,7 @@ def test_run_reasoning_scores_follow_the_logliks():
 
 def test_cli_reasoning_writes_tables_and_figures(tmp_path):
     model = tiny_lm("qwen2")
-    model.model.save_pretrained(tmp_path / "model")
-    model.tokenizer.save_pretrained(tmp_path / "model")
+    save_model(model, tmp_path / "model")
     scores = np.random.default_rng(0).normal(size=(4, 64)).astype(np.float32)
     det = Detection("type1", "en", scores, np.abs(scores), np.zeros((4, 32), np.float32), (0, 1, 2),
                     rank_neurons(scores, (0, 1, 2), 6), {"type": "type1", "language": "en", "candidate_layers": [0, 1, 2]})

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 from scipy import stats as sps
-from tiny import SENTENCES, tiny_lm
+from tiny import SENTENCES, save_model, tiny_lm, write_jsonl
 
 from transfer_neurons.analyses.specificity import (
     LanguageStats, anova_from_sums, collect_language_stats, compare_types, group_anova, labels_for, share_rows,
@@ -151,10 +151,9 @@ ROWS = [
 def cli_setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("specificity")
     lm = tiny_lm("gemma3_text")
-    lm.model.save_pretrained(root / "model")
-    lm.tokenizer.save_pretrained(root / "model")
+    save_model(lm, root / "model")
     data = root / "rows.jsonl"
-    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ROWS), encoding="utf-8")
+    write_jsonl(data, ROWS)
     model = ["--model", str(root / "model"), "--batch-size", "2"]
     for kind in ("type1", "type2"):
         assert main(["detect", "--type", kind, "--lang", "ja", "--centroid-data", str(data), "--score-data", str(data),

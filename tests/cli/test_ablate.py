@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from tiny import tiny_lm
+from tiny import save_model, tiny_lm, write_jsonl
 
 from transfer_neurons.cli import main
 
@@ -22,10 +22,9 @@ ROWS = [
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("ablate")
     lm = tiny_lm("llama")
-    lm.model.save_pretrained(root / "model")
-    lm.tokenizer.save_pretrained(root / "model")
+    save_model(lm, root / "model")
     data = root / "pairs.jsonl"
-    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ROWS), encoding="utf-8")
+    write_jsonl(data, ROWS)
     model = ["--model", str(root / "model"), "--batch-size", "4"]
     assert main(["detect", "--type", "type1", "--lang", "ja", *model, "--centroid-data", str(data),
                  "--score-data", str(data), "--top-n", "6", "--out", str(root / "det")]) == 0

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from tiny import tiny_lm
+from tiny import save_model, tiny_lm, write_jsonl
 
 from transfer_neurons.cli import main
 from transfer_neurons.outputs import load_npy
@@ -22,10 +22,9 @@ ROWS = [
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("detect")
     lm = tiny_lm("gemma3_text")
-    lm.model.save_pretrained(root / "model")
-    lm.tokenizer.save_pretrained(root / "model")
+    save_model(lm, root / "model")
     data = root / "pairs.jsonl"
-    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ROWS), encoding="utf-8")
+    write_jsonl(data, ROWS)
     return root, ["--model", str(root / "model"), "--lang", "ja", "--centroid-data", str(data),
                   "--score-data", str(data), "--batch-size", "2"]
 

@@ -4,7 +4,7 @@ import os
 
 import pytest
 import torch
-from tiny import byte_tokenizer, tiny_lm
+from tiny import byte_tokenizer, save_model, tiny_lm
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from transfer_neurons.errors import ModelLoadError
@@ -14,8 +14,7 @@ from transfer_neurons.models.loading import load_model
 
 def test_local_folder_loads_with_adapter_and_float32(tmp_path):
     lm = tiny_lm("qwen2")
-    lm.model.save_pretrained(tmp_path)
-    lm.tokenizer.save_pretrained(tmp_path)
+    save_model(lm, tmp_path)
     loaded = load_model(str(tmp_path))
     assert loaded.view.num_layers == 4 and loaded.model.dtype == torch.float32
     assert not loaded.model.training and loaded.name == str(tmp_path.resolve())
@@ -25,8 +24,7 @@ def test_local_folder_loads_with_adapter_and_float32(tmp_path):
 
 def test_bfloat16_option(tmp_path):
     lm = tiny_lm("llama")
-    lm.model.save_pretrained(tmp_path)
-    lm.tokenizer.save_pretrained(tmp_path)
+    save_model(lm, tmp_path)
     assert load_model(str(tmp_path), dtype="bfloat16").model.dtype == torch.bfloat16
 
 

@@ -32,8 +32,9 @@ from ..data import ParallelPairs  # noqa: E402
 from ..errors import TransferNeuronsError  # noqa: E402
 from ..interventions import capture_under  # noqa: E402
 from ..models.loading import LoadedModel  # noqa: E402
-from .effects import summarise, summarise_layer_range  # noqa: E402
-from .similarity import COLOURS, centring_mean, condition_groups  # noqa: E402
+from ..stats import resample_counts  # noqa: E402
+from .effects import layer_range, summarise, summarise_boot, summarise_layer_range  # noqa: E402
+from .similarity import COLOURS, centring_mean  # noqa: E402
 
 KNN_CENTRINGS = ("raw", "centred")
 CKA = "cka"
@@ -129,11 +130,6 @@ def debiased_cka(x: np.ndarray, y: np.ndarray) -> float:
     return float(cka_from_hsic(unbiased_hsic(k, l), unbiased_hsic(k, k), unbiased_hsic(l, l)))
 
 
-def resample_counts(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """How often each of n items appears in each of n_boot bootstrap resamples: [boot, n]."""
-    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot)
-
-
 def weighted_hsic(k: np.ndarray, l: np.ndarray, w: np.ndarray) -> np.ndarray:
     """HSIC₁ of a bootstrap resample given as item multiplicities w [boot, n] of kernels k, l [n, n]: [boot].
 
@@ -166,75 +162,6 @@ def weighted_hsic(k: np.ndarray, l: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- set-level effects with a paired bootstrap
-
-
-def _percentiles(boot: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval over axis 0 of [boot, layer], ignoring NaN resamples."""
-    alpha = 1.0 - level
-    low, high = np.nanquantile(boot, [alpha / 2, 1 - alpha / 2], axis=0)
-    return low, high
-
-
-def _boot_p(effect_boot: np.ndarray) -> np.ndarray:
-    """Two-sided bootstrap p-value that an effect [boot, layer] is zero, (count + 1) / (resamples + 1) convention."""
-    below = np.sum(effect_boot <= 0, axis=0)
-    above = np.sum(effect_boot >= 0, axis=0)
-    return np.minimum(1.0, 2 * (np.minimum(below, above) + 1) / (effect_boot.shape[0] + 1))
-
-
-def summarise_boot(
-    point: Mapping[str, np.ndarray],
-    boot: Mapping[str, np.ndarray],
-    conditions: Sequence[Condition],
-    metric: str,
-    items: int,
-    layer_names: Sequence[str] | None = None,
-) -> list[dict]:
-    """effects.summarise's table for a set-level statistic: point label -> [layer], boot label -> [boot, layer].
-
-    All labels must share one set of resamples. Intervals are bootstrap percentiles; p_vs_none is
-    the two-sided bootstrap p of the drop; seeded controls average their seeds (the point and each
-    resample) and report the drop's mean and spread over seeds.
-    """
-    groups = condition_groups(conditions)
-    mean_of = {name: (np.mean([point[m.label] for m in members], axis=0),
-                      np.mean([boot[m.label] for m in members], axis=0)) for name, members in groups.items()}
-    base, base_boot = mean_of["none"]
-    names = layer_names or [str(l) for l in range(len(base))]
-    transfer = mean_of.get("transfer")
-    rows = []
-    for name, members in groups.items():
-        value, value_boot = mean_of[name]
-        low, high = _percentiles(value_boot)
-        drop, drop_boot = base - value, base_boot - value_boot
-        drop_low, drop_high = _percentiles(drop_boot)
-        p = _boot_p(drop_boot) if name != "none" else np.ones(len(base))
-        tmc = None
-        if transfer is not None and name not in ("none", "transfer"):
-            tmc_boot = (base_boot - transfer[1]) - drop_boot
-            tmc = ((base - transfer[0]) - drop, *_percentiles(tmc_boot))
-        seeded = len(members) > 1
-        per_seed = np.stack([base - point[m.label] for m in members]) if seeded else None  # [seed, layer]
-        seed_mean, seed_std = (per_seed.mean(axis=0), per_seed.std(axis=0, ddof=1)) if seeded else (None, None)
-        for j, layer in enumerate(names):
-            row = {
-                "metric": metric, "condition": name, "layer": layer, "items": items,
-                "mean": value[j], "mean_low": low[j], "mean_high": high[j],
-                "drop": drop[j], "drop_low": drop_low[j], "drop_high": drop_high[j], "p_vs_none": p[j],
-                "transfer_minus_control": None if tmc is None else tmc[0][j],
-                "tmc_low": None if tmc is None else tmc[1][j], "tmc_high": None if tmc is None else tmc[2][j],
-                "seeds": len(members) if members[0].seed is not None else None,
-                "seed_drop_mean": seed_mean[j] if seeded else None,
-                "seed_drop_std": seed_std[j] if seeded else None,
-                "note": "; ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in members[0].note.items()),
-            }
-            rows.append({k: (float(v) if isinstance(v, (np.floating, np.integer)) else v) for k, v in row.items()})
-    return rows
-
-
-def layer_range(values: Mapping[str, np.ndarray], layers: Sequence[int]) -> dict[str, np.ndarray]:
-    """Mean over the given layers (last axis) of each label's array, keeping that axis of length 1."""
-    return {label: np.asarray(v)[..., list(layers)].mean(axis=-1, keepdims=True) for label, v in values.items()}
 
 
 # ---------------------------------------------------------------- the analysis

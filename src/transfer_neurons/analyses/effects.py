@@ -4,7 +4,9 @@ Given a per-item metric under each condition ([item, layer] arrays keyed by cond
 label), report per condition and layer: the mean with a bootstrap 95 % interval, the
 effect (none − condition, a drop when positive) with its interval and a paired test
 against no deactivation, the paired difference transfer − control of the effects,
-and for seeded controls the mean and spread of the effect over seeds.
+and for seeded controls the mean and spread of the effect over seeds. Set-level
+statistics (CKA, centroid distances) get the same table from a paired bootstrap
+(summarise_boot).
 """
 
 from __future__ import annotations
@@ -13,16 +15,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..conditions import Condition
+from ..conditions import Condition, condition_groups
 from ..stats import bootstrap_ci, paired_difference, paired_test, seed_spread
-
-
-def _by_name(conditions: Sequence[Condition]) -> dict[str, list[Condition]]:
-    """Group conditions by name, keeping order (seeded controls have several members)."""
-    groups: dict[str, list[Condition]] = {}
-    for condition in conditions:
-        groups.setdefault(condition.name, []).append(condition)
-    return groups
 
 
 def pooled(values: Mapping[str, np.ndarray], members: Sequence[Condition]) -> np.ndarray:
@@ -41,7 +35,7 @@ def summarise(
 
     values: condition label -> [item, layer]; must contain "none" and "transfer".
     """
-    groups = _by_name(conditions)
+    groups = condition_groups(conditions)
     base = pooled(values, groups["none"])  # [item, layer]
     transfer_effect = base - pooled(values, groups["transfer"])
     names = layer_names or [str(l) for l in range(base.shape[1])]
@@ -88,3 +82,72 @@ def summarise_layer_range(
     layers = list(layers)
     reduced = {label: np.asarray(v, dtype=np.float64)[:, layers].mean(axis=1, keepdims=True) for label, v in values.items()}
     return summarise(reduced, conditions, metric, [f"{layers[0]}-{layers[-1]}"], seed)
+
+
+def _percentiles(boot: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval over axis 0 of [boot, layer], ignoring NaN resamples."""
+    alpha = 1.0 - level
+    low, high = np.nanquantile(boot, [alpha / 2, 1 - alpha / 2], axis=0)
+    return low, high
+
+
+def _boot_p(effect_boot: np.ndarray) -> np.ndarray:
+    """Two-sided bootstrap p-value that an effect [boot, layer] is zero, (count + 1) / (resamples + 1) convention."""
+    below = np.sum(effect_boot <= 0, axis=0)
+    above = np.sum(effect_boot >= 0, axis=0)
+    return np.minimum(1.0, 2 * (np.minimum(below, above) + 1) / (effect_boot.shape[0] + 1))
+
+
+def summarise_boot(
+    point: Mapping[str, np.ndarray],
+    boot: Mapping[str, np.ndarray],
+    conditions: Sequence[Condition],
+    metric: str,
+    items: int,
+    layer_names: Sequence[str] | None = None,
+) -> list[dict]:
+    """summarise's table for a set-level statistic (e.g. CKA): point label -> [layer], boot label -> [boot, layer].
+
+    All labels must share one set of resamples. Intervals are bootstrap percentiles; p_vs_none is
+    the two-sided bootstrap p of the drop; seeded controls average their seeds (the point and each
+    resample) and report the drop's mean and spread over seeds.
+    """
+    groups = condition_groups(conditions)
+    mean_of = {name: (np.mean([point[m.label] for m in members], axis=0),
+                      np.mean([boot[m.label] for m in members], axis=0)) for name, members in groups.items()}
+    base, base_boot = mean_of["none"]
+    names = layer_names or [str(l) for l in range(len(base))]
+    transfer = mean_of.get("transfer")
+    rows = []
+    for name, members in groups.items():
+        value, value_boot = mean_of[name]
+        low, high = _percentiles(value_boot)
+        drop, drop_boot = base - value, base_boot - value_boot
+        drop_low, drop_high = _percentiles(drop_boot)
+        p = _boot_p(drop_boot) if name != "none" else np.ones(len(base))
+        tmc = None
+        if transfer is not None and name not in ("none", "transfer"):
+            tmc_boot = (base_boot - transfer[1]) - drop_boot
+            tmc = ((base - transfer[0]) - drop, *_percentiles(tmc_boot))
+        seeded = len(members) > 1
+        per_seed = np.stack([base - point[m.label] for m in members]) if seeded else None  # [seed, layer]
+        seed_mean, seed_std = (per_seed.mean(axis=0), per_seed.std(axis=0, ddof=1)) if seeded else (None, None)
+        for j, layer in enumerate(names):
+            row = {
+                "metric": metric, "condition": name, "layer": layer, "items": items,
+                "mean": value[j], "mean_low": low[j], "mean_high": high[j],
+                "drop": drop[j], "drop_low": drop_low[j], "drop_high": drop_high[j], "p_vs_none": p[j],
+                "transfer_minus_control": None if tmc is None else tmc[0][j],
+                "tmc_low": None if tmc is None else tmc[1][j], "tmc_high": None if tmc is None else tmc[2][j],
+                "seeds": len(members) if members[0].seed is not None else None,
+                "seed_drop_mean": seed_mean[j] if seeded else None,
+                "seed_drop_std": seed_std[j] if seeded else None,
+                "note": "; ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in members[0].note.items()),
+            }
+            rows.append({k: (float(v) if isinstance(v, (np.floating, np.integer)) else v) for k, v in row.items()})
+    return rows
+
+
+def layer_range(values: Mapping[str, np.ndarray], layers: Sequence[int]) -> dict[str, np.ndarray]:
+    """Mean over the given layers (last axis) of each label's array, keeping that axis of length 1."""
+    return {label: np.asarray(v)[..., list(layers)].mean(axis=-1, keepdims=True) for label, v in values.items()}

@@ -36,7 +36,8 @@ from ..conditions import Condition  # noqa: E402
 from ..errors import TransferNeuronsError  # noqa: E402
 from ..interventions import capture_under  # noqa: E402
 from ..models.loading import LoadedModel  # noqa: E402
-from .alignment import resample_counts, summarise_boot  # noqa: E402
+from ..stats import resample_counts  # noqa: E402
+from .effects import summarise_boot  # noqa: E402
 from .similarity import COLOURS  # noqa: E402
 
 THRESHOLDS = (0.90, 0.95, 0.99)
@@ -194,7 +195,7 @@ def latent_spaces(
 
 
 def merge_rows(ls: LatentSpaces) -> list[dict]:
-    """Effects rows (alignment.summarise_boot) of each merge metric per condition and layer."""
+    """Effects rows (effects.summarise_boot) of each merge metric per condition and layer."""
     rows = []
     items = sum(ls.sentences.values())
     for metric in MERGE_METRICS:

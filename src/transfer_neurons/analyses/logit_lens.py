@@ -40,7 +40,8 @@ from ..interventions import deactivated  # noqa: E402
 from ..models.loading import LoadedModel  # noqa: E402
 from ..stats import bootstrap_ci  # noqa: E402
 from .effects import summarise  # noqa: E402
-from .similarity import COLOURS, condition_groups  # noqa: E402
+from ..conditions import condition_groups  # noqa: E402
+from .similarity import COLOURS  # noqa: E402
 
 METRICS = ("l2_mass", "en_mass")
 SCRIPT_RANGES: dict[str, tuple[tuple[int, int], ...]] = {

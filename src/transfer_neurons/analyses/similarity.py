@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ..capture import capture  # noqa: E402
-from ..conditions import Condition  # noqa: E402
+from ..conditions import Condition, condition_groups  # noqa: E402
 from ..data import ParallelPairs, nonparallel_pairs  # noqa: E402
 from ..interventions import capture_under  # noqa: E402
 from ..models.loading import LoadedModel  # noqa: E402
@@ -214,14 +214,6 @@ def effect_tables(
             per_layer += [{"pairs": kind, **row} for row in summarise(values, conditions, metric, seed=seed)]
             mid += [{"pairs": kind, **row} for row in summarise_layer_range(values, conditions, metric, mid_layers, seed)]
     return per_layer, mid
-
-
-def condition_groups(conditions: Sequence[Condition]) -> dict[str, list[Condition]]:
-    """Conditions grouped by name in order (a seeded control has one member per seed)."""
-    groups: dict[str, list[Condition]] = {}
-    for condition in conditions:
-        groups.setdefault(condition.name, []).append(condition)
-    return groups
 
 
 def magnitude_ratios(conditions: Sequence[Condition], magnitudes: np.ndarray) -> dict[str, float]:

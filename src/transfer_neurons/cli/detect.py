@@ -7,6 +7,7 @@ import time
 
 import torch
 
+from .. import distributed
 from ..detection import detect, write_detection
 from ..errors import TransferNeuronsError
 from ..outputs import load_npy
@@ -31,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
     det = detect(lm, args.neuron_type, args.lang, scoring.texts, cents, layers, args.top_n, args.batch_size)
     det.meta.update(data, score_data=scoring.name, seed=0, seconds_centroids=round(seconds_centroids, 3))
     write_detection(det, args.out)
+    if not distributed.is_main():
+        return 0
     best = ", ".join(f"L{l}/{i}" for l, i in det.neurons[:5])
     print(f"{args.neuron_type} {args.lang}: top {len(det.neurons)} of layers "
           f"{det.layers[0]}-{det.layers[-1]} ({det.meta['top_n_rule']}); best: {best}; wrote {args.out}")

@@ -18,7 +18,7 @@ from ..analyses.latent_spaces import (
     plot_merge,
     plot_pca,
 )
-from ..conditions import Condition, build_conditions
+from ..conditions import language_conditions
 from ..detection import NEURON_TYPES, Detection, read_detection
 from ..errors import TransferNeuronsError
 from ..interventions import MODES
@@ -52,20 +52,6 @@ def choose_detections(folders: list[str], langs: list[str], neuron_type: str | N
     if missing:
         raise TransferNeuronsError(f"no {neuron_type} detection folder for {', '.join(missing)} among --detections")
     return neuron_type, chosen, where
-
-
-def language_conditions(dets: dict[str, Detection], controls: list[str], seeds: int) -> tuple[list[Condition], dict]:
-    """Conditions common to all languages and, per condition label, each language's own neuron set."""
-    if not dets:
-        return [Condition("none", None)], {}
-    per_lang = {lang: build_conditions(det, controls, seeds=seeds) for lang, det in dets.items()}
-    first = next(iter(per_lang.values()))
-    neurons = {c.label: {lang: {x.label: x for x in conds}[c.label].neurons for lang, conds in per_lang.items()}
-               for c in first}
-    generic = [Condition(c.name, c.neurons, c.seed, {f"{lang}:{k}": v for lang, conds in per_lang.items()
-                                                       for x in conds if x.label == c.label for k, v in x.note.items()})
-               for c in first]
-    return generic, neurons
 
 
 def run(args: argparse.Namespace) -> int:
