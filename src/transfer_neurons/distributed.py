@@ -20,6 +20,8 @@ T = TypeVar("T")
 def init_from_env() -> bool:
     """Join the process group torchrun/accelerate describe in the environment, if any."""
     if dist.is_available() and not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if torch.cuda.is_available():  # one GPU per process: "cuda" then means this rank's GPU
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return is_active()
 
