@@ -59,7 +59,7 @@ def layer_score_sum(
     """Sum over a batch of every neuron's score at one layer: b [n, d_model], a [n, d_ff] -> [d_ff].
 
     cos(b, C) is the same for every neuron, so its batch sum is subtracted once, and
-    1/|C| is applied to the sums: the [n, d_ff] work is five fused float64 passes.
+    1/|C| is applied to the sums: the [n, d_ff] work is a few in-place float64 passes.
     """
     p, n, c_norm, c = terms.p[layer], terms.n[layer], terms.c_norm[layer], terms.c[layer]
     q = lm.view.dot_values(layer, b).to(p.device, torch.float64)  # [n, d_ff]
@@ -69,7 +69,7 @@ def layer_score_sum(
     bb = b.pow(2).sum(dim=1, keepdim=True)  # [n, 1]
     base = (bc / bb.clamp_min(_TINY).sqrt()).sum()  # sum of |C| cos(b, C)
     # |b + a_i v_i|^2 = |b|^2 + a_i (2 q_i + a_i n_i)
-    inv_norm = torch.addcmul(q, a, n, value=0.5).mul_(a).mul_(2).add_(bb).clamp_min_(_TINY).rsqrt_()
+    inv_norm = torch.addcmul(bb, a, torch.addcmul(q, a, n, value=0.5), value=2).clamp_min_(_TINY).rsqrt_()
     shifted = torch.addcmul(bc, a, p).mul_(inv_norm).sum(dim=0)  # sum of |C| cos(b + a_i v_i, C)
     return (shifted - base) / c_norm
 
