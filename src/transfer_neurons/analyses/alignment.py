@@ -161,9 +161,6 @@ def weighted_hsic(k: np.ndarray, l: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.where(n_quads > 0.5, hsic, np.nan)
 
 
-# ---------------------------------------------------------------- set-level effects with a paired bootstrap
-
-
 # ---------------------------------------------------------------- the analysis
 
 
