@@ -93,16 +93,17 @@ def score_neurons(
             f"({view.num_layers}, {view.d_model})"
         )
     terms = _LayerTerms(lm, centroids)
-    score_sum = torch.zeros(view.num_layers, view.d_ff, dtype=torch.float64)  # on CPU
-    abs_a_sum = torch.zeros_like(score_sum)
+    layer_sums = [torch.zeros_like(n) for n in terms.n]  # [d_ff] float64 per layer, on its weight's device
+    abs_a_sum = torch.zeros(view.num_layers, view.d_ff, dtype=torch.float64)  # on CPU, like captured a
     count = torch.zeros((), dtype=torch.float64)
     shard = distributed.shard(texts)
     if shard:
         for _, batch in iter_internals(lm, shard, ("m", "a"), batch_size, progress=progress):
-            for layer in range(view.num_layers):
-                score_sum[layer] += layer_score_sum(lm, terms, layer, batch.m[:, layer], batch.a[:, layer]).cpu()
+            for layer, total in enumerate(layer_sums):
+                total += layer_score_sum(lm, terms, layer, batch.m[:, layer], batch.a[:, layer])
             abs_a_sum += batch.a.abs().sum(dim=0)  # [layer, d_ff]
             count += batch.m.shape[0]
+    score_sum = torch.stack([total.cpu() for total in layer_sums])  # [layer, d_ff]
     score_sum, abs_a_sum, count = distributed.all_reduce_sum(score_sum, abs_a_sum, count)
     if count == 0:
         raise TransferNeuronsError("no sentences to score neurons on")
