@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
@@ -85,3 +86,20 @@ SENTENCES = (
     "고양이가 잔다.",
     "Where is the station? I have been walking for an hour.",
 )
+
+
+def assert_same_ranking(got, want, scores, atol: float = 1e-6) -> None:
+    """Two top-n rankings ([n, 2] (layer, neuron) rows) agree up to ties within atol.
+
+    Scores are float sums; another CPU, thread count or batching changes them in the last
+    digits, so neurons whose reference scores lie within atol may trade places, and a
+    neuron may enter or leave at the cut-off only if it ties the cut-off score.
+    """
+    got, want = np.asarray(got).reshape(-1, 2), np.asarray(want).reshape(-1, 2)
+    assert got.shape == want.shape, f"{len(got)} neurons vs {len(want)}"
+    s_got = scores[got[:, 0], got[:, 1]]
+    s_want = scores[want[:, 0], want[:, 1]]
+    np.testing.assert_allclose(s_got, s_want, rtol=0, atol=atol)  # rank by rank, the same score
+    cutoff = s_want.min()
+    for layer, neuron in {tuple(r) for r in got.tolist()} ^ {tuple(r) for r in want.tolist()}:
+        assert abs(scores[layer, neuron] - cutoff) <= atol, f"({layer}, {neuron}) differs beyond a tie at the cut-off"
