@@ -77,10 +77,24 @@ def test_candidate_layers_and_top_n_defaults():
     assert default_candidate_layers(32, "type1") == tuple(range(20))
     assert default_candidate_layers(32, "type2") == tuple(range(20, 32))
     assert default_candidate_layers(18, "type1") == tuple(range(11))
-    assert default_top_n(286_720)[0] == 1000
-    assert default_top_n(11 * 2048)[0] == round(1000 * 11 * 2048 / 286_720)
     assert parse_layers("2:", 6) == (2, 3, 4, 5)
     with pytest.raises(TransferNeuronsError, match="--layers"):
         parse_layers("3", 6)
     with pytest.raises(TransferNeuronsError, match="selects no layer"):
         parse_layers("7:9", 6)
+
+
+def test_default_top_n_is_the_papers_share_of_the_model_for_both_types():
+    """From configs alone (no weights): 1000 of each type on LLaMA3-8B's shape, the same share below."""
+    from transformers import AutoConfig
+
+    llama3 = AutoConfig.for_model("llama", num_hidden_layers=32, intermediate_size=14_336)
+    assert default_top_n(llama3.num_hidden_layers, llama3.intermediate_size)[0] == 1000
+    gemma = AutoConfig.for_model("gemma3_text", num_hidden_layers=18, intermediate_size=2048)
+    n, rule = default_top_n(gemma.num_hidden_layers, gemma.intermediate_size)
+    assert n == round(1000 * 18 * 2048 / 458_752) == 80
+    assert "458,752" in rule
+    # one n for both types, although Type-2 has fewer candidate layers than Type-1
+    type1, type2 = default_candidate_layers(18, "type1"), default_candidate_layers(18, "type2")
+    assert len(type1) != len(type2)
+    assert default_top_n(1, 1)[0] == 1  # never zero

@@ -75,7 +75,7 @@ def detect(
     layers = tuple(layers) if layers is not None else default_candidate_layers(view.num_layers, neuron_type)
     rule = "user"
     if top_n is None:
-        top_n, rule = default_top_n(len(layers) * view.d_ff)
+        top_n, rule = default_top_n(view.num_layers, view.d_ff)
     result = score_neurons(lm, torch.as_tensor(centroids), score_texts, batch_size, progress=f"score {neuron_type} {lang}")
     neurons = rank_neurons(result.scores, layers, top_n)
     meta = {

@@ -25,7 +25,7 @@ from .errors import TransferNeuronsError
 from .models.loading import LoadedModel
 
 PAPER_TOP_N = 1000
-PAPER_CANDIDATES = 286_720  # 20 layers x 14,336 neurons (LLaMA3-8B, Type-1)
+PAPER_NEURONS = 458_752  # 32 layers x 14,336 neurons (LLaMA3-8B, Mistral-7B, Aya-expanse-8B)
 TYPE1_SHARE = 0.625  # Type-1 candidates: the first 62.5 % of layers (paper: 20 of 32)
 _TINY = 1e-30
 
@@ -141,12 +141,15 @@ def parse_layers(spec: str, num_layers: int) -> tuple[int, ...]:
     return layers
 
 
-def default_top_n(num_candidates: int) -> tuple[int, str]:
-    """The paper's 1000, or its share of candidates (1000 of 286,720) for smaller models."""
-    if num_candidates >= PAPER_CANDIDATES:
-        return PAPER_TOP_N, "paper: 1000"
-    share = max(1, round(PAPER_TOP_N * num_candidates / PAPER_CANDIDATES))
-    return share, f"paper share: 1000/{PAPER_CANDIDATES} of {num_candidates} candidates"
+def default_top_n(num_layers: int, d_ff: int) -> tuple[int, str]:
+    """Neurons to keep of EITHER type: 1000 per 458,752 neurons of the model, as in the paper.
+
+    The paper keeps 1000 of each type on 32-layer models with d_ff 14,336; other models
+    keep the same share of all their neurons, so both types get the same n.
+    """
+    neurons = num_layers * d_ff
+    n = max(1, round(PAPER_TOP_N * neurons / PAPER_NEURONS))
+    return n, f"1000 per {PAPER_NEURONS:,} neurons: {num_layers} layers x {d_ff:,} = {neurons:,}"
 
 
 def rank_neurons(scores: np.ndarray, layers: Sequence[int], top_n: int) -> np.ndarray:

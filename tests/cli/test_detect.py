@@ -53,7 +53,8 @@ def test_same_inputs_give_identical_neurons_and_centroids_reuse(setup):
     assert_same_ranking(a, b, load_npy(root / "a/scores.npy"))  # the centroids differ by batching (float32 sums)
     np.testing.assert_allclose(load_npy(root / "a/scores.npy"), load_npy(root / "b/scores.npy"), rtol=0, atol=1e-6)
     meta = json.loads((root / "a/meta.json").read_text())
-    assert meta["candidate_layers"] == [3] and meta["top_n_rule"].startswith("paper share")
+    assert meta["candidate_layers"] == [3] and "458,752" in meta["top_n_rule"]
+    assert meta["top_n"] == max(1, round(1000 * 4 * 64 / 458_752))  # 4 layers x d_ff 64, the model's share
 
 
 def test_layers_option_overrides_candidates(setup):

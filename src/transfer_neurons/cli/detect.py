@@ -48,7 +48,8 @@ def register(subparsers) -> None:
     parser.add_argument("--score-data", default="parallel", help=f"LANG sentences to score on: {DATA_HELP}")
     parser.add_argument("--centroids", help="reuse a centroids.npy from `centroids` or an earlier `detect`")
     parser.add_argument("--top-n", type=positive_int, default=None,
-                        help="neurons to keep (default 1000, or the paper's share of candidates for small models)")
+                        help="neurons to keep (default, the same for both types: round(1000 x layers x d_ff / 458,752), "
+                        "i.e. 1000 on a 32-layer model with d_ff 14,336, the paper's share of the model's neurons otherwise)")
     parser.add_argument("--layers", help="candidate layers START:END, 0-based, END exclusive "
                         "(default: type1 the first 62.5%% of layers, type2 the rest)")
     add_model_args(parser)
