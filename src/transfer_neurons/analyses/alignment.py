@@ -26,12 +26,11 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from ..capture import capture  # noqa: E402
 from ..conditions import Condition  # noqa: E402
 from ..data import ParallelPairs  # noqa: E402
 from ..errors import TransferNeuronsError  # noqa: E402
-from ..interventions import capture_under  # noqa: E402
 from ..models.loading import LoadedModel  # noqa: E402
+from ..states import StateProvider, provider_for  # noqa: E402
 from ..stats import resample_counts  # noqa: E402
 from .effects import layer_range, summarise, summarise_boot, summarise_layer_range  # noqa: E402
 from .similarity import COLOURS, centring_mean  # noqa: E402
@@ -211,7 +210,7 @@ def alignment_of(
 
 
 def kernel_alignment(
-    lm: LoadedModel,
+    source: LoadedModel | StateProvider,
     pairs: ParallelPairs,
     conditions: Sequence[Condition],
     ks: Sequence[int] = (5, 10),
@@ -224,19 +223,17 @@ def kernel_alignment(
     """SPEC 6.3: hub (never deactivated) vs L2 layer outputs h[l] under each condition, at the last token."""
     if min(ks) < 1 or max(ks) >= len(pairs):
         raise TransferNeuronsError(f"--k values must be between 1 and pairs − 1 = {len(pairs) - 1}; got {list(ks)}")
+    states = provider_for(source, batch_size)
 
     def grab(texts: Sequence[str], neurons: np.ndarray | None, desc: str) -> torch.Tensor:
-        desc = desc if progress else None
-        if neurons is None:
-            return capture(lm, texts, ("h",), batch_size, progress=desc).h
-        return capture_under(lm, texts, neurons, ("h",), batch_size, mode, progress=desc).h
+        return states.get(texts, neurons, mode, ("h",), desc if progress else None).h
 
     hub = grab(pairs.hub, None, f"{pairs.hub_lang} h")
     base = grab(pairs.l2, None, f"{pairs.lang} h none")
     mean = centring_mean(hub, base)  # [layer, d], shared by every condition
-    states = ((c.label, base if c.neurons is None else grab(pairs.l2, c.neurons, f"{pairs.lang} h {c.label}"))
-              for c in conditions)
-    return alignment_of(hub, states, mean, ks, n_boot, seed)
+    l2 = ((c.label, base if c.neurons is None else grab(pairs.l2, c.neurons, f"{pairs.lang} h {c.label}"))
+          for c in conditions)
+    return alignment_of(hub, l2, mean, ks, n_boot, seed)
 
 
 def alignment_tables(

@@ -31,11 +31,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 
-from ..capture import capture  # noqa: E402
 from ..conditions import Condition  # noqa: E402
 from ..errors import TransferNeuronsError  # noqa: E402
-from ..interventions import capture_under  # noqa: E402
 from ..models.loading import LoadedModel  # noqa: E402
+from ..states import StateProvider, provider_for  # noqa: E402
 from ..stats import resample_counts  # noqa: E402
 from .effects import summarise_boot  # noqa: E402
 from .similarity import COLOURS  # noqa: E402
@@ -144,7 +143,7 @@ def summarise_condition(
 
 
 def latent_spaces(
-    lm: LoadedModel,
+    source: LoadedModel | StateProvider,
     texts: Mapping[str, Sequence[str]],
     hub_lang: str,
     conditions: Sequence[Condition],
@@ -168,11 +167,10 @@ def latent_spaces(
         if len(texts[lang]) < 3:
             raise TransferNeuronsError(f"{lang}: latent spaces need at least 3 sentences per language, got {len(texts[lang])}")
 
+    provider = provider_for(source, batch_size)
+
     def grab(lang: str, chosen: np.ndarray | None, label: str) -> torch.Tensor:
-        desc = f"{lang} h {label}" if progress else None
-        if chosen is None:
-            return capture(lm, texts[lang], ("h",), batch_size, progress=desc).h
-        return capture_under(lm, texts[lang], chosen, ("h",), batch_size, mode, progress=desc).h
+        return provider.get(texts[lang], chosen, mode, ("h",), f"{lang} h {label}" if progress else None).h
 
     base = [grab(lang, None, "none") for lang in langs]  # per language [n, layer, d]
     stacked = torch.cat(base).double().numpy()  # [all sentences, layer, d]

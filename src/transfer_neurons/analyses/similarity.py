@@ -25,12 +25,12 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from ..capture import capture  # noqa: E402
 from ..conditions import Condition, condition_groups  # noqa: E402
 from ..data import ParallelPairs, nonparallel_pairs  # noqa: E402
 from ..interventions import capture_under  # noqa: E402
 from ..models.loading import LoadedModel  # noqa: E402
 from ..scoring import default_candidate_layers  # noqa: E402
+from ..states import StateProvider, provider_for  # noqa: E402
 from .effects import summarise, summarise_layer_range  # noqa: E402
 
 METRICS = ("raw", "centred")
@@ -142,7 +142,7 @@ def condition_cosines(
 
 
 def compare_conditions(
-    lm: LoadedModel,
+    source: LoadedModel | StateProvider,
     pairs: ParallelPairs,
     conditions: Sequence[Condition],
     quantity: str = "h",
@@ -153,27 +153,25 @@ def compare_conditions(
 ) -> ConditionCosines:
     """Hub (never deactivated) vs L2 under each condition, for quantity "h" or "a" at the last token.
 
-    Holds at most three state sets (hub, undeactivated L2, current condition) in memory.
+    States come from a StateProvider (shared with other analyses) or are captured here.
     """
+    states = provider_for(source, batch_size)
     partner = nonparallel_index(pairs, seed)
 
     def grab(texts: Sequence[str], neurons: np.ndarray | None, desc: str) -> torch.Tensor:
-        desc = desc if progress else None
-        if neurons is None:
-            return getattr(capture(lm, texts, (quantity,), batch_size, progress=desc), quantity)
-        return getattr(capture_under(lm, texts, neurons, (quantity,), batch_size, mode, progress=desc), quantity)
+        return getattr(states.get(texts, neurons, mode, (quantity,), desc if progress else None), quantity)
 
     hub = grab(pairs.hub, None, f"{pairs.hub_lang} {quantity}")
     base = grab(pairs.l2, None, f"{pairs.lang} {quantity} none")
-    states = (
+    l2 = (
         (c.label, base if c.neurons is None else grab(pairs.l2, c.neurons, f"{pairs.lang} {quantity} {c.label}"))
         for c in conditions
     )
-    return condition_cosines(hub, base, states, partner)
+    return condition_cosines(hub, base, l2, partner)
 
 
 def hidden_similarity(
-    lm: LoadedModel,
+    source: LoadedModel | StateProvider,
     pairs: ParallelPairs,
     conditions: Sequence[Condition],
     seed: int = 0,
@@ -182,7 +180,7 @@ def hidden_similarity(
     progress: bool = True,
 ) -> ConditionCosines:
     """SPEC 6.1: cosines of the layer outputs h[l] between hub and L2 sentences under each condition."""
-    return compare_conditions(lm, pairs, conditions, "h", seed, batch_size, mode, progress)
+    return compare_conditions(source, pairs, conditions, "h", seed, batch_size, mode, progress)
 
 
 def middle_layers(num_layers: int, neuron_type: str = "type1", candidate_layers: Sequence[int] | None = None) -> tuple[int, ...]:

@@ -6,28 +6,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..analyses.latent_spaces import (
-    MERGE_TITLES,
-    PROJECTED,
-    centroid_pair_rows,
-    component_rows,
-    latent_spaces,
-    merge_rows,
-    plot_centroid_heatmaps,
-    plot_components,
-    plot_merge,
-    plot_pca,
-)
+from ..analyses.similarity import middle_layers
 from ..conditions import language_conditions
 from ..detection import NEURON_TYPES, Detection, read_detection
 from ..errors import TransferNeuronsError
 from ..interventions import MODES
-from ..outputs import save_figure, write_csv, write_json
-from .alignment import rows_text
+from ..runs.latent import LatentInputs, run_latent
+from ..states import StateProvider
 from .common import DATA_HELP, add_data_args, add_model_args, model_from_args, positive_int, sentences_from_args
-from .similarity import check_fits, describe_conditions
-
-TYPE_NAMES = {"type1": "Type-1", "type2": "Type-2"}
+from .similarity import check_fits, print_summary
 
 
 def choose_detections(folders: list[str], langs: list[str], neuron_type: str | None,
@@ -70,54 +57,11 @@ def run(args: argparse.Namespace) -> int:
     controls = [spec for spec in args.controls.split(",") if spec.strip()]
     conditions, neurons = language_conditions(dets, controls, args.seeds)
     texts = {lang: sentences_from_args(args, args.data, lang, "test").texts for lang in [args.hub_lang, *langs]}
-    ls = latent_spaces(lm, texts, args.hub_lang, conditions, neurons, n_boot=args.n_boot, seed=args.seed,
-                       batch_size=args.batch_size, mode=args.mode)
-    merge, comps, pairs = merge_rows(ls), component_rows(ls), centroid_pair_rows(ls)
-    out = Path(args.out)
-    what = "no deactivation" if neuron_type == "none" else f"each L2's own {TYPE_NAMES[neuron_type]} neurons"
-    write_csv(out / "latent_merge.csv", merge)
-    write_csv(out / "latent_components.csv", comps)
-    write_csv(out / "latent_centroids.csv", pairs)
-    write_json(out / "latent.json", {
-        "model": lm.name, "hub_lang": args.hub_lang, "langs": list(ls.langs), "sentences": ls.sentences,
-        "data": args.data, "type": neuron_type, "mode": args.mode, "seed": args.seed, "n_boot": args.n_boot,
-        "detections": folders,
-        "conditions": describe_conditions(conditions),
-        "pca": "sklearn PCA(2) per layer, fitted on the undeactivated states of all languages; explained variance share: "
-               + ", ".join(f"{l}: {v:.3f}" for l, v in enumerate(ls.explained.sum(axis=1))),
-        "centring": "centred cosines subtract one mean per layer over the undeactivated states of all languages",
-        "merge": {m: t for m, t in MERGE_TITLES.items()} | {
-            "interval": "paired bootstrap over sentences within each language (same resamples for all conditions)",
-            "drop": "none − condition (positive: the languages moved closer)"},
-        "merge_rows": merge, "components": comps, "centroid_pairs": pairs,
-    })
-    model, sizes = lm.name, "/".join(str(ls.sentences[lang]) for lang in ls.langs)
-    base = f"{model} — last-token h[l] of {', '.join(ls.langs)} ({sizes} sentences)"
-    written = ["latent_merge.csv", "latent_components.csv", "latent_centroids.csv", "latent.json"]
-    for label in (label for label in PROJECTED if label in ls.spaces):
-        cond = "no deactivation" if label == "none" else f"{what} deactivated (mode {args.mode})"
-        save_figure(out / f"latent_pca_{label}.png",
-                    plot_pca(ls, label, f"{base}\n2-D PCA per layer (fitted on undeactivated states), {cond}"))
-        written.append(f"latent_pca_{label}.png")
-        for centred in (False, True):
-            name = f"latent_centroids_{'centred' if centred else 'raw'}_{label}.png"
-            kind = "mean-centred" if centred else "raw"
-            save_figure(out / name, plot_centroid_heatmaps(ls, label, centred, f"{base}\n{kind} cosine of language centroids, {cond}"))
-            written.append(name)
-    save_figure(out / "latent_components.png", plot_components(
-        ls, f"{base}\nsingular components reaching each variance share per language (dashed: {what} deactivated)"))
-    save_figure(out / "latent_merge.png", plot_merge(merge, f"{base}\nlanguage centroids merging? ({what} deactivated)"))
-    written += ["latent_components.png", "latent_merge.png"]
-    num_layers = ls.spaces["none"].centroids.shape[1]
-    last = [str(l) for l in range(max(0, num_layers - 3), num_layers)]
-    print(f"latent spaces of {', '.join(ls.langs)} ({sizes} sentences), {what} deactivated")
-    for metric in ("centroid_distance", "separation"):
-        rows = [r for r in merge if r["metric"] == metric and r["layer"] in last]
-        print(f"\n{MERGE_TITLES[metric]}, final layers {last[0]}-{last[-1]} (drop = none − condition)")
-        for layer in last:
-            print(f"layer {layer}\n{rows_text([r for r in rows if r['layer'] == layer])}")
-    print(f"\nwrote {out}/" + ", ".join(written))
-    return 0
+    candidates = next(iter(dets.values())).layers if neuron_type == "type2" else None
+    inputs = LatentInputs(StateProvider(lm, args.batch_size), lm.name, texts, args.hub_lang, neuron_type, conditions,
+                          neurons, middle_layers(lm.view.num_layers, "type2", candidates), args.seed, args.mode,
+                          args.n_boot, args.data, folders)
+    return print_summary(run_latent(inputs, Path(args.out)), Path(args.out))
 
 
 def register(subparsers) -> None:

@@ -1,6 +1,6 @@
 """`transfer-neurons similarity`: per-layer English–L2 cosine of h[l] under deactivation (SPEC 6.1).
 
-Also holds the options and output writing that `activations` and `ablate` share.
+Also holds the options that every hub–L2 comparison command (activations, alignment, ablate) shares.
 """
 
 from __future__ import annotations
@@ -8,27 +8,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
-from ..analyses.activations import activation_similarity
-from ..analyses.similarity import (
-    ConditionCosines,
-    effect_tables,
-    effects_text,
-    hidden_similarity,
-    middle_layers,
-    plot_layer_curves,
-    plot_mid_drop,
-    with_magnitude_ratios,
-)
-from ..conditions import Condition
+from ..analyses.similarity import middle_layers
 from ..data import ParallelPairs
 from ..detection import Detection
 from ..errors import TransferNeuronsError
 from ..interventions import MODES
 from ..models.loading import LoadedModel
-from ..outputs import save_figure, save_npy, write_csv, write_json
+from ..runs.common import Summary, describe_conditions
+from ..runs.comparison import PairInputs, run_similarity
 from ..scoring import parse_layers
+from ..states import StateProvider
 from .common import (
     DATA_HELP,
     add_condition_args,
@@ -82,12 +71,6 @@ def comparison_pairs(args: argparse.Namespace, det: Detection | None) -> Paralle
     return pairs_from_args(args, args.data, args.hub_lang, lang, "test")
 
 
-def describe_conditions(conditions: list[Condition]) -> list[dict]:
-    """Each condition's label, neuron count and notes, for the JSON record."""
-    return [{"label": c.label, "name": c.name, "seed": c.seed,
-             "neurons": 0 if c.neurons is None else int(len(c.neurons)), "note": c.note} for c in conditions]
-
-
 def run_meta(args: argparse.Namespace, lm: LoadedModel, pairs: ParallelPairs, conditions: list[Condition],
              mid: tuple[int, ...], mid_rule: str, source: str | None) -> dict:
     """What a result depends on: model, data, neurons, conditions, layers and settings."""
@@ -101,44 +84,27 @@ def run_meta(args: argparse.Namespace, lm: LoadedModel, pairs: ParallelPairs, co
     }
 
 
-def write_comparison(out: Path, name: str, cos: ConditionCosines, conditions: list[Condition], meta: dict,
-                     mid: tuple[int, ...], what: str, quantity_label: str, magnitudes: np.ndarray | None) -> list[dict]:
-    """Write NAME.csv (per layer), NAME_mid.csv, NAME.json, NAME_values.npy (per-pair cosines) and two figures.
-
-    Returns the mid-layer rows."""
-    per_layer, mid_rows = effect_tables(cos, conditions, mid, seed=meta["seed"])
-    mid_rows = with_magnitude_ratios(mid_rows, conditions, magnitudes)
-    write_csv(out / f"{name}.csv", per_layer)
-    write_csv(out / f"{name}_mid.csv", mid_rows)
-    keys, labels = list(cos.values), [c.label for c in conditions]
-    save_npy(out / f"{name}_values.npy", np.stack([[cos.values[k][l] for l in labels] for k in keys]).astype(np.float32))
-    axes = {"axes": ["value", "condition", "pair", "layer"], "value": keys, "condition": labels}
-    write_json(out / f"{name}.json", {**meta, "values_npy": axes, "per_layer": per_layer, "mid": mid_rows})
-    title = f"{meta['model']} — {what}, {meta['hub_lang']}–{meta['lang']} ({meta['pairs']} pairs, L2 side deactivated)"
-    save_figure(out / f"{name}_layers.png", plot_layer_curves(cos, conditions, title, mid, quantity_label))
-    save_figure(out / f"{name}_mid_drop.png", plot_mid_drop(cos, conditions, mid_rows, mid, title))
-    return mid_rows
-
-
-def run_comparison(args: argparse.Namespace, quantity: str) -> int:
-    """Shared body of `similarity` (h) and `activations` (a)."""
+def pair_inputs(args: argparse.Namespace) -> PairInputs:
+    """Model, detection, conditions, test pairs and mid layers from the options of a pair comparison."""
     lm = model_from_args(args)
     det, conditions = conditions_from_args(args)
     check_fits(det, lm, args.detection)
     pairs = comparison_pairs(args, det)
     mid, rule = resolve_mid_layers(args, lm, det)
-    analyse, name, what, label = {
-        "h": (hidden_similarity, "similarity", "hidden-state similarity", "h[l]"),
-        "a": (activation_similarity, "activations", "activation-pattern similarity", "a[l]"),
-    }[quantity]
-    cos = analyse(lm, pairs, conditions, args.seed, args.batch_size, args.mode)
-    out = Path(args.out)
-    meta = run_meta(args, lm, pairs, conditions, mid, rule, args.detection)
-    mid_rows = write_comparison(out, name, cos, conditions, meta, mid, what, label, det.magnitudes)
-    print(f"{what}, {pairs.hub_lang}–{pairs.lang}, {len(pairs)} pairs; mid layers {mid[0]}-{mid[-1]} ({rule})\n")
-    print(effects_text(mid_rows))
-    print(f"\nwrote {out / name}.csv, {name}_mid.csv, {name}.json, {name}_values.npy, {name}_layers.png, {name}_mid_drop.png")
+    return PairInputs(StateProvider(lm, args.batch_size), lm.name, pairs, det, conditions, mid, rule, args.seed,
+                      args.mode, args.detection)
+
+
+def print_summary(summary: Summary, out: Path) -> int:
+    """Print a run's text and the files it wrote."""
+    print(summary.text)
+    print(f"\nwrote {out}/" + ", ".join(summary.files))
     return 0
+
+
+def run_comparison(args: argparse.Namespace, quantity: str) -> int:
+    """Shared body of `similarity` (h) and `activations` (a)."""
+    return print_summary(run_similarity(pair_inputs(args), Path(args.out), quantity), Path(args.out))
 
 
 def run(args: argparse.Namespace) -> int:

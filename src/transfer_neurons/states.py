@@ -1,0 +1,115 @@
+"""Captured states, once per (texts, deactivated neurons, mode), shared by every analysis that asks.
+
+Similarity, activation patterns, alignment and latent spaces all read last-token internals
+of the same sentences under the same conditions. A `StateProvider` runs the model once per
+such triple, keeping every quantity any of its users declared (`want`, e.g. h and a), and
+hands the same tensors to each later request. It holds at most `max_bytes` of states and
+forgets the least recently used beyond that, so memory stays bounded on large models at the
+price of a recapture.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .capture import Internals, capture
+from .interventions import deactivated
+from .models.loading import LoadedModel
+
+DEFAULT_MAX_BYTES = 4 << 30
+"""States kept in memory by default (4 GiB): a whole (type, language) group of the default study on small models."""
+
+
+@dataclass(frozen=True)
+class StateKey:
+    """What identifies one capture: the sentences, the deactivated neurons and the positions."""
+
+    texts: str  # sha256 of the sentences in order
+    neurons: str  # sha256 of the [n, 2] neuron array, or "none"
+    mode: str
+
+
+def texts_digest(texts: Sequence[str]) -> str:
+    """A checksum of sentences in order (NUL-separated UTF-8)."""
+    return hashlib.sha256("\0".join(texts).encode("utf-8")).hexdigest()
+
+
+def neurons_digest(neurons: np.ndarray | None) -> str:
+    """A checksum of a neuron set as given (order kept), or "none"."""
+    if neurons is None:
+        return "none"
+    return hashlib.sha256(np.ascontiguousarray(neurons, dtype=np.int64).tobytes()).hexdigest()
+
+
+def _nbytes(states: Internals) -> int:
+    """Memory held by captured states."""
+    return sum(t.numel() * t.element_size() for t in vars(states).values() if isinstance(t, torch.Tensor))
+
+
+class StateProvider:
+    """Last-token internals of a model, captured once per StateKey and reused."""
+
+    def __init__(
+        self,
+        lm: LoadedModel,
+        batch_size: int = 16,
+        want: Sequence[str] = ("h",),
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ):
+        self.lm = lm
+        self.batch_size = batch_size
+        self.want = tuple(dict.fromkeys(want))  # captured with every request, whatever it asks for
+        self.max_bytes = max_bytes
+        self.captures = 0  # model passes over a whole sentence set (for tests and progress)
+        self._cache: OrderedDict[StateKey, Internals] = OrderedDict()
+
+    def get(
+        self,
+        texts: Sequence[str],
+        neurons: np.ndarray | None = None,
+        mode: str = "last",
+        want: Sequence[str] = ("h",),
+        progress: str | None = None,
+    ) -> Internals:
+        """States of `texts` with `neurons` deactivated at `mode` positions (None: undeactivated)."""
+        key = StateKey(texts_digest(texts), neurons_digest(neurons), "none" if neurons is None else mode)
+        held = self._cache.get(key)
+        if held is not None and all(getattr(held, q) is not None for q in want):
+            self._cache.move_to_end(key)
+            return held
+        quantities = tuple(dict.fromkeys((*self.want, *want)))
+        states = self._capture(texts, neurons, mode, quantities, progress)
+        self._keep(key, states)
+        return states
+
+    def _capture(
+        self, texts: Sequence[str], neurons: np.ndarray | None, mode: str, want: Sequence[str], progress: str | None
+    ) -> Internals:
+        """One pass of the model over the sentences, under deactivation when neurons are given."""
+        self.captures += 1
+        if neurons is None:
+            return capture(self.lm, texts, want, self.batch_size, progress=progress)
+        with deactivated(self.lm, neurons, mode):
+            return capture(self.lm, texts, want, self.batch_size, progress=progress)
+
+    def _keep(self, key: StateKey, states: Internals) -> None:
+        """Remember states, forgetting the least recently used beyond max_bytes."""
+        self._cache[key] = states
+        self._cache.move_to_end(key)
+        while len(self._cache) > 1 and sum(_nbytes(s) for s in self._cache.values()) > self.max_bytes:
+            self._cache.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every held state."""
+        self._cache.clear()
+
+
+def provider_for(source: LoadedModel | StateProvider, batch_size: int = 16) -> StateProvider:
+    """The given provider, or a fresh one over a model (an analysis run on its own)."""
+    return source if isinstance(source, StateProvider) else StateProvider(source, batch_size)
