@@ -1,4 +1,4 @@
-"""Deactivation zeroes exactly the chosen activations at the chosen positions."""
+"""Interventions change exactly the chosen activations at the chosen positions, as each kind defines."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,8 @@ from tiny import ARCHITECTURES, SENTENCES, tiny_lm
 
 from transfer_neurons.capture import capture, last_token_index
 from transfer_neurons.errors import TransferNeuronsError
-from transfer_neurons.interventions import deactivated, neurons_by_layer
+from transfer_neurons.interventions import (Mean, Patch, Scale, Zero, active_intervention, applying, capture_under,
+                                            deactivated, neurons_by_layer, parse_intervention)
 
 NEURONS = np.array([[0, 3], [0, 10], [2, 5], [3, 63]])
 
@@ -90,3 +91,163 @@ def test_prompt_last_and_all_spare_generated_tokens():
 def test_out_of_range_neuron_is_a_clear_error():
     with pytest.raises(TransferNeuronsError, match="layer 9"):
         neurons_by_layer(np.array([[9, 0]]), 4, 64)
+
+
+# Interventions beyond zeroing. Hooks on a module run in registration order, so one hook
+# registered before `deactivated` sees a as it arrives and one registered after sees what
+# the intervention made of it: every layer's change can be checked exactly.
+
+SPOT_ARCHS = ("llama", "gemma3_text", "gpt2", "gpt_neox")
+
+
+def before_and_after(lm, texts, neurons, mode, intervention):
+    """Run texts as one padded batch: a[l] at every position as it enters and as it leaves the intervention."""
+    batch = lm.tokenizer(list(texts), return_tensors="pt", padding=True)
+    seen = {"before": {}, "after": {}}
+
+    def keeper(which, layer):
+        def hook(module, args):
+            seen[which][layer] = args[0].detach().clone()  # [batch, seq, d_ff]
+        return hook
+
+    handles = [lm.view.out_proj(l).register_forward_pre_hook(keeper("before", l)) for l in range(4)]
+    with deactivated(lm, neurons, mode=mode, intervention=intervention):
+        handles += [lm.view.out_proj(l).register_forward_pre_hook(keeper("after", l)) for l in range(4)]
+        positions = (batch["attention_mask"].cumsum(1) - 1).clamp(min=0)
+        lm.view.decoder(**batch, position_ids=positions)
+    for handle in handles:
+        handle.remove()
+    mask = batch["attention_mask"].bool()
+    hit = mask.clone() if mode == "all" else torch.zeros_like(mask)
+    if mode == "last":
+        hit[torch.arange(len(texts)), last_token_index(mask)] = True
+    return seen["before"], seen["after"], hit
+
+
+def assert_only_chosen_changed(before, after, hit, neurons):
+    """Entries outside (chosen neurons x chosen positions) leave the hook exactly as they came in."""
+    for layer, index in neurons_by_layer(neurons, 4, 64).items():
+        untouched = torch.ones_like(after[layer], dtype=torch.bool)
+        untouched[..., index] = ~hit[..., None]
+        assert torch.equal(after[layer][untouched], before[layer][untouched])
+
+
+def last_token_raw(lm, text):
+    """Raw a[l] at the last token of one sentence run alone (no padding): {layer: [d_ff]}."""
+    ids = lm.tokenizer([text], return_tensors="pt")
+    kept = {}
+    handles = [lm.view.out_proj(l).register_forward_pre_hook(
+        lambda m, args, l=l: kept.__setitem__(l, args[0][0, -1].detach().clone())) for l in range(4)]
+    lm.view.decoder(**ids)
+    for handle in handles:
+        handle.remove()
+    return kept
+
+
+@pytest.mark.parametrize("arch", SPOT_ARCHS)
+@pytest.mark.parametrize("mode", ["last", "all"])
+@pytest.mark.parametrize("factor", [0.0, 0.5, 2.0, -1.0])
+def test_scale_multiplies_chosen_activations_by_f(arch, mode, factor):
+    lm = tiny_lm(arch, padding_side="left")
+    before, after, hit = before_and_after(lm, SENTENCES[:3], NEURONS, mode, Scale(factor))
+    for layer, index in neurons_by_layer(NEURONS, 4, 64).items():
+        # the hook computes a * F on the same float32 values: bit-identical to doing it here
+        assert torch.equal(after[layer][..., index][hit], before[layer][..., index][hit] * factor)
+    assert_only_chosen_changed(before, after, hit, NEURONS)
+
+
+def test_scale_one_changes_nothing_and_scale_zero_equals_zero():
+    lm = tiny_lm("llama")
+    plain = capture(lm, SENTENCES, want=("h",), progress=None).h
+    with deactivated(lm, NEURONS, intervention=Scale(1.0)):
+        assert torch.equal(capture(lm, SENTENCES, want=("h",), progress=None).h, plain)
+    with deactivated(lm, NEURONS, intervention=Scale(0.0)):
+        scaled = capture(lm, SENTENCES, want=("h",), progress=None).h
+    with deactivated(lm, NEURONS):
+        torch.testing.assert_close(scaled, capture(lm, SENTENCES, want=("h",), progress=None).h, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("arch", SPOT_ARCHS)
+@pytest.mark.parametrize("mode", ["last", "all"])
+def test_mean_sets_chosen_activations_to_reference_mean(arch, mode):
+    lm = tiny_lm(arch, padding_side="right")
+    reference = SENTENCES[3:]
+    alone = [last_token_raw(lm, text) for text in reference]
+    before, after, hit = before_and_after(lm, SENTENCES[:3], NEURONS, mode, Mean(reference, batch_size=2))
+    for layer, index in neurons_by_layer(NEURONS, 4, 64).items():
+        want = torch.stack([a[layer] for a in alone]).mean(dim=0)[index]  # [k]
+        got = after[layer][..., index][hit]  # [positions, k]
+        # padding and batching change float32 sums in the last bits only
+        torch.testing.assert_close(got, want.expand_as(got), rtol=1e-5, atol=1e-6)
+    assert_only_chosen_changed(before, after, hit, NEURONS)
+
+
+@pytest.mark.parametrize("arch", SPOT_ARCHS)
+@pytest.mark.parametrize("mode", ["last", "all"])
+def test_patch_sets_chosen_activations_to_the_paired_source_row(arch, mode):
+    lm = tiny_lm(arch, padding_side="left")
+    sources, targets = SENTENCES[3:6], SENTENCES[0:3]
+    patch = Patch(sources, targets, batch_size=2)
+    run = targets[::-1]  # another order than the pairs: rows are found by their tokens
+    before, after, hit = before_and_after(lm, run, NEURONS, mode, patch)
+    hub = {text: last_token_raw(lm, text) for text in sources}
+    for layer, index in neurons_by_layer(NEURONS, 4, 64).items():
+        for row, text in enumerate(run):
+            want = hub[sources[targets.index(text)]][layer][index]  # [k]
+            got = after[layer][row][..., index][hit[row]]  # [positions, k]
+            # the source ran in a padded, length-sorted batch: float32 differences in the last bits only
+            torch.testing.assert_close(got, want.expand_as(got), rtol=1e-5, atol=1e-6)
+    assert_only_chosen_changed(before, after, hit, NEURONS)
+
+
+def test_patch_under_capture_gives_each_l2_sentence_its_hub_activation():
+    lm = tiny_lm("llama")  # no norm on the MLP output: capture's effective a is the raw a
+    hub, l2 = SENTENCES[:4], SENTENCES[2:6]
+    hub_a = capture(lm, hub, want=("a",), progress=None).a  # [pair, layer, d_ff]
+    patched = capture_under(lm, l2, NEURONS, ("a",), batch_size=3, intervention=Patch(hub, l2))
+    layers, index = NEURONS[:, 0], NEURONS[:, 1]
+    # different batches and padding on each side: float32 sums agree to the last bits
+    torch.testing.assert_close(patched.a[:, layers, index], hub_a[:, layers, index], rtol=1e-5, atol=1e-6)
+
+
+def test_patch_refuses_an_input_that_is_not_a_target():
+    lm = tiny_lm("llama")
+    with pytest.raises(TransferNeuronsError, match="none of the patch's target"):
+        capture_under(lm, SENTENCES[4:], NEURONS, intervention=Patch(SENTENCES[:2], SENTENCES[2:4]))
+
+
+def test_patch_refuses_one_target_with_two_sources():
+    lm = tiny_lm("llama")
+    patch = Patch(("a", "b"), ("same", "same"))
+    with pytest.raises(TransferNeuronsError, match="appears twice"):
+        capture_under(lm, ["same"], NEURONS, intervention=patch)
+
+
+def test_applying_sets_the_intervention_deactivated_uses_by_default():
+    lm = tiny_lm("llama")
+    assert active_intervention() == Zero()
+    with deactivated(lm, NEURONS, intervention=Scale(3.0)):
+        want = capture(lm, SENTENCES, want=("h",), progress=None).h
+    with applying(Scale(3.0)):
+        got = capture_under(lm, SENTENCES, NEURONS)
+    assert active_intervention() == Zero()
+    assert torch.equal(got.h, want)
+
+
+@pytest.mark.parametrize("spec, want", [("zero", Zero()), ("scale:0.5", Scale(0.5)), (" scale:2 ", Scale(2.0)),
+                                        ("scale:-1e-1", Scale(-0.1))])
+def test_parse_intervention_reads_specs_and_writes_them_back(spec, want):
+    assert parse_intervention(spec) == want
+    assert parse_intervention(want.spec) == want
+
+
+def test_parse_intervention_builds_mean_and_patch_from_data():
+    assert parse_intervention("mean", reference=["x", "y"]).reference == ("x", "y")
+    patch = parse_intervention("patch", sources=["a"], targets=["b"])
+    assert (patch.sources, patch.targets, patch.spec) == (("a",), ("b",), "patch")
+
+
+@pytest.mark.parametrize("spec", ["scale", "scale:", "scale:x", "scale:nan", "zero:1", "mean", "patch", "ones", ""])
+def test_bad_intervention_specs_are_clear_errors(spec):
+    with pytest.raises(TransferNeuronsError, match="intervention|scale factor"):
+        parse_intervention(spec)

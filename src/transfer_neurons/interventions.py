@@ -1,29 +1,55 @@
-"""Deactivation of neurons (SPEC.md 5): set a[l][i] = 0 at chosen token positions.
+"""Interventions on neuron activations (SPEC.md 5 and beyond): what a[l][i] becomes at chosen positions.
 
-Modes:
+Kinds, each named by one spec string (`parse_intervention`):
+- `zero`: a = 0, the paper's deactivation (the default);
+- `scale:F`: a = F * a; F < 1 dampens, F > 1 amplifies (the paper's "steered" reasoning runs
+  multiply), `scale:0` equals `zero` and `scale:1` changes nothing;
+- `mean`: a = the neuron's mean activation at the last real token of a reference set of
+  sentences (`Mean(reference)`);
+- `patch`: a = the neuron's activation at the last real token of the paired source sentence,
+  normally the English side of a parallel pair (`Patch(sources, targets)`): each input the model
+  sees is looked up among the targets by its token ids, so batching and length sorting never
+  mix up rows.
+
+Positions (`mode`):
 - `last`: each sequence's last real token of every forward pass (the similarity,
   latent-space and activation analyses; under generation also each new token);
 - `all`: every real token of the prompt, not generated tokens (the paper's QA mode);
 - `prompt_last`: the prompt's last real token only, not generated tokens.
+`mean` and `patch` write the same last-token value at every chosen position.
+
+The hook point is the input of the MLP output projection, the raw a (for Gemma-2/3 and
+OLMo-2 the norm on the MLP output then acts on the changed sum, as for zeroing). So the
+`mean` and `patch` values are raw activations at that point too, not the effective
+a / rms(u) that `capture` reports.
 
 A pre-hook on the decoder stack reads the attention mask (left or right padding) and
 whether a cache is already filled (a generation step); pre-hooks on the MLP output
-projections zero the chosen activations at those positions.
+projections replace the chosen activations at those positions. Analyses pass an
+`Intervention` through without knowing its kind; where none is passed, `deactivated`
+uses the one set by `applying(...)` (default `zero`), so a caller can change the
+intervention of an analysis that only takes neuron sets.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from .capture import Internals, capture, last_token_index
+from .capture import Internals, capture, iter_internals, last_token_index
 from .errors import TransferNeuronsError
 from .models.loading import LoadedModel
 
 MODES = ("last", "all", "prompt_last")
+KINDS = ("zero", "scale:F", "mean", "patch")
+
+log = logging.getLogger(__name__)
 
 
 def neurons_by_layer(neurons: np.ndarray, num_layers: int, d_ff: int) -> dict[int, torch.Tensor]:
@@ -42,17 +68,24 @@ def neurons_by_layer(neurons: np.ndarray, num_layers: int, d_ff: int) -> dict[in
 
 
 class _Positions:
-    """Which token positions of the current forward pass are deactivated: [batch, seq] bool."""
+    """Which token positions of the current forward pass are intervened on: [batch, seq] bool.
 
-    def __init__(self, mode: str):
+    For prompt passes it also keeps each row's real token ids (patch looks its rows up by them).
+    """
+
+    def __init__(self, mode: str, keep_tokens: bool = False):
+        """mode: one of MODES; keep_tokens: remember each prompt row's real token ids (patch)."""
         if mode not in MODES:
             raise TransferNeuronsError(f"deactivation mode must be one of {MODES}, got {mode!r}")
         self.mode = mode
-        self.mask: torch.Tensor | None = None
+        self.keep_tokens = keep_tokens
+        self.mask: torch.Tensor | None = None  # [batch, seq]
+        self.tokens: list[tuple[int, ...]] | None = None  # real token ids of each row of the last prompt pass
 
     def update(self, module, args, kwargs) -> None:
         ids = kwargs.get("input_ids", args[0] if args else None)
-        if ids is None:
+        embeds = ids is None
+        if embeds:
             ids = kwargs["inputs_embeds"]
         batch, seq = ids.shape[:2]
         attention = kwargs.get("attention_mask")
@@ -67,17 +100,246 @@ class _Positions:
         elif self.mode == "last" or (self.mode == "prompt_last" and not generating):
             mask[torch.arange(batch, device=ids.device), last_token_index(real)] = True
         self.mask = mask
+        if self.keep_tokens and not generating:  # a generation step keeps its prompt's rows
+            self.tokens = None if embeds else [tuple(row[keep].tolist()) for row, keep in zip(ids.cpu(), real.cpu())]
+
+
+class Intervention:
+    """What the chosen activations become; `bind` turns it into per-layer replacements for one neuron set."""
+
+    @property
+    def spec(self) -> str:
+        """The spec string that names this intervention (parse_intervention reads it back)."""
+        raise NotImplementedError
+
+    def bind(self, lm: LoadedModel, groups: dict[int, torch.Tensor]) -> _Bound:
+        """Values this intervention needs for these neurons (layer -> neuron indices) on this model."""
+        raise NotImplementedError
+
+
+@dataclass
+class _Bound:
+    """An intervention bound to a model and neuron set: replace(layer, chosen [batch, seq, k], positions)."""
+
+    intervention: Intervention
+    values: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> [k] (mean) or [source, k] (patch)
+    rows: dict[tuple[int, ...], int] | None = None  # patch: target token ids -> source row
+
+    def replace(self, layer: int, chosen: torch.Tensor, positions: _Positions) -> torch.Tensor:
+        """The new values of the chosen activations (only read where positions.mask is set)."""
+        kind = self.intervention
+        if isinstance(kind, Zero):
+            return torch.zeros_like(chosen)
+        if isinstance(kind, Scale):
+            return chosen * kind.factor
+        value = self.values[layer].to(chosen.device, chosen.dtype)
+        if isinstance(kind, Mean):
+            return value.expand_as(chosen)
+        rows = source_rows(positions.tokens, self.rows, chosen.shape[0])  # [batch]
+        return value[rows.to(chosen.device)][:, None, :].expand_as(chosen)
+
+
+@dataclass(frozen=True)
+class Zero(Intervention):
+    """a = 0 (SPEC 5 deactivation)."""
+
+    @property
+    def spec(self) -> str:
+        return "zero"
+
+    def bind(self, lm: LoadedModel, groups: dict[int, torch.Tensor]) -> _Bound:
+        return _Bound(self)
+
+
+@dataclass(frozen=True)
+class Scale(Intervention):
+    """a = factor * a: dampen (factor < 1) or amplify (factor > 1)."""
+
+    factor: float
+
+    def __post_init__(self) -> None:
+        if not np.isfinite(self.factor):
+            raise TransferNeuronsError(f"scale factor must be a finite number, got {self.factor!r}")
+
+    @property
+    def spec(self) -> str:
+        return f"scale:{self.factor:g}"
+
+    def bind(self, lm: LoadedModel, groups: dict[int, torch.Tensor]) -> _Bound:
+        return _Bound(self)
+
+
+@dataclass(frozen=True, eq=False)
+class Mean(Intervention):
+    """a = the neuron's mean raw activation at the last real token of the reference sentences."""
+
+    reference: tuple[str, ...]
+    batch_size: int = 16
+    _means: dict = field(default_factory=dict, repr=False)  # id(model) -> [layer, d_ff] float64
+
+    def __post_init__(self) -> None:
+        if not self.reference:
+            raise TransferNeuronsError("the mean intervention needs at least one reference sentence")
+        object.__setattr__(self, "reference", tuple(self.reference))
+
+    @property
+    def spec(self) -> str:
+        return "mean"
+
+    def means(self, lm: LoadedModel) -> torch.Tensor:
+        """Mean raw activation of every neuron over the reference sentences: [layer, d_ff] float64 (cached)."""
+        key = id(lm.model)
+        if key not in self._means:
+            view = lm.view
+            everything = {layer: torch.arange(view.d_ff) for layer in range(view.num_layers)}
+            total = torch.zeros(view.num_layers, view.d_ff, dtype=torch.float64)
+            log.info("mean intervention: averaging activations over %d reference sentences", len(self.reference))
+            for _, acts in last_token_activations(lm, self.reference, everything, self.batch_size):
+                total += torch.stack([acts[layer].double().sum(dim=0) for layer in range(view.num_layers)])
+            self._means[key] = total / len(self.reference)
+        return self._means[key]
+
+    def bind(self, lm: LoadedModel, groups: dict[int, torch.Tensor]) -> _Bound:
+        means = self.means(lm)
+        return _Bound(self, {layer: means[layer, index] for layer, index in groups.items()})
+
+
+@dataclass(frozen=True, eq=False)
+class Patch(Intervention):
+    """a = the neuron's raw activation at the last real token of the source paired with the input.
+
+    sources[i] pairs with targets[i] (e.g. English and L2 sides of parallel pairs); an input the
+    model runs on must tokenise exactly as one of the targets does.
+    """
+
+    sources: tuple[str, ...]
+    targets: tuple[str, ...]
+    batch_size: int = 16
+    _rows: dict = field(default_factory=dict, repr=False)  # id(tokenizer) -> {target token ids: source row}
+    _values: dict = field(default_factory=dict, repr=False)  # (id(model), neuron set) -> {layer: [source, k]}
+
+    def __post_init__(self) -> None:
+        if len(self.sources) != len(self.targets) or not self.sources:
+            raise TransferNeuronsError(
+                f"the patch intervention needs as many source as target sentences (at least one), "
+                f"got {len(self.sources)} and {len(self.targets)}"
+            )
+        object.__setattr__(self, "sources", tuple(self.sources))
+        object.__setattr__(self, "targets", tuple(self.targets))
+
+    @property
+    def spec(self) -> str:
+        return "patch"
+
+    def _lookup(self, lm: LoadedModel) -> dict[tuple[int, ...], int]:
+        """Token ids of each target (as capture tokenises it) -> its row; one source per distinct target."""
+        key = id(lm.tokenizer)
+        if key not in self._rows:
+            rows: dict[tuple[int, ...], int] = {}
+            for row, ids in enumerate(lm.tokenizer(list(self.targets))["input_ids"]):
+                first = rows.setdefault(tuple(ids), row)
+                if self.sources[first] != self.sources[row]:
+                    raise TransferNeuronsError(
+                        f"patch: target sentence {self.targets[row]!r} appears twice with different sources "
+                        f"({self.sources[first]!r} and {self.sources[row]!r})"
+                    )
+            self._rows[key] = rows
+        return self._rows[key]
+
+    def bind(self, lm: LoadedModel, groups: dict[int, torch.Tensor]) -> _Bound:
+        lookup = self._lookup(lm)
+        key = (id(lm.model), tuple((layer, tuple(index.tolist())) for layer, index in groups.items()))
+        if key not in self._values:
+            log.info("patch intervention: capturing activations of %d source sentences", len(self.sources))
+            parts: dict[int, list[torch.Tensor]] = {layer: [] for layer in groups}
+            order: list[int] = []
+            for indices, acts in last_token_activations(lm, self.sources, groups, self.batch_size):
+                order.extend(indices)
+                for layer in groups:
+                    parts[layer].append(acts[layer])
+            inverse = torch.empty(len(order), dtype=torch.long)
+            inverse[torch.tensor(order)] = torch.arange(len(order))
+            self._values[key] = {layer: torch.cat(chunks)[inverse] for layer, chunks in parts.items()}  # [source, k]
+        return _Bound(self, self._values[key], lookup)
+
+
+def source_rows(tokens: list[tuple[int, ...]] | None, lookup: dict[tuple[int, ...], int], batch: int) -> torch.Tensor:
+    """The patch source row of each input row of the current pass, found by its real token ids: [batch]."""
+    if tokens is None:
+        raise TransferNeuronsError("patch needs token ids; the model was run on input embeddings")
+    if len(tokens) != batch:
+        raise TransferNeuronsError(f"patch: a generation step has {batch} rows but its prompt had {len(tokens)}")
+    missing = [row for row in tokens if row not in lookup]
+    if missing:
+        raise TransferNeuronsError(
+            f"patch: the model ran on an input ({len(missing[0])} tokens) that is none of the patch's target "
+            "sentences; patch needs parallel pairs whose L2 side is the input"
+        )
+    return torch.tensor([lookup[row] for row in tokens])
+
+
+ZERO = Zero()
+_ACTIVE: ContextVar[Intervention] = ContextVar("transfer_neurons_intervention", default=ZERO)
+
+
+def parse_intervention(
+    spec: str | Intervention,
+    reference: Sequence[str] | None = None,
+    sources: Sequence[str] | None = None,
+    targets: Sequence[str] | None = None,
+) -> Intervention:
+    """An Intervention from `zero`, `scale:F`, `mean` (needs reference) or `patch` (needs sources and targets)."""
+    if isinstance(spec, Intervention):
+        return spec
+    kind, sep, arg = str(spec).strip().partition(":")
+    if kind == "zero" and not sep:
+        return ZERO
+    if kind == "scale" and sep:
+        try:
+            return Scale(float(arg))
+        except ValueError:
+            pass
+    if kind == "mean" and not sep:
+        if not reference:
+            raise TransferNeuronsError("intervention 'mean' needs reference sentences to average over")
+        return Mean(tuple(reference))
+    if kind == "patch" and not sep:
+        if not sources or not targets:
+            raise TransferNeuronsError("intervention 'patch' needs parallel pairs (source and target sentences)")
+        return Patch(tuple(sources), tuple(targets))
+    raise TransferNeuronsError(f"intervention {spec!r}: expected one of {', '.join(KINDS)} (F a number, e.g. scale:0.5)")
+
+
+def active_intervention() -> Intervention:
+    """The intervention `deactivated` applies when none is passed (set by `applying`; default zero)."""
+    return _ACTIVE.get()
 
 
 @contextmanager
-def deactivated(lm: LoadedModel, neurons: np.ndarray, mode: str = "last") -> Iterator[None]:
-    """Within the block, the given (layer, neuron) activations are zero at the mode's positions."""
+def applying(intervention: Intervention) -> Iterator[Intervention]:
+    """Within the block, `deactivated` and `capture_under` apply this intervention unless given another."""
+    token = _ACTIVE.set(intervention)
+    try:
+        yield intervention
+    finally:
+        _ACTIVE.reset(token)
+
+
+@contextmanager
+def deactivated(
+    lm: LoadedModel, neurons: np.ndarray, mode: str = "last", intervention: Intervention | None = None
+) -> Iterator[None]:
+    """Within the block, the (layer, neuron) activations are intervened on at the mode's positions
+    (default: the active intervention, zero unless `applying` set another)."""
     view = lm.view
     groups = neurons_by_layer(neurons, view.num_layers, view.d_ff)
-    positions = _Positions(mode)
+    positions = _Positions(mode)  # checks the mode before bind may run the model
+    chosen = intervention if intervention is not None else active_intervention()
+    bound = chosen.bind(lm, groups)
+    positions.keep_tokens = bound.rows is not None
     handles = [view.decoder.register_forward_pre_hook(positions.update, with_kwargs=True)]
     for layer, index in groups.items():
-        handles.append(view.out_proj(layer).register_forward_pre_hook(_zeroer(positions, index)))
+        handles.append(view.out_proj(layer).register_forward_pre_hook(_replacer(bound, positions, layer, index)))
     try:
         yield
     finally:
@@ -85,18 +347,47 @@ def deactivated(lm: LoadedModel, neurons: np.ndarray, mode: str = "last") -> Ite
             handle.remove()
 
 
-def _zeroer(positions: _Positions, index: torch.Tensor):
-    """A pre-hook that zeroes a[..., index] where positions.mask is set."""
+def _replacer(bound: _Bound, positions: _Positions, layer: int, index: torch.Tensor):
+    """A pre-hook that replaces a[..., index] by the bound intervention's values where positions.mask is set."""
 
     def hook(module, args):
         a = args[0]  # [batch, seq, d_ff]
-        keep = (~positions.mask).to(a.device, a.dtype)[..., None]  # [batch, seq, 1]
+        hit = positions.mask.to(a.device)[..., None]  # [batch, seq, 1]
+        if not hit.any():
+            return None
         index_on = index.to(a.device)
+        chosen = a[..., index_on]  # [batch, seq, k]
         a = a.clone()
-        a[..., index_on] = a[..., index_on] * keep
+        a[..., index_on] = torch.where(hit, bound.replace(layer, chosen, positions), chosen)
         return (a, *args[1:])
 
     return hook
+
+
+def last_token_activations(
+    lm: LoadedModel, texts: Sequence[str], groups: dict[int, torch.Tensor], batch_size: int = 16
+) -> Iterator[tuple[list[int], dict[int, torch.Tensor]]]:
+    """Raw activations (input of the MLP output projection) of the grouped neurons at each text's
+    last real token, per batch: (input indices, layer -> [batch, k] float32 on CPU)."""
+    positions = _Positions("last")
+    kept: dict[int, torch.Tensor] = {}
+
+    def keeper(layer: int, index: torch.Tensor):
+        def hook(module, args):
+            a = args[0]  # [batch, seq, d_ff]
+            kept[layer] = a[positions.mask.to(a.device)][:, index.to(a.device)].float().cpu()  # [batch, k]
+
+        return hook
+
+    view = lm.view
+    handles = [view.decoder.register_forward_pre_hook(positions.update, with_kwargs=True)]
+    handles += [view.out_proj(layer).register_forward_pre_hook(keeper(layer, index)) for layer, index in groups.items()]
+    try:
+        for indices, _ in iter_internals(lm, texts, ("embed",), batch_size, progress=None):
+            yield indices, dict(kept)
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def capture_under(
@@ -107,9 +398,10 @@ def capture_under(
     batch_size: int = 16,
     mode: str = "last",
     progress: str | None = "capture",
+    intervention: Intervention | None = None,
 ) -> Internals:
-    """Capture last-token internals with the given neurons deactivated (None: no deactivation)."""
+    """Capture last-token internals with the given neurons intervened on (None: no intervention)."""
     if neurons is None:
         return capture(lm, texts, want, batch_size, progress=progress)
-    with deactivated(lm, neurons, mode):
+    with deactivated(lm, neurons, mode, intervention):
         return capture(lm, texts, want, batch_size, progress=progress)
