@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .capture import Internals, capture, iter_internals, last_token_index
+from .capture import Internals, capture, iter_internals, last_token_index, make_batches
 from .errors import TransferNeuronsError
 from .models.loading import LoadedModel
 
@@ -232,12 +232,15 @@ class Patch(Intervention):
         return "patch"
 
     def _lookup(self, lm: LoadedModel) -> dict[tuple[int, ...], int]:
-        """Token ids of each target (as capture tokenises it) -> its row; one source per distinct target."""
+        """Real token ids of each target (tokenised as capture does) -> its row; one source per distinct target."""
         key = id(lm.tokenizer)
         if key not in self._rows:
             rows: dict[tuple[int, ...], int] = {}
-            for row, ids in enumerate(lm.tokenizer(list(self.targets))["input_ids"]):
-                first = rows.setdefault(tuple(ids), row)
+            tokens = [(row, tuple(ids[real.bool()].tolist()))
+                      for batch in make_batches(lm, self.targets, self.batch_size, sort_by_length=False)
+                      for row, ids, real in zip(batch.indices, batch.input_ids, batch.attention_mask)]
+            for row, ids in tokens:
+                first = rows.setdefault(ids, row)
                 if self.sources[first] != self.sources[row]:
                     raise TransferNeuronsError(
                         f"patch: target sentence {self.targets[row]!r} appears twice with different sources "
