@@ -16,6 +16,7 @@ from transfer_neurons.models.loading import LoadedModel, prepare
 ARCHITECTURES = (
     "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text",
     "gpt2", "gpt_neox", "phi3", "olmo2",
+    "cohere", "cohere2", "bloom",
 )
 SANDWICH = ("gemma2", "gemma3_text", "olmo2")
 
@@ -31,6 +32,10 @@ _SPECIAL = {
     "gemma2": dict(_COMMON, head_dim=8, query_pre_attn_scalar=8, sliding_window=16),
     "gemma3_text": dict(_COMMON, head_dim=8, query_pre_attn_scalar=8, sliding_window=16),
     "qwen3": dict(_COMMON, head_dim=8),
+    "cohere": dict(_COMMON, logit_scale=0.5),  # not 1, so a head that forgets the scale is caught
+    "cohere2": dict(_COMMON, logit_scale=0.5, sliding_window=16),
+    "bloom": dict(vocab_size=300, hidden_size=16, n_layer=4, n_head=4,  # d_ff = 4 x hidden = 64
+                  bos_token_id=1, eos_token_id=2, pad_token_id=0),
 }
 
 

@@ -1,8 +1,14 @@
 """Every adapter locates h, m, a and v so that h[l] = m[l] + sum_i eff_a_i eff_v_i (+ bias)."""
 
+import json
+
+import numpy as np
 import pytest
 import torch
-from tiny import ARCHITECTURES, SANDWICH, SENTENCES, tiny_lm
+from tiny import ARCHITECTURES, SANDWICH, SENTENCES, save_model, tiny_lm, write_jsonl
+
+from transfer_neurons.cli import main
+from transfer_neurons.outputs import load_npy
 
 from transfer_neurons.capture import capture
 from transfer_neurons.errors import ModelLoadError
@@ -52,3 +58,30 @@ def test_dot_values_equals_explicit_product(arch):
     view = tiny_lm(arch).view
     x = torch.randn(5, view.d_model)
     torch.testing.assert_close(view.dot_values(1, x), x @ view.value_vectors(1).T, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_head_of_last_layer_output_gives_the_models_logits(arch):
+    """final norm -> unembedding -> logit scale / softcap on h[last] reproduces the model's own output."""
+    from transfer_neurons.analyses.logit_lens import lens_log_probs
+
+    lm = tiny_lm(arch)
+    got = capture(lm, SENTENCES[:1], want=("h",), batch_size=1, progress=None)
+    batch = lm.tokenizer(list(SENTENCES[:1]), return_tensors="pt")
+    with torch.no_grad():
+        logits = lm.model(**batch).logits[:, -1].float()
+    want = torch.log_softmax(logits, dim=-1)
+    torch.testing.assert_close(lens_log_probs(lm, got.h[:, -1]), want, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["cohere", "cohere2", "bloom"])
+def test_detect_command_runs_on_a_saved_model(arch, tmp_path):
+    save_model(tiny_lm(arch), tmp_path / "model")
+    data = write_jsonl(tmp_path / "pairs.jsonl", [{"en": e, "ja": j} for e, j in zip(SENTENCES, SENTENCES[::-1])])
+    assert main(["detect", "--type", "type2", "--lang", "ja", "--model", str(tmp_path / "model"),
+                 "--centroid-data", str(data), "--score-data", str(data), "--top-n", "5",
+                 "--batch-size", "2", "--out", str(tmp_path / "det")]) == 0
+    neurons = json.loads((tmp_path / "det/neurons.json").read_text())
+    scores = load_npy(tmp_path / "det/scores.npy")  # [layer, d_ff]
+    assert len(neurons) == 5 and {n["layer"] for n in neurons} <= {3}  # type2: the last 37.5 % of 4 layers
+    assert np.isfinite(scores).all() and neurons[0]["score"] == pytest.approx(float(scores[3].max()))

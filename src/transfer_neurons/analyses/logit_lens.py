@@ -164,7 +164,7 @@ def lens_log_probs(lm: LoadedModel, states: torch.Tensor) -> torch.Tensor:
     norm, unembed = lm.view.final_norm(), lm.view.unembed()
     x = states.to(next(norm.parameters()).device, next(norm.parameters()).dtype)
     x = norm(x).to(unembed.weight.device, unembed.weight.dtype)
-    logits = unembed(x).float()
+    logits = unembed(x).float() * lm.view.logit_scale()  # Cohere scales its logits
     cap = softcap(lm)
     if cap:
         logits = torch.tanh(logits / cap) * cap

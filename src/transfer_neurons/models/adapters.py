@@ -24,15 +24,17 @@ class Adapter:
     layers: str = "layers"  # relative to `decoder`
     out_proj: str = "mlp.down_proj"  # relative to a layer; its input is a[l]
     mlp_out_norm: str | None = None  # relative to a layer; RMS norm on the MLP output
+    mlp_output_module: str | None = None  # relative to a layer, where the MLP module's own output is not it
     norm_gain_offset: float = 0.0  # Gemma stores the gain as weight - 1
     value_vectors_are_rows: bool = False  # GPT-2's Conv1D stores W as [d_ff, d_model]
     final_norm: str = "norm"  # relative to `decoder`
     unembed: str = "lm_head"  # relative to the causal LM
+    logit_scale: str | None = None  # config attribute the head multiplies logits by (Cohere)
 
     @property
     def mlp_output(self) -> str:
         """The module (relative to a layer) whose output the layer adds to the residual."""
-        return self.mlp_out_norm or self.out_proj.rsplit(".", 1)[0]
+        return self.mlp_out_norm or self.mlp_output_module or self.out_proj.rsplit(".", 1)[0]
 
 
 _SANDWICH = dict(mlp_out_norm="post_feedforward_layernorm")
@@ -54,6 +56,16 @@ ADAPTERS: dict[str, Adapter] = {
     ),
     "gpt_neox": Adapter(
         decoder="gpt_neox", out_proj="mlp.dense_4h_to_h", final_norm="final_layer_norm",
+    ),
+    # Cohere (Aya-expanse, Command-R): attention and MLP read the same LayerNorm output
+    # in parallel, so m[l] = h[l-1] + attention; logits are scaled by config.logit_scale
+    "cohere": Adapter(logit_scale="logit_scale"),
+    "cohere2": Adapter(logit_scale="logit_scale"),
+    # BLOOM's MLP module returns residual + MLP output, so the projection's own output
+    # (with its bias) is what the MLP block adds
+    "bloom": Adapter(
+        decoder="transformer", layers="h", out_proj="mlp.dense_4h_to_h",
+        mlp_output_module="mlp.dense_4h_to_h", final_norm="ln_f",
     ),
 }
 
@@ -118,6 +130,11 @@ class ModelView:
 
     def unembed(self) -> nn.Module:
         return _get(self.model, self.adapter.unembed)
+
+    def logit_scale(self) -> float:
+        """The factor the model's head multiplies its logits by (1 for most architectures)."""
+        name = self.adapter.logit_scale
+        return 1.0 if name is None else float(getattr(self.model.config, name))
 
     def norm_eps(self, layer: int) -> float:
         """Epsilon of the MLP-output RMS norm (0 where there is none)."""
