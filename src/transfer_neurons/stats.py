@@ -1,5 +1,6 @@
-"""Statistics every analysis reports: bootstrap intervals, paired tests, seed spread and
-hypergeometric / Fisher tests for neuron-set overlaps and shares (numpy/scipy, seeded)."""
+"""Statistics every analysis reports: bootstrap intervals, paired tests, Benjamini–Hochberg
+adjustment over layers, seed spread and hypergeometric / Fisher tests for neuron-set overlaps
+and shares (numpy/scipy, seeded)."""
 
 from __future__ import annotations
 
@@ -102,6 +103,18 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> float | np.ndarray:
     for j in np.flatnonzero(np.any(cols != 0, axis=0)):
         p[j] = sps.wilcoxon(cols[:, j]).pvalue
     return _unwrap(p, one_d)
+
+
+def bh_adjust(p_values: np.ndarray) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values (scipy.stats.false_discovery_control, method "bh") of one family.
+
+    The effects tables call it over the layers of one condition and metric: the layers are the
+    family of tests, so a per-layer claim keeps the false discovery rate at the stated level.
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    if p.ndim != 1 or p.size == 0 or not np.all((p >= 0) & (p <= 1)):
+        raise TransferNeuronsError(f"p_values: expected a non-empty 1-D array of values in [0, 1], got {p!r}")
+    return sps.false_discovery_control(p, method="bh")
 
 
 def seed_spread(values_per_seed: np.ndarray) -> tuple[float | np.ndarray, float | np.ndarray]:

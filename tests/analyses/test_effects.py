@@ -1,10 +1,13 @@
-"""The effects table: drops vs none, transfer − control, seed spread, on constructed values."""
+"""The effects table: drops vs none, Benjamini–Hochberg over layers, transfer − control, seed spread."""
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from transfer_neurons.analyses.effects import summarise, summarise_boot, summarise_layer_range
 from transfer_neurons.conditions import Condition
+from transfer_neurons.errors import TransferNeuronsError
+from transfer_neurons.stats import bh_adjust
 
 CONDITIONS = [
     Condition("none", None), Condition("transfer", np.zeros((1, 2), int)),
@@ -52,3 +55,52 @@ def test_summarise_boot_drops_and_transfer_minus_control():
     assert r0["drop"] == pytest.approx(0.1) and r0["transfer_minus_control"] == pytest.approx(0.3)
     assert r0["seed_drop_mean"] == pytest.approx(0.1) and r0["seed_drop_std"] == pytest.approx(np.std([0.05, 0.15], ddof=1))
     assert t0["mean_low"] == pytest.approx(0.49, abs=1e-3) and t0["items"] == 30
+
+
+def _bh_by_hand(p):
+    """Benjamini–Hochberg from its definition: min over k >= rank of p_(k) * m / k, capped at 1."""
+    p = np.asarray(p, dtype=float)
+    order = np.argsort(p)
+    m = len(p)
+    scaled = p[order] * m / np.arange(1, m + 1)
+    adjusted = np.minimum(1.0, np.minimum.accumulate(scaled[::-1])[::-1])
+    out = np.empty(m)
+    out[order] = adjusted
+    return out
+
+
+def test_bh_column_matches_scipy_over_the_layers_of_each_condition():
+    rng = np.random.default_rng(3)
+    n, layers = 40, 6
+    base = rng.normal(0.5, 0.1, size=(n, layers))
+    shift = np.array([0.05, 0.02, 0.01, 0.0, 0.005, 0.03])  # some layers clearly, some barely, one not at all
+    vals = {"none": base, "transfer": base - shift - rng.normal(0, 0.05, size=(n, layers)),
+            "random#0": base - rng.normal(0, 0.05, size=(n, layers)), "random#1": base - rng.normal(0, 0.05, size=(n, layers))}
+    rows = summarise(vals, CONDITIONS, "cos")
+    for name in ("transfer", "random"):
+        mine = [r for r in rows if r["condition"] == name]
+        raw = np.array([r["p_vs_none"] for r in mine])
+        bh = np.array([r["p_vs_none_bh"] for r in mine])
+        assert len(raw) == layers and np.any(bh > raw)  # the correction did something
+        # same float64 operations on the same numbers: agreement to rounding
+        np.testing.assert_allclose(bh, stats.false_discovery_control(raw, method="bh"), rtol=1e-12)
+        np.testing.assert_allclose(bh, _bh_by_hand(raw), rtol=1e-12)
+    assert all(r["p_vs_none_bh"] == 1.0 for r in rows if r["condition"] == "none")
+
+
+def test_bh_column_of_bootstrap_table_matches_scipy():
+    point = {"none": np.array([0.9, 0.8, 0.7]), "transfer": np.array([0.5, 0.8, 0.69]),
+             "random#0": np.array([0.85, 0.8, 0.7]), "random#1": np.array([0.75, 0.8, 0.7])}
+    noise = np.random.default_rng(0).normal(0, 0.02, size=(200, 3))
+    boot = {label: v + noise * (1 + i) for i, (label, v) in enumerate(point.items())}
+    rows = [r for r in summarise_boot(point, boot, CONDITIONS, "cka", 30) if r["condition"] == "transfer"]
+    raw = np.array([r["p_vs_none"] for r in rows])
+    np.testing.assert_allclose([r["p_vs_none_bh"] for r in rows], stats.false_discovery_control(raw), rtol=1e-12)
+
+
+def test_bh_adjust_known_case_and_bad_input():
+    # p = (0.01, 0.04, 0.03, 0.005): sorted ranks give 0.02, 0.02, 0.04, 0.04 (by hand)
+    np.testing.assert_allclose(bh_adjust([0.01, 0.04, 0.03, 0.005]), [0.02, 0.04, 0.04, 0.02], rtol=1e-12)
+    assert bh_adjust([0.3]) == pytest.approx([0.3])  # one test: nothing to correct
+    with pytest.raises(TransferNeuronsError, match="p_values"):
+        bh_adjust([0.1, 1.5])

@@ -3,7 +3,8 @@
 Given a per-item metric under each condition ([item, layer] arrays keyed by condition
 label), report per condition and layer: the mean with a bootstrap 95 % interval, the
 effect (none − condition, a drop when positive) with its interval and a paired test
-against no deactivation, the paired difference transfer − control of the effects,
+against no deactivation (raw p, and Benjamini–Hochberg adjusted over the layers of that
+condition and metric: `p_vs_none_bh`), the paired difference transfer − control of the effects,
 and for seeded controls the mean and spread of the effect over seeds. Set-level
 statistics (CKA, centroid distances) get the same table from a paired bootstrap
 (summarise_boot).
@@ -16,7 +17,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ..conditions import Condition, condition_groups
-from ..stats import bootstrap_ci, paired_difference, paired_test, seed_spread
+from ..stats import bh_adjust, bootstrap_ci, paired_difference, paired_test, seed_spread
 
 
 def pooled(values: Mapping[str, np.ndarray], members: Sequence[Condition]) -> np.ndarray:
@@ -45,7 +46,8 @@ def summarise(
         level = bootstrap_ci(current, seed=seed)
         effect = base - current  # [item, layer], positive = the metric dropped
         drop = bootstrap_ci(effect, seed=seed)
-        p_none = paired_test(base, current) if name != "none" else np.ones(base.shape[1])
+        p_none = np.atleast_1d(paired_test(base, current)) if name != "none" else np.ones(base.shape[1])  # [layer]
+        p_bh = bh_adjust(p_none)  # over this condition's layers
         vs_transfer = paired_difference(transfer_effect, effect, seed=seed) if name not in ("none", "transfer") else None
         spread = None
         if len(members) > 1:
@@ -56,7 +58,7 @@ def summarise(
                 "metric": metric, "condition": name, "layer": layer, "items": base.shape[0],
                 "mean": level.mean[j], "mean_low": level.low[j], "mean_high": level.high[j],
                 "drop": drop.mean[j], "drop_low": drop.low[j], "drop_high": drop.high[j],
-                "p_vs_none": float(np.atleast_1d(p_none)[j]),
+                "p_vs_none": float(p_none[j]), "p_vs_none_bh": float(p_bh[j]),
                 "transfer_minus_control": None, "tmc_low": None, "tmc_high": None,
                 "seeds": len(members) if members[0].seed is not None else None,
                 "seed_drop_mean": None, "seed_drop_std": None,
@@ -125,6 +127,7 @@ def summarise_boot(
         drop, drop_boot = base - value, base_boot - value_boot
         drop_low, drop_high = _percentiles(drop_boot)
         p = _boot_p(drop_boot) if name != "none" else np.ones(len(base))
+        p_bh = bh_adjust(p)  # over this condition's layers
         tmc = None
         if transfer is not None and name not in ("none", "transfer"):
             tmc_boot = (base_boot - transfer[1]) - drop_boot
@@ -137,6 +140,7 @@ def summarise_boot(
                 "metric": metric, "condition": name, "layer": layer, "items": items,
                 "mean": value[j], "mean_low": low[j], "mean_high": high[j],
                 "drop": drop[j], "drop_low": drop_low[j], "drop_high": drop_high[j], "p_vs_none": p[j],
+                "p_vs_none_bh": p_bh[j],
                 "transfer_minus_control": None if tmc is None else tmc[0][j],
                 "tmc_low": None if tmc is None else tmc[1][j], "tmc_high": None if tmc is None else tmc[2][j],
                 "seeds": len(members) if members[0].seed is not None else None,
