@@ -31,9 +31,10 @@ def test_translation_dicts_from_save_to_disk(tmp_path: Path) -> None:
     rows = {"id": ["1", "2", "3"], "translation": [
         {"en": "Hi.", "ja": "やあ。"}, {"en": "Bye.", "ja": "じゃあね。"}, {"en": "Hi.", "ja": "こんにちは。"}]}
     datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows)}).save_to_disk(str(tmp_path / "tatoeba"))
-    with pytest.warns(UserWarning, match="dropped 1 row.*kept the first"):
-        corpus = load_parallel(f"hf:{tmp_path / 'tatoeba'}")
-    assert corpus.texts == {"en": ("Hi.", "Bye."), "ja": ("やあ。", "じゃあね。")}
+    corpus = load_parallel(f"hf:{tmp_path / 'tatoeba'}")
+    assert corpus.texts == {"en": ("Hi.", "Bye.", "Hi."), "ja": ("やあ。", "じゃあね。", "こんにちは。")}
+    assert load_parallel(f"hf:{tmp_path / 'tatoeba'}", strict_pairs=True, skip_invalid=True).texts == {
+        "en": ("Hi.", "Bye."), "ja": ("やあ。", "じゃあね。")}
     assert corpus.name == f"hf:{tmp_path / 'tatoeba'}"
 
 
@@ -68,8 +69,7 @@ def test_language_code_columns_from_parquet(tmp_path: Path) -> None:
     assert load_parallel(f"hf:{folder}", languages=["en", "nl"]).texts["nl"] == ("Hoi.", "Doei.")
     with pytest.raises(DataError, match=r"train index 1: 'it' is empty"):
         load_parallel(f"hf:{folder}")
-    with pytest.warns(UserWarning, match="skipped 1 invalid row"):
-        assert len(load_parallel(f"hf:{folder}", skip_invalid=True)) == 1
+    assert len(load_parallel(f"hf:{folder}", skip_invalid=True)) == 1
 
 
 def test_unloadable_dataset_is_a_data_error(tmp_path: Path) -> None:

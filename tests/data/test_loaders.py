@@ -119,18 +119,59 @@ def test_non_string_sentence(tmp_path: Path) -> None:
         load_parallel(spec)
 
 
-def test_conflicting_duplicate_is_an_error_identical_one_is_merged(tmp_path: Path) -> None:
-    assert len(load_parallel(jsonl(tmp_path / "same.jsonl", [ROWS[0], ROWS[1], ROWS[0]]))) == 2
-    conflict = dict(ROWS[0], ja="おはようございます。")
-    with pytest.raises(DataError, match=r"line 3: en sentence 'Good morning\.' also appears at line 1"):
-        load_parallel(jsonl(tmp_path / "conflict.jsonl", [ROWS[0], ROWS[1], conflict]))
+def test_identical_rows_are_kept_and_counted_in_one_notice(tmp_path: Path, notices) -> None:
+    spec = jsonl(tmp_path / "same.jsonl", [ROWS[0], ROWS[1], ROWS[0], ROWS[0]])
+    corpus = load_parallel(spec)
+    assert corpus.texts["en"] == ("Good morning.", "Thank you.", "Good morning.", "Good morning.")
+    assert notices() == [f"{spec}: 2 row(s) repeat an earlier row exactly (kept: a centroid is the mean over "
+                         "the rows given; --dedupe keeps one)"]
 
 
-def test_conflicting_duplicate_keeps_first_when_skipping(tmp_path: Path) -> None:
+def test_dedupe_keeps_distinct_rows_and_says_how_many_it_dropped(tmp_path: Path, notices) -> None:
+    spec = jsonl(tmp_path / "same.jsonl", [ROWS[0], ROWS[1], ROWS[0], ROWS[2]])
+    assert load_parallel(spec, dedupe=True).texts["en"] == ("Good morning.", "Thank you.", "See you.")
+    assert notices() == [f"{spec}: dropped 1 row(s) repeating an earlier row exactly (--dedupe)"]
+
+
+def test_other_translations_are_kept_by_default_with_one_notice(tmp_path: Path, notices) -> None:
+    other = dict(ROWS[0], ja="おはようございます。")
+    spec = jsonl(tmp_path / "tatoeba.jsonl", [ROWS[0], ROWS[1], other, other, dict(ROWS[1], ko="고마워.")])
+    corpus = load_parallel(spec, languages=["en", "ja"])
+    assert corpus.texts["ja"] == ("おはよう。", "ありがとう。", "おはようございます。", "おはようございます。", "ありがとう。")
+    assert notices() == [
+        f"{spec}: 1 row(s) give an earlier en sentence another translation (kept: each pair counts; --strict-pairs "
+        "refuses them); 2 row(s) repeat an earlier row exactly (kept: a centroid is the mean over the rows given; "
+        "--dedupe keeps one)"
+    ]
+
+
+def test_strict_pairs_refuses_another_translation_naming_the_options(tmp_path: Path) -> None:
     conflict = dict(ROWS[0], ja="おはようございます。")
-    with pytest.warns(UserWarning, match="dropped 1 row"):
-        corpus = load_parallel(jsonl(tmp_path / "c.jsonl", [ROWS[0], conflict]), skip_invalid=True)
+    spec = jsonl(tmp_path / "conflict.jsonl", [ROWS[0], ROWS[1], conflict])
+    with pytest.raises(DataError) as caught:
+        load_parallel(spec, strict_pairs=True)
+    message = str(caught.value)
+    assert message.startswith(f"{spec}, line 3: en sentence 'Good morning.' also appears at line 1 with a different")
+    assert "--strict-pairs" in message and "--skip-invalid" in message and "skip_invalid=True" not in message
+    assert len(load_parallel(spec)) == 3  # accepted without strict_pairs
+
+
+def test_strict_pairs_keeps_the_first_when_skipping(tmp_path: Path, notices) -> None:
+    conflict = dict(ROWS[0], ja="おはようございます。")
+    spec = jsonl(tmp_path / "c.jsonl", [ROWS[0], conflict])
+    corpus = load_parallel(spec, skip_invalid=True, strict_pairs=True)
     assert corpus.texts["ja"] == ("おはよう。",)
+    assert len(notices()) == 1 and "dropped 1 row(s) giving an earlier en sentence a different translation" in notices()[0]
+
+
+def test_limit_keeps_the_first_rows_and_the_notice_counts_only_those(tmp_path: Path, notices) -> None:
+    spec = jsonl(tmp_path / "p.jsonl", [ROWS[0], ROWS[0], ROWS[1], ROWS[1], ROWS[1]])
+    assert load_parallel(spec, limit=3).texts["en"] == ("Good morning.", "Good morning.", "Thank you.")
+    assert notices() == [f"{spec}: 1 row(s) repeat an earlier row exactly (kept: a centroid is the mean over "
+                         "the rows given; --dedupe keeps one)"]
+    assert load_parallel(spec, dedupe=True, limit=2).texts["en"] == ("Good morning.", "Thank you.")
+    with pytest.raises(DataError, match="limit must be a positive integer"):
+        load_parallel(spec, limit=0)
 
 
 def test_tsv_row_with_wrong_field_count(tmp_path: Path) -> None:
@@ -152,7 +193,7 @@ def test_file_with_no_valid_rows(tmp_path: Path) -> None:
 def test_not_utf8(tmp_path: Path) -> None:
     path = tmp_path / "p.tsv"
     path.write_bytes("en\tja\nHi.\tやあ。\n".encode("shift_jis"))
-    with pytest.raises(DataError, match=r"p\.tsv: not valid UTF-8"):
+    with pytest.raises(DataError, match=r"p\.tsv, line 2: not valid UTF-8"):
         load_parallel(str(path))
 
 
@@ -167,29 +208,43 @@ def test_missing_file_unknown_name_and_extension(tmp_path: Path) -> None:
         load_parallel("qa")
 
 
-def test_skip_invalid_skips_and_warns_once(tmp_path: Path) -> None:
+def test_skip_invalid_skips_with_one_notice(tmp_path: Path, notices) -> None:
     rows = [ROWS[0], "{oops", {"en": "No ja."}, {"en": "Empty.", "ja": ""}, {"en": "Fine.", "ja": "良い。"}]
     spec = jsonl(tmp_path / "p.jsonl", rows)
-    with pytest.warns(UserWarning) as caught:
-        corpus = load_parallel(spec, languages=["en", "ja"], skip_invalid=True)
+    corpus = load_parallel(spec, languages=["en", "ja"], skip_invalid=True)
     assert corpus.texts["en"] == ("Good morning.", "Fine.")
-    assert len(caught) == 1 and f"{spec}: skipped 3 invalid row(s)" in str(caught[0].message)
+    assert len(notices()) == 1 and notices()[0].startswith(f"{spec}: skipped 3 invalid row(s)")
 
 
 # --- sentences --------------------------------------------------------------------------------
 
 
-def test_sentences_from_text_file(tmp_path: Path) -> None:
-    sentences = load_sentences(text(tmp_path / "ja.txt", "おはよう。\nありがとう。\nおはよう。\n"), "ja")
-    assert (sentences.lang, sentences.texts) == ("ja", ("おはよう。", "ありがとう。"))
+def test_sentences_from_text_file_keep_repeats_with_a_notice(tmp_path: Path, notices) -> None:
+    spec = text(tmp_path / "ja.txt", "おはよう。\nありがとう。\nおはよう。\n")
+    sentences = load_sentences(spec, "ja")
+    assert (sentences.lang, sentences.texts) == ("ja", ("おはよう。", "ありがとう。", "おはよう。"))
+    assert notices() == [f"{spec}: 1 row(s) repeat an earlier row exactly (kept: a centroid is the mean over "
+                         "the rows given; --dedupe keeps one)"]
+    assert load_sentences(spec, "ja", dedupe=True).texts == ("おはよう。", "ありがとう。")
+    assert load_sentences(spec, "ja", limit=1).texts == ("おはよう。",)
+
+
+def test_sentences_of_a_parallel_file_count_repeats_of_their_own_side(tmp_path: Path, notices) -> None:
+    rows = [ROWS[0], dict(ROWS[0], ja="おはようございます。"), {"en": "Morning!", "ja": "おはよう。"}]
+    spec = jsonl(tmp_path / "p.jsonl", rows)
+    assert load_sentences(spec, "ja").texts == ("おはよう。", "おはようございます。", "おはよう。")
+    assert load_sentences(spec, "en", dedupe=True).texts == ("Good morning.", "Morning!")
+    assert [n.split(": ", 1)[1].split(" (")[0] for n in notices()] == [
+        "1 row(s) repeat an earlier row exactly", "dropped 1 row(s) repeating an earlier row exactly"]
+    with pytest.raises(DataError, match="--strict-pairs"):
+        load_sentences(spec, "ja", strict_pairs=True)
 
 
 def test_sentences_blank_line_is_an_empty_sentence(tmp_path: Path) -> None:
     spec = text(tmp_path / "ja.txt", "おはよう。\n \nありがとう。\n")
     with pytest.raises(DataError, match=r"ja\.txt, line 2: 'line' is empty"):
         load_sentences(spec, "ja")
-    with pytest.warns(UserWarning, match="skipped 1 invalid row"):
-        assert len(load_sentences(spec, "ja", skip_invalid=True)) == 2
+    assert len(load_sentences(spec, "ja", skip_invalid=True)) == 2
 
 
 def test_sentences_from_jsonl_text_key(tmp_path: Path) -> None:

@@ -23,8 +23,8 @@ def test_pairs_align_hub_and_l2() -> None:
     assert len(pairs) == 3
 
 
-def test_sentences_merge_duplicates_in_order() -> None:
-    assert corpus().sentences("ja") == Sentences("toy", "ja", ("あ", "い"))
+def test_sentences_keep_every_row_in_order() -> None:
+    assert corpus().sentences("ja") == Sentences("toy", "ja", ("あ", "い", "あ"))  # every row counts
 
 
 def test_unknown_language_names_the_available_ones() -> None:

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import random
-from typing import TypeVar
+from collections.abc import Callable
 
 from transfer_neurons.data.parallel import hub_language
-from transfer_neurons.data.types import ParallelCorpus, ParallelPairs, Sentences
+from transfer_neurons.data.types import ParallelCorpus, ParallelPairs, Sentences, Splittable
 from transfer_neurons.errors import DataError
 
 SPLITS = ("train", "test")
-_DERANGEMENT_TRIES = 1000
-
-Splittable = TypeVar("Splittable", ParallelCorpus, Sentences)
+_RANDOM_SWAP_TRIES = 64
 
 
 def is_test_sentence(text: str) -> bool:
@@ -42,14 +40,47 @@ def split_of(corpus: Splittable, split: str | None) -> Splittable:
 
 
 def nonparallel_pairs(pairs: ParallelPairs, seed: int) -> ParallelPairs:
-    """Pairs whose L2 side is a seeded derangement: no hub sentence keeps its own (or an identical) translation."""
+    """Pairs whose L2 side is a seeded derangement: no hub sentence meets any of its own translations.
+
+    A hub sentence may have several rows (several translations, or repeats); none of them may be
+    paired back with it. A seeded shuffle is repaired by seeded swaps, so the result is fixed per seed.
+    """
     if len(pairs) < 2:
         raise DataError(f"{pairs.name}: need at least 2 pairs to mismatch them, got {len(pairs)}")
+    translations: dict[str, set[str]] = {}
+    for hub, l2 in zip(pairs.hub, pairs.l2):
+        translations.setdefault(hub, set()).add(l2)
+
+    def allowed(row: int, source: int) -> bool:
+        """Whether hub sentence `row` may meet the L2 sentence of row `source`."""
+        return pairs.l2[source] not in translations[pairs.hub[row]]
+
     rng = random.Random(seed)
-    order = list(range(len(pairs)))
-    for _ in range(_DERANGEMENT_TRIES):
-        rng.shuffle(order)
-        if all(pairs.l2[j] != pairs.l2[i] for i, j in enumerate(order)):
-            l2 = tuple(pairs.l2[j] for j in order)
-            return ParallelPairs(f"{pairs.name}#nonparallel-{seed}", pairs.hub_lang, pairs.lang, pairs.hub, l2)
-    raise DataError(f"{pairs.name}: cannot mismatch the pairs: one {pairs.lang} translation covers most of them")
+    order = list(range(len(pairs)))  # order[i]: the row whose L2 sentence hub sentence i meets
+    rng.shuffle(order)
+    for i in range(len(order)):
+        if allowed(i, order[i]):
+            continue
+        k = _swap_partner(i, order, allowed, rng)
+        if k is None:
+            raise DataError(
+                f"{pairs.name}: cannot mismatch the pairs: one {pairs.lang} translation covers most of them"
+            )
+        order[i], order[k] = order[k], order[i]
+    l2 = tuple(pairs.l2[j] for j in order)
+    return ParallelPairs(f"{pairs.name}#nonparallel-{seed}", pairs.hub_lang, pairs.lang, pairs.hub, l2)
+
+
+def _swap_partner(
+    i: int, order: list[int], allowed: Callable[[int, int], bool], rng: random.Random
+) -> int | None:
+    """A position k whose swap with i leaves both allowed: random tries first, then every position in turn."""
+
+    def fits(k: int) -> bool:
+        return allowed(i, order[k]) and allowed(k, order[i])
+
+    for _ in range(_RANDOM_SWAP_TRIES):
+        k = rng.randrange(len(order))
+        if fits(k):
+            return k
+    return next((k for k in range(len(order)) if fits(k)), None)

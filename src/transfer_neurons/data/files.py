@@ -6,7 +6,7 @@ import csv
 import gzip
 import io
 import json
-import warnings
+import logging
 import zlib
 from pathlib import Path
 from types import TracebackType
@@ -17,16 +17,22 @@ from transfer_neurons.errors import DataError
 Record = tuple[str, Any]
 """A parsed row and where it came from ("line 3", "test index 17"), for error messages."""
 
+LOG = logging.getLogger("transfer_neurons")
+
 
 class RowIssues:
-    """Collects skippable row problems: raises at the first one, or counts them and warns once at the end."""
+    """Collects row problems and repeats: raises at the first bad row, or counts everything and gives one notice."""
 
     def __init__(self, source: str, skip_invalid: bool) -> None:
         self.source = source
         self.skip_invalid = skip_invalid
         self.skipped = 0
         self.first = ""
-        self.kept_first = 0
+        self.kept_first = 0  # rows dropped under strict pairs: another translation of an earlier hub sentence
+        self.retranslated = 0  # rows kept that translate an earlier hub sentence differently
+        self.repeated = 0  # rows identical to an earlier row (kept, or dropped when deduplicating)
+        self.deduped = False
+        self.hub_lang = ""
 
     def report(self, where: str, message: str) -> None:
         """Raise a DataError for a bad row, or count it when skipping is allowed."""
@@ -41,19 +47,34 @@ class RowIssues:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        """Emit one warning summarising everything dropped, unless loading failed anyway."""
-        if exc_type is not None:
-            return
+        """Log one notice summarising what was skipped, dropped or repeated, unless loading failed anyway."""
+        if exc_type is None and self.summary():
+            LOG.warning("%s: %s", self.source, self.summary())
+
+    def summary(self) -> str:
+        """The notice text: every count that is not zero, or "" when there is nothing to say."""
+        hub = f"{self.hub_lang} " if self.hub_lang else ""
         parts = []
         if self.skipped:
             parts.append(f"skipped {self.skipped} invalid row(s) (first: {self.first})")
         if self.kept_first:
             parts.append(
-                f"dropped {self.kept_first} row(s) repeating an earlier hub sentence with a different "
-                "translation (kept the first)"
+                f"dropped {self.kept_first} row(s) giving an earlier {hub}sentence a different translation "
+                "(--strict-pairs with --skip-invalid keeps the first)"
             )
-        if parts:
-            warnings.warn(f"{self.source}: " + "; ".join(parts), stacklevel=3)
+        if self.retranslated:
+            parts.append(
+                f"{self.retranslated} row(s) give an earlier {hub}sentence another translation "
+                "(kept: each pair counts; --strict-pairs refuses them)"
+            )
+        if self.repeated and self.deduped:
+            parts.append(f"dropped {self.repeated} row(s) repeating an earlier row exactly (--dedupe)")
+        elif self.repeated:
+            parts.append(
+                f"{self.repeated} row(s) repeat an earlier row exactly (kept: a centroid is the mean over "
+                "the rows given; --dedupe keeps one)"
+            )
+        return "; ".join(parts)
 
 
 def read_text(path: Path) -> str:
@@ -78,12 +99,14 @@ def _gunzip(data: bytes, source: str) -> bytes:
 
 
 def decode(data: bytes, source: str) -> str:
-    """Decode UTF-8 (optionally with BOM); any other encoding is an error naming the file."""
+    """Decode UTF-8 (optionally with BOM); any other encoding is an error naming the file and line."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
         raise DataError(
-            f"{source}: not valid UTF-8 (bad byte at offset {exc.start}); re-save the file as UTF-8"
+            f"{source}, line {line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "re-save the file as UTF-8"
         ) from None
 
 

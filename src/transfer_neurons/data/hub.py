@@ -85,12 +85,13 @@ def _parallel_records(splits: dict[str, Any], config: str | None, spec: str) -> 
     return records
 
 
-def hf_parallel(spec: str, languages: Sequence[str] | None, skip_invalid: bool) -> ParallelCorpus:
-    """A parallel corpus from a hub translation dataset; repeated hub sentences keep their first translation."""
+def hf_parallel(
+    spec: str, languages: Sequence[str] | None, issues: RowIssues, strict_pairs: bool = False
+) -> ParallelCorpus:
+    """A parallel corpus from a hub translation dataset, every row kept as for files (see assemble_parallel)."""
     dataset_id, config = parse_hf_spec(spec)
     records = _parallel_records(_open(dataset_id, config, spec), config, spec)
-    with RowIssues(spec, skip_invalid) as issues:
-        return assemble_parallel(spec, records, languages, issues, keep_first=True)
+    return assemble_parallel(spec, records, languages, issues, strict_pairs)
 
 
 def _answer_position(value: Any) -> int:

@@ -10,7 +10,13 @@ from transfer_neurons.data.derived import SPLITS, check_split, split_of
 from transfer_neurons.data.files import Record, RowIssues, delimited_records, jsonl_records, read_text, text_lines
 from transfer_neurons.data.hub import HF_PREFIX, hf_mc, hf_parallel
 from transfer_neurons.data.mkqa import is_mkqa, mkqa_set
-from transfer_neurons.data.parallel import assemble_parallel, assemble_sentences, detect_languages, hub_language
+from transfer_neurons.data.parallel import (
+    assemble_parallel,
+    assemble_sentences,
+    detect_languages,
+    hub_language,
+    rows_used,
+)
 from transfer_neurons.data.questions import mc_set, qa_set, question_languages
 from transfer_neurons.data.types import MCSet, ParallelCorpus, QASet, Sentences
 from transfer_neurons.errors import DataError
@@ -54,35 +60,78 @@ def _records(source: str, text: str, fmt: str, issues: RowIssues) -> list[Record
     return delimited_records(text, _DELIMITERS[fmt], issues, source)
 
 
-def load_parallel(
-    spec: str, languages: Sequence[str] | None = None, split: str | None = None, skip_invalid: bool = False
-) -> ParallelCorpus:
-    """Aligned sentences from the bundled "parallel" set, a JSONL/TSV/CSV file or an hf: translation dataset."""
-    check_split(split)
+def check_limit(limit: int | None) -> None:
+    """Reject a row limit that is not a positive integer."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise DataError(f"limit must be a positive integer or None, got {limit!r}")
+
+
+def _parallel_corpus(spec: str, languages: Sequence[str] | None, issues: RowIssues, strict_pairs: bool) -> ParallelCorpus:
+    """Every valid row of an hf: dataset, bundled set or file (its notice left to the caller's RowIssues)."""
     if spec.startswith(HF_PREFIX):
-        return split_of(hf_parallel(spec, languages, skip_invalid), split)
+        return hf_parallel(spec, languages, issues, strict_pairs)
     source, text, fmt = _source_text(spec, "parallel")
-    with RowIssues(source, skip_invalid) as issues:
-        records = _records(source, text, fmt, issues)
-        corpus = assemble_parallel(source, records, languages, issues, keep_first=skip_invalid)
-    return split_of(corpus, split)
+    return assemble_parallel(source, _records(source, text, fmt, issues), languages, issues, strict_pairs)
 
 
-def load_sentences(spec: str, lang: str, split: str | None = None, skip_invalid: bool = False) -> Sentences:
-    """Monolingual sentences: a .txt (one per line), a JSONL with "text" or `lang` keys, or a parallel source's side."""
+def _source_name(spec: str, kind: str) -> str:
+    """The name notices and data give a SPEC: bundled:NAME for bundled sets, else the SPEC itself."""
+    return f"bundled:{spec}" if bundled_of_kind(spec, kind) else spec
+
+
+def load_parallel(
+    spec: str,
+    languages: Sequence[str] | None = None,
+    split: str | None = None,
+    skip_invalid: bool = False,
+    strict_pairs: bool = False,
+    dedupe: bool = False,
+    limit: int | None = None,
+) -> ParallelCorpus:
+    """Aligned sentences from the bundled "parallel" set, a JSONL/TSV/CSV file or an hf: translation dataset.
+
+    Every row counts: repeated rows and several translations of one hub sentence are kept, with one
+    notice counting them. strict_pairs refuses the latter; dedupe keeps distinct rows only; limit keeps
+    the first rows of the split.
+    """
     check_split(split)
+    check_limit(limit)
+    with RowIssues(_source_name(spec, "parallel"), skip_invalid) as issues:
+        corpus = _parallel_corpus(spec, languages, issues, strict_pairs)
+        return rows_used(split_of(corpus, split), issues, dedupe, limit)
+
+
+def load_sentences(
+    spec: str,
+    lang: str,
+    split: str | None = None,
+    skip_invalid: bool = False,
+    strict_pairs: bool = False,
+    dedupe: bool = False,
+    limit: int | None = None,
+) -> Sentences:
+    """Monolingual sentences: a .txt (one per line), a JSONL with "text" or `lang` keys, or a parallel source's side.
+
+    Repeated sentences are kept (each counts) with one notice; dedupe keeps distinct ones, limit the first.
+    """
+    check_split(split)
+    check_limit(limit)
+    with RowIssues(_source_name(spec, "parallel"), skip_invalid) as issues:
+        return rows_used(_split_sentences(spec, lang, split, issues, strict_pairs), issues, dedupe, limit)
+
+
+def _split_sentences(spec: str, lang: str, split: str | None, issues: RowIssues, strict_pairs: bool) -> Sentences:
+    """The valid sentences of one language in a split, in row order; a parallel source splits on its hub side."""
     if spec.startswith(HF_PREFIX) or spec in BUNDLED_KINDS:
-        return split_of(load_parallel(spec, skip_invalid=skip_invalid), split).sentences(lang)
+        return split_of(_parallel_corpus(spec, None, issues, strict_pairs), split).sentences(lang)
     source, text, fmt = _source_text(spec, "sentences")
-    with RowIssues(source, skip_invalid) as issues:
-        if fmt == ".txt":
-            return split_of(assemble_sentences(source, lang, text_lines(text), None, issues), split)
-        records = _records(source, text, fmt, issues)
-        if fmt == ".jsonl" and any("text" in row for _, row in records):
-            return split_of(assemble_sentences(source, lang, records, "text", issues), split)
-        languages = [hub_language(detect_languages(records, source)), lang]  # the hub decides the split
-        corpus = assemble_parallel(source, records, languages, issues, keep_first=skip_invalid)
-    return split_of(corpus, split).sentences(lang)
+    if fmt == ".txt":
+        return split_of(assemble_sentences(source, lang, text_lines(text), None, issues), split)
+    records = _records(source, text, fmt, issues)
+    if fmt == ".jsonl" and any("text" in row for _, row in records):
+        return split_of(assemble_sentences(source, lang, records, "text", issues), split)
+    languages = [hub_language(detect_languages(records, source)), lang]  # the hub decides the split
+    return split_of(assemble_parallel(source, records, languages, issues, strict_pairs), split).sentences(lang)
 
 
 def _question_records(spec: str, kind: str) -> tuple[str, list[Record]]:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from transfer_neurons.data.files import Record, RowIssues
-from transfer_neurons.data.types import ParallelCorpus, Sentences
+from transfer_neurons.data.types import ParallelCorpus, Sentences, Splittable
 from transfer_neurons.errors import DataError
 
 _LANGUAGE_CODE = re.compile(r"[a-z]{2,3}(?:[_-][A-Za-z0-9]{2,8})*")
@@ -57,14 +57,19 @@ def assemble_parallel(
     records: Sequence[Record],
     languages: Sequence[str] | None,
     issues: RowIssues,
-    keep_first: bool = False,
+    strict_pairs: bool = False,
 ) -> ParallelCorpus:
-    """Validate rows and merge duplicates; a hub sentence with two translations is an error (or kept first)."""
+    """Validate rows and keep every one in order; strict_pairs refuses a hub sentence with two translations.
+
+    Under strict_pairs with skip_invalid the first translation is kept and the others dropped and counted.
+    """
     langs = detect_languages(records, source) if languages is None else list(dict.fromkeys(languages))
     if not langs:
         raise DataError(f"{source}: no languages requested")
     hub_index = langs.index(hub_language(langs))
-    seen: dict[str, tuple[str, tuple[str, ...]]] = {}
+    issues.hub_lang = langs[hub_index]
+    first: dict[str, tuple[str, tuple[str, ...]]] = {}
+    rows = []
     for where, row in records:
         try:
             texts = _row_texts(row, langs)
@@ -72,35 +77,66 @@ def assemble_parallel(
             issues.report(where, str(exc))
             continue
         hub = texts[hub_index]
-        if hub not in seen:
-            seen[hub] = (where, texts)
-        elif seen[hub][1] != texts and keep_first:
+        earlier_where, earlier = first.setdefault(hub, (where, texts))
+        if strict_pairs and earlier != texts and issues.skip_invalid:
             issues.kept_first += 1
-        elif seen[hub][1] != texts:
+            continue
+        if strict_pairs and earlier != texts:
             raise DataError(
-                f"{source}, {where}: {langs[hub_index]} sentence {hub!r} also appears at {seen[hub][0]} "
-                "with a different translation; keep one row per sentence, or load with skip_invalid=True "
-                "to keep the first"
+                f"{source}, {where}: {langs[hub_index]} sentence {hub!r} also appears at {earlier_where} "
+                "with a different translation, which --strict-pairs refuses; leave out --strict-pairs to keep "
+                "every translation, or add --skip-invalid to keep the first"
             )
-    if not seen:
+        rows.append(texts)
+    if not rows:
         raise DataError(f"{source}: no valid rows with languages {', '.join(langs)}")
-    rows = [texts for _, texts in seen.values()]
     return ParallelCorpus(source, {lang: tuple(row[i] for row in rows) for i, lang in enumerate(langs)})
 
 
 def assemble_sentences(
     source: str, lang: str, records: Sequence[Record], key: str | None, issues: RowIssues
 ) -> Sentences:
-    """Validate monolingual rows (the field `key` of objects, or whole lines when key is None), merging duplicates."""
-    texts: dict[str, None] = {}
+    """Validate monolingual rows (the field `key` of objects, or whole lines when key is None), keeping repeats."""
+    texts = []
     for where, row in records:
         try:
-            texts[_sentence(row, key)] = None
+            texts.append(_sentence(row, key))
         except ValueError as exc:
             issues.report(where, str(exc))
     if not texts:
         raise DataError(f"{source}: no valid sentences")
     return Sentences(source, lang, tuple(texts))
+
+
+def rows_used(data: Splittable, issues: RowIssues, dedupe: bool = False, limit: int | None = None) -> Splittable:
+    """The first `limit` rows (distinct ones only when dedupe), counting repeats and retranslations for the notice.
+
+    A row repeats when all its sentences equal an earlier row's; it retranslates when only its hub
+    sentence does. Repeats are kept by default, since a centroid is the mean over the rows given.
+    """
+    if isinstance(data, Sentences):
+        keys: list = list(data.texts)
+        hubs = keys
+    else:
+        keys = list(zip(*data.texts.values()))
+        hubs = list(data.texts[hub_language(data.languages)])
+    seen_rows, seen_hubs, keep = set(), set(), []
+    for index, (row, hub) in enumerate(zip(keys, hubs)):
+        if limit is not None and len(keep) == limit:
+            break
+        if row in seen_rows:
+            issues.repeated += 1
+            if dedupe:
+                continue
+        elif hub in seen_hubs:
+            issues.retranslated += 1
+        seen_rows.add(row)
+        seen_hubs.add(hub)
+        keep.append(index)
+    issues.deduped = dedupe
+    if isinstance(data, Sentences):
+        return Sentences(data.name, data.lang, tuple(data.texts[i] for i in keep))
+    return ParallelCorpus(data.name, {lang: tuple(side[i] for i in keep) for lang, side in data.texts.items()})
 
 
 def _sentence(row: Any, key: str | None) -> str:

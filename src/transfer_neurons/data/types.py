@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 from transfer_neurons.errors import DataError
 
@@ -44,8 +45,8 @@ class ParallelCorpus:
         return ParallelPairs(self.name, hub, lang, self._side(hub), self._side(lang))
 
     def sentences(self, lang: str) -> Sentences:
-        """The monolingual side of one language, duplicates merged (first occurrence kept)."""
-        return Sentences(self.name, lang, tuple(dict.fromkeys(self._side(lang))))
+        """The monolingual side of one language, one sentence per row (repeats kept: each row counts)."""
+        return Sentences(self.name, lang, self._side(lang))
 
 
 @dataclass(frozen=True)
@@ -122,3 +123,7 @@ class MCSet:
     def __len__(self) -> int:
         """Number of questions."""
         return len(self.items)
+
+
+Splittable = TypeVar("Splittable", ParallelCorpus, Sentences)
+"""Data whose rows the train/test split and the row selection apply to."""
