@@ -49,7 +49,7 @@ from .models.loading import LoadedModel
 MODES = ("last", "all", "prompt_last")
 KINDS = ("zero", "scale:F", "mean", "patch")
 
-log = logging.getLogger(__name__)
+LOG = logging.getLogger(__name__)
 
 
 def neurons_by_layer(neurons: np.ndarray, num_layers: int, d_ff: int) -> dict[int, torch.Tensor]:
@@ -193,7 +193,7 @@ class Mean(Intervention):
             view = lm.view
             everything = {layer: torch.arange(view.d_ff) for layer in range(view.num_layers)}
             total = torch.zeros(view.num_layers, view.d_ff, dtype=torch.float64)
-            log.info("mean intervention: averaging activations over %d reference sentences", len(self.reference))
+            LOG.info("mean intervention: averaging activations over %d reference sentences", len(self.reference))
             for _, acts in last_token_activations(lm, self.reference, everything, self.batch_size):
                 total += torch.stack([acts[layer].double().sum(dim=0) for layer in range(view.num_layers)])
             self._means[key] = total / len(self.reference)
@@ -253,7 +253,7 @@ class Patch(Intervention):
         lookup = self._lookup(lm)
         key = (id(lm.model), tuple((layer, tuple(index.tolist())) for layer, index in groups.items()))
         if key not in self._values:
-            log.info("patch intervention: capturing activations of %d source sentences", len(self.sources))
+            LOG.info("patch intervention: capturing activations of %d source sentences", len(self.sources))
             parts: dict[int, list[torch.Tensor]] = {layer: [] for layer in groups}
             order: list[int] = []
             for indices, acts in last_token_activations(lm, self.sources, groups, self.batch_size):

@@ -29,6 +29,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList  # noqa: E402
 from ..conditions import Condition  # noqa: E402
 from ..data import QAItem, QASet  # noqa: E402
 from ..errors import TransferNeuronsError  # noqa: E402
+from ..log import progress_enabled  # noqa: E402
 from ..interventions import deactivated  # noqa: E402
 from ..models.loading import LoadedModel  # noqa: E402
 from .answer_norm import best_exact_match, best_f1  # noqa: E402
@@ -112,7 +113,7 @@ def generate_answers(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     steps = range(0, len(order), batch_size)
     with padding_side(tokenizer, "left"), (deactivated(lm, neurons, mode) if neurons is not None else nullcontext()):
-        for start in tqdm(steps, desc=progress, disable=progress is None, unit="batch"):
+        for start in tqdm(steps, desc=progress, disable=progress is None or not progress_enabled(), unit="batch"):
             idx = order[start : start + batch_size]
             batch = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True)
             length = batch["input_ids"].shape[1]

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm  # noqa: E402
 from ..conditions import Condition  # noqa: E402
 from ..data import MCItem, MCSet  # noqa: E402
 from ..errors import TransferNeuronsError  # noqa: E402
+from ..log import progress_enabled  # noqa: E402
 from ..interventions import deactivated  # noqa: E402
 from ..models.loading import LoadedModel  # noqa: E402
 from .effects import summarise  # noqa: E402
@@ -151,7 +152,7 @@ def option_logliks(
     out: list[np.ndarray] = [np.zeros(0)] * len(prompts)
     with deactivated(lm, neurons, mode) if neurons is not None else nullcontext():
         for idx in tqdm(_row_batches(order, [len(o) for o in options], batch_size), desc=progress,
-                        disable=progress is None, unit="batch"):
+                        disable=progress is None or not progress_enabled(), unit="batch"):
             scores = _batch_logliks(lm, [prompt_ids[i] for i in idx], [option_ids[i] for i in idx], pad)
             for i, score in zip(idx, scores):
                 out[i] = score
