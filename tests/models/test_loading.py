@@ -1,5 +1,6 @@
-"""Model loading: sources, errors that name what was given, atomic GGUF cache."""
+"""Model loading: sources, errors that name what was given, atomic GGUF cache, identity."""
 
+import hashlib
 import os
 
 import pytest
@@ -78,3 +79,75 @@ def test_gguf_cache_entry_is_reused(tmp_path, monkeypatch):
     entry = loading._gguf_cache_entry(gguf)
     entry.mkdir(parents=True)
     assert loading.convert_gguf(gguf) == entry  # no conversion attempted: the entry exists
+
+
+def test_device_parse_accepts_cuda_index_and_names_missing_cuda(monkeypatch):
+    assert loading.parse_device("cpu") == "cpu"
+    with pytest.raises(ModelLoadError, match=r"--device 'cuda:x' is not supported; choose cpu, cuda, cuda:N or auto"):
+        loading.parse_device("cuda:x")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ModelLoadError, match=r"--device cuda:1: CUDA is not available here"):
+        load_model("embedded", device="cuda:1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert loading.parse_device("cuda:1") == "cuda:1"
+    with pytest.raises(ModelLoadError, match=r"--device cuda:2: there is no such GPU; this machine has 2"):
+        loading.parse_device("cuda:2")
+
+
+def test_revision_and_trust_remote_code_reach_from_pretrained(monkeypatch):
+    """A hub id's --revision and --trust-remote-code go to tokenizer and model; the loaded commit is recorded."""
+    tiny, calls = tiny_lm("llama"), []
+
+    def tokenizer(source, **kwargs):
+        calls.append(("tokenizer", source, kwargs))
+        return tiny.tokenizer
+
+    def model(source, **kwargs):
+        calls.append(("model", source, kwargs))
+        tiny.model.config._commit_hash = "c" * 40
+        return tiny.model
+
+    monkeypatch.setattr(loading.AutoTokenizer, "from_pretrained", tokenizer)
+    monkeypatch.setattr(loading.AutoModelForCausalLM, "from_pretrained", model)
+    monkeypatch.setattr(loading, "hub_offline_reason", lambda: None)  # as if the hub answered
+    lm = load_model("org/tiny", revision="v1.0", trust_remote_code=True)
+    assert [(kind, src, kw["revision"], kw["trust_remote_code"]) for kind, src, kw in calls] == [
+        ("tokenizer", "org/tiny", "v1.0", True), ("model", "org/tiny", "v1.0", True)]
+    assert lm.fingerprint() == {"kind": "hub", "id": "org/tiny", "revision": "v1.0", "commit": "c" * 40}
+    calls.clear()
+    load_model("org/tiny")
+    assert all(kw["revision"] is None and kw["trust_remote_code"] is False for _, _, kw in calls)  # off by default
+
+
+def test_revision_of_a_local_folder_is_refused(tmp_path):
+    save_model(tiny_lm("llama"), tmp_path)
+    with pytest.raises(ModelLoadError, match=r"--revision 'main' applies to hub ids only"):
+        load_model(str(tmp_path), revision="main")
+    with pytest.raises(ModelLoadError, match=r"--revision 'main' applies to hub ids only"):
+        loading.model_fingerprint(str(tmp_path), revision="main")
+
+
+def test_hub_fingerprint_follows_the_revision(monkeypatch):
+    commits = {None: "a" * 40, "main": "a" * 40, "v2": "b" * 40}
+    monkeypatch.setattr(loading, "resolve_hub_commit",
+                        lambda repo, revision, repo_type: {"commit": commits[revision], "resolved_from": "hub"})
+    main, v2 = loading.model_fingerprint("org/m"), loading.model_fingerprint("org/m", "v2")
+    assert main == loading.model_fingerprint("org/m", "main") | {"revision": "main"}
+    assert main["commit"] == "a" * 40 and v2["commit"] == "b" * 40 and main != v2
+    commits[None] = commits["main"] = "d" * 40  # the hub's main moved: the fingerprint moves with it
+    assert loading.model_fingerprint("org/m")["commit"] == "d" * 40
+
+
+def test_local_fingerprint_is_a_content_hash(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRANSFER_NEURONS_CACHE", str(tmp_path / "cache"))
+    folder = save_model(tiny_lm("llama"), tmp_path / "model")
+    first = loading.model_fingerprint(str(folder))
+    assert first["kind"] == "folder" and first == loading.model_fingerprint(str(folder))
+    with open(folder / "config.json", "a") as handle:
+        handle.write("\n")
+    assert loading.model_fingerprint(str(folder))["sha256"] != first["sha256"]
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF one")
+    assert loading.model_fingerprint(str(gguf)) == {
+        "kind": "file", "path": str(gguf.resolve()), "sha256": hashlib.sha256(b"GGUF one").hexdigest()}

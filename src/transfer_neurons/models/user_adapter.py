@@ -1,0 +1,143 @@
+"""A user-declared adapter for an architecture this package does not know (`--adapter FILE`).
+
+The file (YAML or JSON) holds the fields of `Adapter`, e.g. for a Llama-like model:
+
+    decoder: model
+    layers: layers
+    out_proj: mlp.down_proj
+    mlp_out_norm: post_feedforward_layernorm   # only if an RMS norm follows the MLP
+    norm_gain_offset: 1.0                      # only if the norm stores gain - 1
+
+An adapter is trusted only after it reconstructs the model at load time, on a short
+probe, at each sentence's last token and every layer l (SPEC 2):
+- what the MLP block adds: `h[l] - h[l]` with a[l] zeroed equals `Σ_i a_i v_i`
+  (effective activations and value vectors), which tests out_proj, the norm and its gain;
+- the decomposition `h[l] = m[l] + Σ_i a_i v_i (+ bias)`, which tests the module whose
+  output `m[l]` is taken from.
+A mismatch raises ModelLoadError with the relative error it measured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+import yaml
+
+from ..errors import ModelLoadError
+from .adapters import Adapter, ModelView
+
+PROBE = ("The cat sleeps on the warm windowsill.", "Wo ist der Bahnhof?", "猫が寝ている。")
+TOLERANCE = {torch.float32: 1e-3, torch.float64: 1e-6}  # relative error; half precision: HALF_TOLERANCE
+HALF_TOLERANCE = 5e-2  # bf16/fp16 residual streams round to ~3 significant digits
+
+
+def _field_kinds() -> dict[str, tuple[type, bool]]:
+    """Each Adapter field's accepted Python type and whether null is allowed."""
+    kinds = {}
+    for f in dataclasses.fields(Adapter):
+        text = str(f.type)
+        kind = bool if "bool" in text else float if "float" in text else str
+        kinds[f.name] = (kind, "None" in text)
+    return kinds
+
+
+def read_adapter(path: str | Path) -> Adapter:
+    """Parse an adapter file (YAML or JSON mapping of Adapter fields) and check every value's type."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ModelLoadError(f"--adapter {path}: cannot read it ({err.strerror or err})") from None
+    try:
+        fields = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise ModelLoadError(f"--adapter {path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'} ({err})") from None
+    if not isinstance(fields, dict):
+        raise ModelLoadError(f"--adapter {path}: expected a mapping of adapter fields, got {type(fields).__name__}")
+    kinds = _field_kinds()
+    unknown = sorted(set(fields) - set(kinds))
+    if unknown:
+        raise ModelLoadError(f"--adapter {path}: unknown field(s) {', '.join(unknown)}; known: {', '.join(kinds)}")
+    for name, value in fields.items():
+        kind, nullable = kinds[name]
+        if value is None and nullable:
+            continue
+        ok = isinstance(value, bool) if kind is bool else (
+            isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float else isinstance(value, str) and value)
+        if not ok:
+            raise ModelLoadError(f"--adapter {path}: field {name!r} must be a {kind.__name__}"
+                                 f"{' or null' if nullable else ''}, got {value!r}")
+    return Adapter(**fields)
+
+
+def view_with(model: torch.nn.Module, adapter: Adapter, source: str) -> ModelView:
+    """A ModelView over the model, or an error naming the adapter path that does not exist."""
+    try:
+        view = ModelView(model, adapter)
+        for layer in range(view.num_layers):
+            view.out_proj(layer), view.mlp_output(layer)
+    except (AttributeError, TypeError, IndexError) as err:
+        raise ModelLoadError(f"--adapter {source}: a module path does not exist in {type(model).__name__} ({err})") from None
+    return view
+
+
+@contextmanager
+def _zeroed(view: ModelView, layer: int) -> Iterator[None]:
+    """Zero a[layer] (the out_proj input) at every position."""
+    handle = view.out_proj(layer).register_forward_pre_hook(lambda module, args: (torch.zeros_like(args[0]),) + args[1:])
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def _relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
+    """Largest ‖got - want‖ / ‖want‖ over rows ([n, d_model] each)."""
+    return float(((got - want).norm(dim=-1) / want.norm(dim=-1).clamp_min(1e-12)).max())
+
+
+def reconstruction_errors(lm, probe: Sequence[str] = PROBE) -> dict[str, list[float]]:
+    """Per layer, the relative errors of the two identities the module docstring states."""
+    from ..capture import capture  # capture imports models.loading, which imports this module
+
+    view = lm.view
+    base = capture(lm, list(probe), want=("h", "m", "a"), batch_size=len(probe), progress=None)
+    added, decomposition = [], []
+    for layer in range(view.num_layers):
+        values = view.value_vectors(layer)  # [d_ff, d_model]
+        if values.shape[0] != base.a.shape[2] or values.shape[1] != base.h.shape[2]:
+            raise ModelLoadError(
+                f"value vectors of layer {layer} are {tuple(values.shape)} but a[l] has {base.a.shape[2]} neurons "
+                f"and h[l] width {base.h.shape[2]}: out_proj or value_vectors_are_rows is wrong"
+            )
+        neuron_sum = base.a[:, layer] @ values  # [n, d_model]
+        with _zeroed(view, layer):
+            zeroed = capture(lm, list(probe), want=("h",), batch_size=len(probe), progress=None).h[:, layer]
+        added.append(_relative_error(neuron_sum, base.h[:, layer] - zeroed))
+        bias = view.out_bias(layer)
+        full = base.m[:, layer] + neuron_sum + (0 if bias is None else bias)
+        decomposition.append(_relative_error(full - base.m[:, layer], base.h[:, layer] - base.m[:, layer]))
+    return {"mlp_added": added, "decomposition": decomposition}
+
+
+def check_adapter(lm, source: str) -> dict[str, float]:
+    """Raise ModelLoadError with the measured error unless the adapter reconstructs every layer."""
+    dtype = next(lm.model.parameters()).dtype
+    tolerance = TOLERANCE.get(dtype, HALF_TOLERANCE)
+    errors = reconstruction_errors(lm)
+    worst = {name: max(values) for name, values in errors.items()}
+    for name, what in (("mlp_added", "h[l] - h[l] with a[l] zeroed = Σ a_i v_i"),
+                       ("decomposition", "h[l] = m[l] + Σ a_i v_i (+ bias)")):
+        if worst[name] > tolerance:
+            layer = max(range(len(errors[name])), key=errors[name].__getitem__)
+            raise ModelLoadError(
+                f"--adapter {source} does not reconstruct the model: {what} fails with relative error "
+                f"{worst[name]:.3g} at layer {layer} (tolerance {tolerance:g} for {dtype}); check out_proj, "
+                "mlp_out_norm and norm_gain_offset"
+            )
+    return worst
