@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from .distributed import is_main
 from .errors import TransferNeuronsError
 from .models.loading import LoadedModel
+from .tokens import encode_within_context
 
 QUANTITIES = ("embed", "h", "m", "a")
 
@@ -60,14 +61,14 @@ def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
 def make_batches(
     lm: LoadedModel, texts: Sequence[str], batch_size: int, sort_by_length: bool = True
 ) -> list[Batch]:
-    """Tokenise (model defaults, special tokens included) and group sentences into batches.
+    """Tokenise (model defaults, special tokens included, cut to the model's context) and group into batches.
 
     Sorting by length keeps padding, and so wasted compute, small; results are
     always returned to the caller in input order.
     """
     if batch_size < 1:
         raise TransferNeuronsError(f"batch_size must be at least 1, got {batch_size}")
-    encoded = lm.tokenizer(list(texts))["input_ids"]
+    encoded = encode_within_context(lm, texts)
     order = list(range(len(texts)))
     if sort_by_length:
         order.sort(key=lambda i: len(encoded[i]))

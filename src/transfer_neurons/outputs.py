@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import DataError
+
 
 def write_bytes(path: str | Path, data: bytes) -> Path:
     """Write bytes to path atomically; parent folders are created."""
@@ -69,8 +71,22 @@ def save_npy(path: str | Path, array: np.ndarray) -> Path:
 
 
 def load_npy(path: str | Path) -> np.ndarray:
-    """Load a NumPy array written by save_npy; pickled objects are refused."""
-    return np.load(Path(path), allow_pickle=False)
+    """Load a NumPy array written by save_npy; a missing, corrupt or pickled file is a DataError naming it."""
+    try:
+        array = np.load(Path(path), allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder; expected a .npy array file") from None
+    except OSError as exc:
+        if exc.strerror:
+            raise DataError(f"{path}: cannot read the file ({exc.strerror})") from None
+        array = None
+    except (ValueError, EOFError, SyntaxError, TypeError, MemoryError):
+        array = None
+    if not isinstance(array, np.ndarray) or array.dtype.hasobject:
+        raise DataError(f"{path}: not a readable .npy array (corrupt, truncated or of another format); write it again")
+    return array
 
 
 def save_figure(path: str | Path, figure) -> Path:

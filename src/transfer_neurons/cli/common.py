@@ -11,6 +11,7 @@ from ..distributed import init_from_env
 from ..detection import Detection, read_detection
 from ..errors import TransferNeuronsError
 from ..models.loading import DEVICES, DTYPES, EMBEDDED, LoadedModel, load_model
+from ..tokens import limit_tokens
 
 DATA_HELP = "a file path (.jsonl/.tsv/.csv/.txt), a bundled set name (see `data list`) or hf:DATASET[:CONFIG]"
 
@@ -25,10 +26,12 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", default="cpu", choices=DEVICES, help="cpu (default), cuda, or auto (accelerate device_map)")
     group.add_argument("--dtype", default=None, choices=tuple(DTYPES), help="weights dtype (default float32 on CPU, bfloat16 on GPU)")
     group.add_argument("--batch-size", type=positive_int, default=16, help="sentences per forward pass (default 16)")
+    group.add_argument("--max-tokens", type=positive_int, default=None,
+                       help="cut each input to its first N tokens (default and upper bound: the model's context)")
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
-    """--split, --limit, --skip-invalid."""
+    """--split, --limit, --skip-invalid, --strict-pairs, --dedupe."""
     group = parser.add_argument_group("data")
     group.add_argument(
         "--split", choices=("auto", "train", "test", "all"), default="auto",
@@ -36,6 +39,10 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--limit", type=positive_int, default=None, help="use only the first N sentences or pairs")
     group.add_argument("--skip-invalid", action="store_true", help="skip malformed rows with a warning instead of failing")
+    group.add_argument("--strict-pairs", action="store_true",
+                       help="refuse an English sentence with two different translations (default: keep every pair)")
+    group.add_argument("--dedupe", action="store_true",
+                       help="use each distinct row once (default: repeated rows count, as in the paper's code)")
 
 
 def positive_int(text: str) -> int:
@@ -52,7 +59,10 @@ def positive_int(text: str) -> int:
 def model_from_args(args: argparse.Namespace) -> LoadedModel:
     """Load the model the options name (joining a torch.distributed group if launched in one)."""
     init_from_env()
-    return load_model(args.model, device=args.device, dtype=args.dtype)
+    lm = load_model(args.model, device=args.device, dtype=args.dtype)
+    if args.max_tokens is not None:
+        limit_tokens(lm, args.max_tokens)
+    return lm
 
 
 def resolve_split(args: argparse.Namespace, spec: str, default: str) -> str | None:
@@ -64,24 +74,25 @@ def resolve_split(args: argparse.Namespace, spec: str, default: str) -> str | No
     return args.split
 
 
+def data_options(args: argparse.Namespace) -> dict:
+    """The loaders' row options from --skip-invalid, --strict-pairs and --dedupe."""
+    return {"skip_invalid": args.skip_invalid, "strict_pairs": args.strict_pairs, "dedupe": args.dedupe}
+
+
 def pairs_from_args(args: argparse.Namespace, spec: str, hub: str, lang: str, default_split: str) -> ParallelPairs:
-    """Hub–L2 parallel pairs from a data spec, honouring --split and --limit."""
-    corpus = load_parallel(spec, languages=None, split=resolve_split(args, spec, default_split), skip_invalid=args.skip_invalid)
+    """Hub–L2 parallel pairs from a data spec, honouring the data options (--split, --limit, ...)."""
+    split = resolve_split(args, spec, default_split)
+    corpus = load_parallel(spec, languages=None, split=split, limit=args.limit, **data_options(args))
     for code in (hub, lang):
         if code not in corpus.languages:
             raise TransferNeuronsError(f"{spec}: no {code!r} sentences; it has {', '.join(corpus.languages)}")
-    pairs = corpus.pairs(hub, lang)
-    if args.limit:
-        pairs = ParallelPairs(pairs.name, pairs.hub_lang, pairs.lang, pairs.hub[: args.limit], pairs.l2[: args.limit])
-    return pairs
+    return corpus.pairs(hub, lang)
 
 
 def sentences_from_args(args: argparse.Namespace, spec: str, lang: str, default_split: str) -> Sentences:
-    """Monolingual sentences of one language from a data spec, honouring --split and --limit."""
-    sentences = load_sentences(spec, lang, split=resolve_split(args, spec, default_split), skip_invalid=args.skip_invalid)
-    if args.limit:
-        sentences = Sentences(sentences.name, sentences.lang, sentences.texts[: args.limit])
-    return sentences
+    """Monolingual sentences of one language from a data spec, honouring the data options (--split, --limit, ...)."""
+    split = resolve_split(args, spec, default_split)
+    return load_sentences(spec, lang, split=split, limit=args.limit, **data_options(args))
 
 
 def add_condition_args(parser: argparse.ArgumentParser, detection_required: bool = True) -> None:

@@ -15,7 +15,7 @@ from ..data.catalog import BUNDLED_KINDS
 from ..detection import versions
 from ..outputs import save_figure, write_csv, write_json
 from .common import (DATA_HELP, add_condition_args, add_data_args, add_model_args, conditions_from_args,
-                     model_from_args, positive_int, sentences_from_args)
+                     data_options, model_from_args, positive_int, sentences_from_args)
 
 SAMPLE_TOKENS = 30
 
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     en_texts, l2_texts, vocab_source = (), (), None
     if args.lang not in SCRIPT_LANGS:
         split = "train" if args.vocab_data in BUNDLED_KINDS else None  # never the sentences the lens reads
-        corpus = load_parallel(args.vocab_data, split=split, skip_invalid=args.skip_invalid)
+        corpus = load_parallel(args.vocab_data, split=split, **data_options(args))
         pairs = corpus.pairs("en", args.lang)
         en_texts, l2_texts, vocab_source = pairs.hub, pairs.l2, pairs.name
     sets = token_sets(lm, args.lang, en_texts, l2_texts)

@@ -17,7 +17,7 @@ from ..detection import read_detection, versions
 from ..data import load_sentences
 from ..errors import TransferNeuronsError
 from ..outputs import save_figure, save_npy, write_csv, write_json
-from .common import DATA_HELP, add_model_args, model_from_args, positive_int, resolve_split
+from .common import DATA_HELP, add_model_args, data_options, model_from_args, positive_int, resolve_split
 
 
 def _fraction_list(text: str) -> tuple[float, ...]:
@@ -37,7 +37,7 @@ def _texts_by_lang(args: argparse.Namespace, langs: list[str]) -> tuple[dict[str
     for lang in langs:
         spec = args.data.replace("{lang}", lang)
         split = resolve_split(args, spec, "test")
-        sentences = load_sentences(spec, lang, split=split, skip_invalid=args.skip_invalid)
+        sentences = load_sentences(spec, lang, split=split, limit=args.per_lang, **data_options(args))
         if not sentences.texts:
             raise TransferNeuronsError(f"{spec}: no {lang} sentences in split {split or 'all'}")
         texts[lang], sources[lang] = tuple(sentences.texts[: args.per_lang]), sentences.name
@@ -147,6 +147,9 @@ def register(subparsers) -> None:
                         help="auto (default): 'test' of bundled sets, all rows of files")
     parser.add_argument("--per-lang", type=positive_int, default=None, help="first N sentences of each language (default all)")
     parser.add_argument("--skip-invalid", action="store_true", help="skip malformed rows with a warning")
+    parser.add_argument("--strict-pairs", action="store_true",
+                        help="refuse an English sentence with two different translations (default: keep every row)")
+    parser.add_argument("--dedupe", action="store_true", help="use each distinct sentence once (default: repeats count)")
     parser.add_argument("--top-k", type=positive_int, default=None, help="use only each detection's first K neurons")
     parser.add_argument("--thresholds", type=_fraction_list, default=THRESHOLDS,
                         help="η² thresholds, comma-separated (default 0.1,0.25)")
