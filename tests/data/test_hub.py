@@ -133,3 +133,30 @@ def test_mmlu_prox_answer_on_an_empty_option_is_an_error(tmp_path: Path) -> None
 def test_mmlu_prox_unknown_config(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="cannot load the dataset.*'xx' not found"):
         load_mc(f"hf:{mmlu_prox(tmp_path)}", "xx")
+
+
+def test_data_fingerprint_tracks_saved_datasets_folders_and_hub_commits(tmp_path: Path, monkeypatch) -> None:
+    from transfer_neurons.data import hub
+
+    monkeypatch.setenv("TRANSFER_NEURONS_CACHE", str(tmp_path / "cache"))
+    rows = {"translation": [{"en": "Hi.", "ja": "やあ。"}]}
+    saved = tmp_path / "saved"
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows)}).save_to_disk(str(saved))
+    first = hub.data_fingerprint(f"hf:{saved}")
+    assert first["kind"] == "hf-saved" and set(first["fingerprints"]) == {"train"}
+    changed = {"translation": [{"en": "Hi.", "ja": "こんにちは。"}]}
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict(changed)}).save_to_disk(str(tmp_path / "saved2"))
+    assert hub.data_fingerprint(f"hf:{tmp_path / 'saved2'}")["fingerprints"] != first["fingerprints"]
+
+    folder = tmp_path / "files"
+    folder.mkdir()
+    (folder / "test.jsonl").write_text('{"en": "Hi.", "ja": "やあ。"}\n', encoding="utf-8")
+    before = hub.data_fingerprint(f"hf:{folder}")
+    (folder / "test.jsonl").write_text('{"en": "Hi.", "ja": "どうも。"}\n', encoding="utf-8")
+    assert hub.data_fingerprint(f"hf:{folder}")["sha256"] != before["sha256"]
+
+    commits = iter(["a" * 40, "b" * 40])
+    monkeypatch.setattr(hub, "resolve_hub_commit", lambda repo, revision, kind: {"commit": next(commits)})
+    assert hub.data_fingerprint("hf:li-lab/MMLU-ProX:ja") == {
+        "kind": "hf-hub", "id": "li-lab/MMLU-ProX", "config": "ja", "commit": "a" * 40}
+    assert hub.data_fingerprint("hf:li-lab/MMLU-ProX:ja")["commit"] == "b" * 40  # a new hub commit, a new key

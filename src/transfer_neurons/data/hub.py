@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,8 @@ from transfer_neurons.data.files import Record, RowIssues
 from transfer_neurons.data.parallel import assemble_parallel, clean_text, is_language_key
 from transfer_neurons.data.questions import build_items
 from transfer_neurons.data.types import MCItem, MCSet, ParallelCorpus
-from transfer_neurons.errors import DataError
+from transfer_neurons.errors import DataError, TransferNeuronsError
+from transfer_neurons.fingerprints import resolve_hub_commit, tree_sha256
 
 HF_PREFIX = "hf:"
 _MC_SPLITS = ("test", "validation", "train")  # evaluation data first
@@ -30,6 +32,34 @@ def parse_hf_spec(spec: str) -> tuple[str, str | None]:
     return dataset_id, config or None
 
 
+def _is_saved_dataset(folder: Path) -> bool:
+    """Whether a folder was written by datasets' save_to_disk (a Dataset or a DatasetDict)."""
+    return (folder / "state.json").is_file() or (folder / "dataset_dict.json").is_file()
+
+
+def data_fingerprint(spec: str) -> dict:
+    """What names an hf: dataset's rows, for cache keys: datasets' own fingerprints, a content hash or a commit.
+
+    A save_to_disk folder gives each split's `_fingerprint` (datasets changes it with
+    every transformation); another local folder, the SHA-256 of its files; a hub id,
+    the commit its main branch resolves to (hub when online, local cache offline).
+    """
+    dataset_id, config = parse_hf_spec(spec)
+    folder = Path(dataset_id).expanduser()
+    if _is_saved_dataset(folder):
+        states = sorted(folder.glob("state.json")) + sorted(folder.glob("*/state.json"))
+        prints = {str(p.parent.relative_to(folder)): json.loads(p.read_text(encoding="utf-8")).get("_fingerprint")
+                  for p in states}
+        return {"kind": "hf-saved", "path": str(folder.resolve()), "fingerprints": prints}
+    if folder.is_dir():
+        return {"kind": "hf-folder", "path": str(folder.resolve()), "config": config, "sha256": tree_sha256(folder)}
+    try:
+        commit = resolve_hub_commit(dataset_id, None, "dataset")["commit"]
+    except TransferNeuronsError as err:
+        raise DataError(f"{spec}: {err}") from None
+    return {"kind": "hf-hub", "id": dataset_id, "config": config, "commit": commit}
+
+
 def _open(dataset_id: str, config: str | None, spec: str) -> dict[str, Any]:
     """Every split of a hub dataset (or a local save_to_disk folder), by split name; never runs remote code."""
     try:
@@ -38,7 +68,7 @@ def _open(dataset_id: str, config: str | None, spec: str) -> dict[str, Any]:
         raise DataError(f"{spec}: reading hf: data needs the `datasets` package (pip install datasets)") from None
     folder = Path(dataset_id)
     try:
-        if (folder / "state.json").is_file() or (folder / "dataset_dict.json").is_file():
+        if _is_saved_dataset(folder):
             loaded = datasets.load_from_disk(str(folder))
         else:
             loaded = datasets.load_dataset(dataset_id, config)
