@@ -35,3 +35,14 @@ def test_results_follow_input_order_despite_length_sorting():
 def test_last_token_index_both_paddings():
     mask = torch.tensor([[1, 1, 1, 0], [0, 0, 1, 1], [1, 1, 1, 1]])
     assert last_token_index(mask).tolist() == [2, 3, 3]
+
+
+def test_gpt2_sentence_longer_than_n_positions_is_cut_to_the_context(caplog):
+    """Beyond n_positions GPT-2's position table has no row (IndexError); inputs keep their first 128 tokens."""
+    lm = tiny_lm("gpt2")  # n_positions = 128; the byte tokenizer gives <bos> + one token per ASCII byte
+    long = "The cat sleeps on the sofa all day. " * 10  # 360 bytes
+    got = capture(lm, [long, "De kat slaapt."], want=("h", "a"), batch_size=2, progress=None)
+    cut = capture(lm, [long[:127], "De kat slaapt."], want=("h", "a"), batch_size=2, progress=None)
+    for name in ("h", "a"):  # the same tokens in the same batch shape: equal up to float rounding
+        torch.testing.assert_close(getattr(got, name), getattr(cut, name), atol=1e-5, rtol=1e-5)
+    assert any("1 of 2 sentence(s) are longer than 128 tokens" in r.getMessage() for r in caplog.records)
