@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -188,3 +189,39 @@ def test_a_failing_stage_is_recorded_and_only_its_dependants_skip(study, tmp_pat
     assert "nl" in next(s.error for s in rerun.stages if s.name == "detect/type1-nl")
     assert (out / "errors/detect__type1-nl.txt").is_file() and not (out / "detect/type1-nl").exists()
     assert len(rerun.failed) == 4 and (out / "report.html").is_file()
+
+
+def test_each_sentence_set_runs_once_per_condition_across_analyses(study, tmp_path, monkeypatch):
+    """similarity, activations, alignment and latent spaces share captures: no (batch, condition) runs twice."""
+    from transfer_neurons import states as states_module
+    from transfer_neurons.models.loading import load_model
+
+    root, options, _, _ = study
+    out = tmp_path / "copy"
+    shutil.copytree(root / "out", out)  # detections are cached: only the analyses below run the model
+    lm = load_model(options["model"])
+    active = ["none"]
+    calls: list[tuple] = []
+    original = states_module.deactivated
+
+    @contextmanager
+    def marked(model, neurons, mode="last"):
+        active.append(states_module.neurons_digest(neurons) + mode)
+        try:
+            with original(model, neurons, mode):
+                yield
+        finally:
+            active.pop()
+
+    monkeypatch.setattr(states_module, "deactivated", marked)
+    hook = lm.view.decoder.register_forward_pre_hook(
+        lambda module, args, kwargs: calls.append((tuple(map(tuple, kwargs["input_ids"].tolist())), active[-1])),
+        with_kwargs=True)
+    cfg = resolve_config({**options, "stages": ["similarity", "activations", "alignment", "latent_spaces"]})
+    run = run_study(cfg, out, lm=lm, render=False)
+    hook.remove()
+    assert {s.status for s in run.stages if s.kind not in ("detect", "similarity")} == {"computed"}, [
+        (s.name, s.error) for s in run.stages]
+    assert calls and len(calls) == len(set(calls)), "a batch of sentences ran twice under the same condition"
+    conditions = {marker for _, marker in calls}
+    assert len(conditions) > 4  # none, transfer and the controls of both types and languages

@@ -15,9 +15,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from .. import __version__
 from ..errors import TransferNeuronsError
-from ..outputs import write_bytes, write_json
+from ..outputs import read_manifest, write_bytes, write_json
 from .claims import NOT_RUN, SUPPORTED, evaluate_claims
 
 SECTIONS = (
@@ -70,24 +72,32 @@ nav a{margin-right:10px;font-size:12px}.stat{font-size:12px}
 
 
 def read_study(study: str | Path) -> dict:
-    """Config, run record and every planned stage (with its manifest if finished) of a study folder."""
-    from ..study import plan, read_config_file, read_manifest, resolve_config
+    """Config, run record and every planned stage (with its manifest if finished) of a study folder.
 
+    Reads only the folder's files (config.yaml, plan.json, run.json, manifests), not the study code.
+    """
     study = Path(study)
-    if not (study / "config.yaml").is_file():
-        raise TransferNeuronsError(f"{study}: not a study folder (no config.yaml); run `transfer-neurons run --out {study}`")
-    config = resolve_config(read_config_file(study / "config.yaml"))
+    try:
+        config = yaml.safe_load((study / "config.yaml").read_text(encoding="utf-8"))
+        planned = json.loads((study / "plan.json").read_text(encoding="utf-8"))
+    except OSError:
+        raise TransferNeuronsError(f"{study}: not a study folder (no config.yaml and plan.json); "
+                                   f"run `transfer-neurons run --out {study}`") from None
+    except (ValueError, yaml.YAMLError) as err:
+        raise TransferNeuronsError(f"{study}: unreadable config.yaml or plan.json ({err})") from None
+    if not isinstance(config, dict) or not isinstance(planned, list):
+        raise TransferNeuronsError(f"{study}: config.yaml or plan.json does not hold what `run` writes")
     try:
         run = json.loads((study / "run.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         run = {"stages": []}
     last = {s["name"]: s for s in run.get("stages", [])}
     stages = {}
-    for stage in plan(config):
-        manifest = read_manifest(study / stage.name)
-        record = last.get(stage.name, {})
-        stages[stage.name] = {
-            "kind": stage.kind,
+    for stage in planned:
+        manifest = read_manifest(study / stage["name"])
+        record = last.get(stage["name"], {})
+        stages[stage["name"]] = {
+            "kind": stage["kind"],
             "status": (record.get("status") or "finished") if manifest else (record.get("status") or NOT_RUN),
             "error": record.get("error"),
             "seconds": manifest.get("seconds") if manifest else None,

@@ -1,0 +1,61 @@
+"""The whole study as cached, resumable stages: `transfer-neurons run`.
+
+config.py holds the options and their validation, identity.py what names the model and data,
+engine.py runs stages into a study folder, and plan.py says which stages run and what each
+computes (through the same `runs` functions as the commands).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..models.loading import LoadedModel, load_model
+from ..states import StateProvider
+from .config import ANALYSES, DEFAULTS, QUICK, read_config_file, resolve_config, validate_config
+from .engine import MANIFEST, PLAN, StudyRun, execute, read_manifest, summary_table
+from .identity import data_identity, model_identity
+from .plan import plan
+
+STATE_BYTES = 2 << 30
+"""Captured states a study keeps in memory for reuse across its stages (2 GiB)."""
+
+__all__ = [
+    "ANALYSES", "DEFAULTS", "MANIFEST", "PLAN", "QUICK", "StudyRun", "plan", "read_config_file", "read_manifest",
+    "resolve_config", "run_study", "summary_table", "validate_config",
+]
+
+
+def run_study(
+    cfg: dict,
+    out: str | Path,
+    lm: LoadedModel | None = None,
+    verbose: bool = False,
+    stream=None,
+    render: bool = True,
+) -> StudyRun:
+    """Run (or reuse) every stage of a study into `out`, then write results.json and report.html."""
+    out = Path(out)
+    loaded: list = [lm] if lm is not None else []
+    shared: list[StateProvider] = []
+
+    def model() -> LoadedModel:
+        if not loaded:
+            loaded.append(load_model(cfg["model"], device=cfg["device"], dtype=cfg["dtype"]))
+        return loaded[0]
+
+    def provider() -> StateProvider:
+        if not shared:
+            want = ("h", "a") if "activations" in cfg["stages"] else ("h",)
+            shared.append(StateProvider(model(), cfg["batch_size"], want, STATE_BYTES))
+        return shared[0]
+
+    stages = plan(cfg)
+    data = {spec: data_identity(spec) for spec in sorted({s for stage in stages for s in stage.data})}
+    run = execute(stages, cfg, out, model_identity(cfg), data, model, provider, verbose,
+                  stream if stream is not None else sys.stderr)
+    if render:
+        from ..report import write_report
+
+        write_report(out)
+    return run

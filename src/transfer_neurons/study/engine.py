@@ -1,0 +1,282 @@
+"""The stage engine: cached, resumable units of work in a study folder; it knows no analysis.
+
+A stage writes into a temporary folder beside its final one, writes `manifest.json` last and
+is renamed into place, so a stage folder is either complete or absent. Its key hashes the
+model identity, the identity of the data it reads, the options it reads, the keys of the
+stages it depends on and the package version. A stage whose manifest holds the current key
+is reused; anything else (no folder, no manifest, another key, a leftover temporary folder)
+is recomputed, so a killed run resumes where it stopped and a changed option recomputes only
+the stages whose key changed. One process at a time holds a study folder (an OS lock).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, redirect_stderr
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..errors import OutputError, TransferNeuronsError
+from ..models.loading import LoadedModel
+from ..outputs import make_folder, output_error, read_manifest, write_bytes, write_json
+from ..states import StateProvider
+from .config import write_config
+from .identity import digest
+
+MANIFEST = "manifest.json"  # what outputs.read_manifest reads
+PLAN = "plan.json"
+"""The stages a run planned, in order, for the report to list those that did not finish."""
+
+
+@dataclass
+class Stage:
+    """One cached unit of work: its folder name, what it reads and how to compute it."""
+
+    name: str  # folder under the study folder, e.g. "detect/type1-ja"
+    kind: str
+    options: dict  # every option the stage reads; part of its key
+    data: tuple[str, ...]  # data specs it reads; their checksums are part of its key
+    deps: tuple[str, ...]  # stages whose folders it reads; their keys are part of its key
+    compute: Callable[[StageContext], dict]  # writes files into ctx.folder, returns the summary record
+    steps: int = 1  # progress-bar units
+
+
+@dataclass
+class StageContext:
+    """What a stage's compute function gets: its (temporary) folder, the config, the model, its deps."""
+
+    folder: Path
+    config: dict
+    study: Path
+    model: Callable[[], LoadedModel]
+    provider: Callable[[], StateProvider]
+    bar: Any
+
+    @property
+    def lm(self) -> LoadedModel:
+        """The study's model, loaded on first use."""
+        return self.model()
+
+    @property
+    def states(self) -> StateProvider:
+        """The study's shared captured states: each (sentences, condition, mode) is run once for all stages."""
+        return self.provider()
+
+    def dep(self, name: str) -> Path:
+        """The finished folder of a stage this one depends on."""
+        return self.study / name
+
+    def step(self, n: int = 1) -> None:
+        """Advance the stage's progress bar."""
+        self.bar.update(n)
+
+
+
+@dataclass
+class StageResult:
+    """How one stage went in this run."""
+
+    name: str
+    kind: str
+    status: str  # computed | cached | failed | skipped
+    seconds: float
+    key: str
+    error: str | None = None
+
+
+@dataclass
+class StudyRun:
+    """The outcome of `run_study`: per-stage results and where everything is."""
+
+    out: Path
+    config: dict
+    stages: list[StageResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[StageResult]:
+        return [s for s in self.stages if s.status in ("failed", "skipped")]
+
+
+def stage_inputs(stage: Stage, model: dict, data: dict[str, str], dep_keys: dict[str, str]) -> dict:
+    """Everything a stage's result depends on; its hash is the stage key."""
+    return {
+        "stage": stage.name, "model": model, "data": {spec: data[spec] for spec in stage.data},
+        "options": stage.options, "deps": dep_keys, "version": __version__,
+    }
+
+
+@contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the study folder (released by the OS if the process dies)."""
+    make_folder(out)
+    try:
+        handle = open(out / ".lock", "w")
+    except OSError as err:
+        raise output_error(out / ".lock", "write", err) from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise TransferNeuronsError(f"{out}: another `transfer-neurons run` is using this folder") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def clean_partial(out: Path) -> list[Path]:
+    """Remove temporary and superseded stage folders an interrupted run left behind."""
+    removed = []
+    for pattern in (".*.tmp-*", ".*.old-*"):
+        for path in list(out.rglob(pattern)):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    return removed
+
+
+def _install(tmp: Path, folder: Path) -> None:
+    """Rename a finished temporary stage folder into place, replacing an outdated one."""
+    if folder.exists():
+        old = folder.parent / f".{folder.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(folder, old)
+        os.replace(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, folder)
+
+
+class _ProgressOnly(io.TextIOBase):
+    """A stderr stand-in that drops the analyses' own progress bars and passes other text on."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def write(self, text: str) -> int:
+        if "\r" not in text and "\x1b[" not in text and text.strip():
+            self.target.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+
+def _compute(stage: Stage, ctx: StageContext, inputs: dict, key: str, verbose: bool) -> None:
+    """Run one stage into a temporary folder, write its manifest last and rename it into place."""
+    final = ctx.folder
+    tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+    make_folder(tmp)
+    ctx.folder = tmp
+    start = time.perf_counter()
+    try:
+        if verbose:
+            summary = stage.compute(ctx)
+        else:
+            with redirect_stderr(_ProgressOnly(sys.__stderr__ if sys.stderr is None else sys.stderr)):
+                summary = stage.compute(ctx)
+        files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
+        write_json(tmp / MANIFEST, {
+            "stage": stage.name, "kind": stage.kind, "key": key, "inputs": inputs,
+            "seconds": round(time.perf_counter() - start, 3), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "files": files, "summary": summary,
+        })
+        _install(tmp, final)
+    finally:
+        ctx.folder = final
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _run_stage(stage: Stage, ctx: StageContext, inputs: dict, key: str, blocked: bool, verbose: bool) -> StageResult:
+    """Reuse a finished stage with this key, or compute it; a failure is recorded, not raised."""
+    began = time.perf_counter()
+    result = StageResult(stage.name, stage.kind, "computed", 0.0, key)
+    manifest = read_manifest(ctx.folder)
+    error_log = ctx.study / "errors" / (stage.name.replace("/", "__") + ".txt")
+    if manifest is not None and manifest.get("key") == key:
+        result.status = "cached"
+        ctx.step(stage.steps)
+    elif blocked:
+        result.status, result.error = "skipped", "a stage it depends on failed"
+    else:
+        try:
+            _compute(stage, ctx, inputs, key, verbose)
+            ctx.step(stage.steps - ctx.bar.n)
+            error_log.unlink(missing_ok=True)
+        except OutputError:  # a full disk or read-only folder stops the study: every later stage would fail too
+            raise
+        except Exception as err:  # one failing analysis must not lose the others
+            result.status, result.error = "failed", f"{type(err).__name__}: {err}"
+            write_bytes(error_log, traceback.format_exc().encode("utf-8"))
+    result.seconds = round(time.perf_counter() - began, 2)
+    return result
+
+
+def execute(
+    stages: Sequence[Stage],
+    cfg: dict,
+    out: Path,
+    identity: dict,
+    data: dict[str, str],
+    model: Callable[[], LoadedModel],
+    provider: Callable[[], StateProvider],
+    verbose: bool = False,
+    stream=None,
+) -> StudyRun:
+    """Run (or reuse) each stage in order into `out` under the folder's lock; write plan.json and run.json.
+
+    `identity` names the model and `data` maps each data spec to its checksum: both enter every stage key.
+    """
+    stream = stream if stream is not None else sys.stderr
+    run = StudyRun(out, cfg)
+    start = time.perf_counter()
+    with _locked(out):
+        clean_partial(out)
+        write_config(out / "config.yaml", cfg)
+        write_json(out / PLAN, [{"name": s.name, "kind": s.kind, "deps": list(s.deps)} for s in stages])
+        keys: dict[str, str] = {}
+        status: dict[str, str] = {}
+        width = max(len(s.name) for s in stages)
+        for number, stage in enumerate(stages, 1):
+            inputs = stage_inputs(stage, identity, data, {d: keys.get(d, "missing") for d in stage.deps})
+            keys[stage.name] = digest(inputs)
+            bar = tqdm(total=stage.steps, desc=f"[{number:>2}/{len(stages)}] {stage.name:<{width}}", file=stream,
+                       leave=True, dynamic_ncols=True, bar_format="{desc} {bar:20} {n_fmt}/{total_fmt} {elapsed}{postfix}")
+            blocked = any(status.get(d) in ("failed", "skipped") for d in stage.deps)
+            ctx = StageContext(out / stage.name, cfg, out, model, provider, bar)
+            result = _run_stage(stage, ctx, inputs, keys[stage.name], blocked, verbose)
+            status[stage.name] = result.status
+            bar.set_postfix_str(result.status if result.error is None else f"{result.status}: {result.error}"[:120])
+            bar.close()
+            run.stages.append(result)
+        run.seconds = round(time.perf_counter() - start, 2)
+        write_json(out / "run.json", {
+            "seconds": run.seconds, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "stages": [vars(s) for s in run.stages],
+        })
+    return run
+
+
+def summary_table(run: StudyRun) -> str:
+    """The end-of-run table: stage, status, seconds."""
+    width = max([len("stage")] + [len(s.name) for s in run.stages])
+    lines = [f"{'stage':<{width}}  {'status':<8}  {'seconds':>8}"]
+    for s in run.stages:
+        lines.append(f"{s.name:<{width}}  {s.status:<8}  {s.seconds:>8.1f}" + (f"  {s.error}" if s.error else ""))
+    counts = {k: sum(s.status == k for s in run.stages) for k in ("computed", "cached", "failed", "skipped")}
+    lines.append(f"{'total':<{width}}  {'':<8}  {run.seconds:>8.1f}  " + ", ".join(f"{v} {k}" for k, v in counts.items() if v))
+    return "\n".join(lines)

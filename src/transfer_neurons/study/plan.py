@@ -1,0 +1,418 @@
+"""Which stages a study runs, for which neuron types and languages, and what each stage computes.
+
+Every analysis stage builds its inputs from the config and calls the same `runs` function as
+its command; the states they capture come from the study's shared StateProvider.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from ..analyses.similarity import middle_layers
+from ..conditions import Condition, build_conditions, language_conditions
+from ..data import ParallelCorpus, ParallelPairs, load_parallel
+from ..data.catalog import BUNDLED_KINDS
+from ..detection import NEURON_TYPES, compute_centroids, detect, read_detection, write_detection
+from ..errors import TransferNeuronsError
+from ..outputs import save_figure, write_csv, write_json
+from ..runs.common import describe_conditions, effects_table
+from ..runs.comparison import PairInputs, run_alignment, run_similarity
+from ..runs.latent import LatentInputs, run_latent
+from ..scoring import rank_neurons
+from .config import CLAIM_ETA2
+from .engine import Stage, StageContext
+
+
+def _split(spec: str, default: str) -> str | None:
+    """Bundled sets use their fixed split (detection: train, analyses: test); files use every row."""
+    return default if spec in BUNDLED_KINDS else None
+
+
+def corpus(cfg: dict, split: str) -> ParallelCorpus:
+    """The study's parallel corpus, train rows for detection and test rows for analyses."""
+    spec = cfg["data"]["parallel"]
+    return load_parallel(spec, split=_split(spec, split))
+
+
+def limit_pairs(pairs: ParallelPairs, size: int | None) -> ParallelPairs:
+    """The first `size` pairs (all when size is None)."""
+    if size is None:
+        return pairs
+    return ParallelPairs(pairs.name, pairs.hub_lang, pairs.lang, pairs.hub[:size], pairs.l2[:size])
+
+
+def detection_name(neuron_type: str, lang: str) -> str:
+    """Stage (and folder) name of one detection."""
+    return f"detect/{neuron_type}-{lang}"
+
+
+def study_conditions(ctx: StageContext, neuron_type: str, lang: str) -> tuple[Any, list[Condition]]:
+    """The detection a stage depends on and the conditions none, transfer and the configured controls."""
+    det = read_detection(ctx.dep(detection_name(neuron_type, lang)))
+    return det, build_conditions(det, ctx.config["controls"], seeds=ctx.config["seeds"])
+
+
+def _detect_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
+    """Centroids and neuron scores of one type and language on the train split; the detection folder."""
+    cfg, lm = ctx.config, ctx.lm
+    train = corpus(cfg, "train")
+    pairs = limit_pairs(train.pairs(cfg["hub_lang"], lang), cfg["sizes"]["detect"])
+    sentences = train.sentences(lang).texts[: cfg["sizes"]["detect"]]
+    if neuron_type == "type1":
+        cents = compute_centroids(lm, "type1", pairs.l2, pairs.hub, cfg["batch_size"])
+        data = {"centroid_data": pairs.name, "num_centroid_pairs": len(pairs), "hub_lang": cfg["hub_lang"]}
+    else:
+        cents = compute_centroids(lm, "type2", sentences, batch_size=cfg["batch_size"])
+        data = {"centroid_data": f"{train.name}:{lang}", "num_centroid_sentences": len(sentences)}
+    ctx.step()
+    det = detect(lm, neuron_type, lang, sentences, cents, None, cfg["top_n"], cfg["batch_size"])
+    det.meta.update(data, score_data=f"{train.name}:{lang}", seed=cfg["seed"])
+    write_detection(det, ctx.folder)
+    ctx.step()
+    from ..report.figures import detection_figure
+
+    save_figure(ctx.folder / "layers.png", detection_figure(det, lm.name))
+    summary = detection_summary(det)
+    summary["data"].update(lm.view.precision(lm.name))  # dtype and quantisation, for the report's banner
+    return summary
+
+
+def detection_summary(det) -> dict:
+    """Counts, layers, top neurons and magnitudes of one detection, for the report."""
+    layers = det.neurons[:, 0]
+    per_layer = {int(l): int((layers == l).sum()) for l in det.layers}
+    cand = det.magnitudes[list(det.layers)]
+    chosen = det.magnitudes[det.neurons[:, 0], det.neurons[:, 1]]
+    top = [{"layer": int(l), "neuron": int(i), "score": float(det.scores[l, i]), "magnitude": float(det.magnitudes[l, i])}
+           for l, i in det.neurons[:10]]
+    return {
+        "title": f"{det.neuron_type} neurons, {det.lang}",
+        "type": det.neuron_type, "lang": det.lang,
+        "figures": ["layers.png"],
+        "data": {
+            "count": int(len(det.neurons)), "candidate_layers": list(det.layers), "per_layer": per_layer,
+            "top": top, "top_n_rule": det.meta.get("top_n_rule"),
+            "num_score_sentences": det.meta.get("num_score_sentences"),
+            "num_centroid_items": det.meta.get("num_centroid_pairs", det.meta.get("num_centroid_sentences")),
+            "magnitude_ratio": float(chosen.mean() / cand.mean()) if cand.mean() > 0 else None,
+            "model": det.meta.get("model"), "num_layers": det.meta.get("num_layers"),
+            "d_ff": det.meta.get("d_ff"), "d_model": det.meta.get("d_model"),
+        },
+    }
+
+
+def pair_inputs(ctx: StageContext, neuron_type: str, lang: str) -> PairInputs:
+    """The shared states, test pairs, detection, conditions and mid layers of one type and language."""
+    cfg = ctx.config
+    det, conditions = study_conditions(ctx, neuron_type, lang)
+    mid = middle_layers(det.scores.shape[0], neuron_type, det.layers)
+    rule = "the type2 candidate layers" if neuron_type == "type2" else "the middle third of the layers"
+    return PairInputs(ctx.states, ctx.lm.name, test_pairs(cfg, lang), det, conditions, mid, rule, cfg["seed"], cfg["mode"],
+                      detection_name(neuron_type, lang))
+
+
+def _comparison_stage(quantity: str, ctx: StageContext, neuron_type: str, lang: str) -> dict:
+    """Hidden-state (h) or activation-pattern (a) similarity of hub–L2 test pairs under each condition."""
+    summary = run_similarity(pair_inputs(ctx, neuron_type, lang), ctx.folder, quantity)
+    ctx.step()
+    return summary.record()
+
+
+def _specificity_stage(ctx: StageContext) -> dict:
+    """η² / ANOVA shares of every detection against the base rate of its layers, Type-1 vs Type-2, LAPE overlaps."""
+    from ..analyses.lape import lape_from_stats, overlap_row
+    from ..analyses.specificity import collect_language_stats, compare_types, eta2_figure, shares_figure, specificity_shares
+
+    cfg, lm = ctx.config, ctx.lm
+    langs = specificity_langs(cfg)
+    test = corpus(cfg, "test")
+    texts = {lang: test.sentences(lang).texts[: cfg["sizes"]["specificity"]] for lang in langs}
+    dets = [read_detection(ctx.dep(detection_name(t, lang))) for lang in cfg["langs"] for t in NEURON_TYPES]
+    stats = collect_language_stats(lm, texts, cfg["batch_size"], progress=False)
+    ctx.step()
+    shares, anovas = specificity_shares(stats, dets)
+    comparison = compare_types(shares)
+    lape = lape_from_stats(stats)
+    overlaps = [overlap_row(d.neurons, lape.of_language(d.lang), d.layers, lm.view.d_ff,
+                            {"type": d.neuron_type, "lang": d.lang, "lape_set": d.lang}) for d in dets]
+    write_csv(ctx.folder / "shares.csv", shares)
+    write_csv(ctx.folder / "type_comparison.csv", comparison)
+    write_csv(ctx.folder / "lape_overlap.csv", overlaps)
+    write_json(ctx.folder / "specificity.json", {"languages": langs, "sentences": {l: len(t) for l, t in texts.items()},
+                                                 "shares": shares, "type_comparison": comparison, "lape_overlap": overlaps})
+    title = f"{lm.name}: transfer neurons passing η² (one-vs-rest of {','.join(langs)}), base rate marked"
+    save_figure(ctx.folder / "shares.png", shares_figure(shares, title))
+    save_figure(ctx.folder / "eta2_hist.png", eta2_figure(dets, anovas, f"{lm.name}: η² of transfer vs all candidate "
+                                                            f"neurons ({len(texts[langs[0]])} sentences per language)"))
+    main = [r for r in shares if r["label"] == "language"]
+    claim = {}
+    for r in main:
+        if r["eta2_min"] == CLAIM_ETA2:
+            claim.setdefault(r["lang"], {})[r["type"]] = {"k": r["k_pass"], "n": r["k"], "base": r["base_rate"]}
+    rows = [[r["type"], r["lang"], r["eta2_min"], f"{r['k_pass']}/{r['k']}", r["share"], r["base_rate"], r["p_vs_base"]]
+            for r in main]
+    return {
+        "title": f"language specificity over {', '.join(langs)} ({len(texts[langs[0]])} sentences each)",
+        "figures": ["shares.png", "eta2_hist.png"],
+        "tables": [
+            {"caption": "share of transfer neurons with η² ≥ threshold and ANOVA p < 0.05 (own language vs rest), "
+                        "beside the base rate of all neurons of the same layers",
+             "columns": ["type", "lang", "η² ≥", "passing", "share", "base rate", "p vs base"], "rows": rows},
+            {"caption": "LAPE language-specific neurons (Tang et al. 2024) among transfer neurons vs chance",
+             "columns": ["type", "lang", "overlap", "expected", "p"],
+             "rows": [[o["type"], o["lang"], o["overlap"], o["expected"], o["p_overlap"]] for o in overlaps]},
+        ],
+        "data": {"claim": claim, "shares": shares, "type_comparison": comparison, "lape_overlap": overlaps},
+    }
+
+
+def specificity_langs(cfg: dict) -> list[str]:
+    """Languages of the specificity corpus: configured, or the hub and every L2."""
+    return list(cfg["specificity_langs"] or [cfg["hub_lang"], *cfg["langs"]])
+
+
+def _layers_stage(ctx: StageContext) -> dict:
+    """Distribution over layers and cross-language overlap of every detection; the all-layer ranking test."""
+    from ..analyses.layers import check_detections, distribution_rows, overlap_rows, plot_distribution, plot_overlap
+
+    cfg = ctx.config
+    dets = [read_detection(ctx.dep(detection_name(t, lang))) for t in NEURON_TYPES for lang in cfg["langs"]]
+    num_layers, d_ff = check_detections(dets)
+    dist, overlap = distribution_rows(dets, num_layers, d_ff), overlap_rows(dets, num_layers, d_ff)
+    write_csv(ctx.folder / "layers.csv", dist)
+    write_csv(ctx.folder / "overlap.csv", overlap, columns=list(overlap[0]) if overlap else ["type", "lang_a", "lang_b"])
+    model = dets[0].meta.get("model", "model")
+    save_figure(ctx.folder / "layers.png", plot_distribution(dist, num_layers, d_ff, f"{model} — transfer neurons per layer"))
+    figures = ["layers.png"]
+    if overlap:
+        save_figure(ctx.folder / "overlap.png", plot_overlap(overlap, dets, f"{model} — overlap of languages' transfer neurons"))
+        figures.append("overlap.png")
+    claim, rows = {}, []
+    for det in dets:
+        everywhere = rank_neurons(det.scores, range(num_layers), len(det.neurons))  # top-n over all layers
+        inside = int(np.isin(everywhere[:, 0], det.layers).sum())
+        base = len(det.layers) / num_layers
+        claim[f"{det.neuron_type}-{det.lang}"] = {"k": inside, "n": len(everywhere), "base": base,
+                                                  "expected_layers": list(det.layers)}
+        rows.append([det.neuron_type, det.lang, f"{det.layers[0]}–{det.layers[-1]}", f"{inside}/{len(everywhere)}",
+                     inside / len(everywhere), base])
+    write_json(ctx.folder / "layers.json", {"distribution": dist, "overlap": overlap, "all_layer_ranking": claim})
+    return {
+        "title": "transfer neurons per layer and their overlap across languages",
+        "figures": figures,
+        "tables": [
+            {"caption": "the same number of top neurons ranked over ALL layers: share inside the type's expected "
+                        "(candidate) layers vs those layers' share of all neurons",
+             "columns": ["type", "lang", "expected layers", "inside", "share", "base"], "rows": rows},
+            {"caption": "overlap of languages' sets vs chance (layer-matched chance is the stricter)",
+             "columns": ["type", "languages", "overlap", "Jaccard", "chance", "layer-matched chance", "p (layer-matched)"],
+             "rows": [[r["type"], f"{r['lang_a']}–{r['lang_b']}", r["overlap"], r["jaccard"], r["chance_overlap"],
+                       r["layer_matched_chance_overlap"], r["p_layer_matched"]] for r in overlap]},
+        ],
+        "data": {"claim": claim, "distribution": dist, "overlap": overlap},
+    }
+
+
+def _alignment_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
+    """Mutual kNN and CKA of hub vs L2 states of test pairs under each condition."""
+    inputs = pair_inputs(ctx, neuron_type, lang)
+    ks = tuple(k for k in ctx.config["knn_k"] if k < len(inputs.pairs))
+    if not ks:
+        raise TransferNeuronsError(f"knn_k {ctx.config['knn_k']} needs more than {len(inputs.pairs)} test pairs")
+    summary = run_alignment(inputs, ctx.folder, ks)
+    ctx.step()
+    return summary.record()
+
+
+def _latent_stage(ctx: StageContext, neuron_type: str) -> dict:
+    """Latent spaces of the hub and every L2, each L2 under its own neurons."""
+    cfg = ctx.config
+    dets = {lang: read_detection(ctx.dep(detection_name(neuron_type, lang))) for lang in cfg["langs"]}
+    conditions, neurons = language_conditions(dets, cfg["controls"], cfg["seeds"])
+    test = corpus(cfg, "test")
+    texts = {lang: test.sentences(lang).texts[: cfg["sizes"]["test"]] for lang in [cfg["hub_lang"], *cfg["langs"]]}
+    first = next(iter(dets.values()))
+    final = middle_layers(first.scores.shape[0], "type2", first.layers if neuron_type == "type2" else None)
+    inputs = LatentInputs(ctx.states, ctx.lm.name, texts, cfg["hub_lang"], neuron_type, conditions, neurons, final,
+                          cfg["seed"], cfg["mode"], data=cfg["data"]["parallel"],
+                          detections={lang: detection_name(neuron_type, lang) for lang in dets})
+    summary = run_latent(inputs, ctx.folder)
+    ctx.step()
+    return summary.record()
+
+
+def _qa_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
+    """Open QA in one language under deactivation of that language's neurons and the controls."""
+    from ..analyses.qa import answer_rows, plot_qa, qa_summary, run_qa
+    from ..data import QASet, load_qa
+
+    cfg, lm = ctx.config, ctx.lm
+    _, conditions = study_conditions(ctx, neuron_type, lang)
+    qa = load_qa(cfg["data"]["qa"], lang)
+    qa = QASet(qa.name, qa.lang, qa.items[: cfg["sizes"]["qa"]])
+    result = run_qa(lm, qa, conditions, cfg["qa_mode"], cfg["qa_max_new_tokens"], cfg["batch_size"], progress=False)
+    ctx.step()
+    rows = qa_summary(result, conditions, seed=cfg["seed"])
+    write_csv(ctx.folder / "qa_summary.csv", rows)
+    write_csv(ctx.folder / "qa_answers.csv", answer_rows(result, conditions))
+    write_json(ctx.folder / "qa.json", {"data": qa.name, "questions": len(qa), "mode": cfg["qa_mode"],
+                                        "conditions": describe_conditions(conditions), "summary": rows})
+    save_figure(ctx.folder / f"qa_{lang}.png", plot_qa(result, rows, conditions, lm.name))
+    return {
+        "title": f"open QA in {lang} ({len(qa)} questions), {neuron_type} neurons deactivated (mode {cfg['qa_mode']})",
+        "type": neuron_type, "lang": lang, "figures": [f"qa_{lang}.png"],
+        "tables": [effects_table(rows, "per-question token F1 and exact match: drop = none − condition")],
+        "data": {"rows": rows, "claim_metric": "f1", "questions": len(qa)},
+    }
+
+
+def _reasoning_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
+    """Multiple-choice reasoning in one language under deactivation."""
+    from ..analyses.reasoning import item_rows, plot_reasoning, reasoning_summary, run_reasoning
+    from ..data import MCSet, load_mc
+
+    cfg, lm = ctx.config, ctx.lm
+    _, conditions = study_conditions(ctx, neuron_type, lang)
+    mc = load_mc(cfg["data"]["mc"], lang)
+    mc = MCSet(mc.name, mc.lang, mc.items[: cfg["sizes"]["mc"]])
+    result = run_reasoning(lm, mc, conditions, cfg["qa_mode"], cfg["batch_size"], progress=False)
+    ctx.step()
+    rows = reasoning_summary(result, conditions, seed=cfg["seed"])
+    write_csv(ctx.folder / "reasoning_summary.csv", rows)
+    write_csv(ctx.folder / "reasoning_items.csv", item_rows(result, conditions))
+    write_json(ctx.folder / "reasoning.json", {"data": mc.name, "items": len(mc), "chance": result.chance, "summary": rows})
+    save_figure(ctx.folder / f"reasoning_{lang}.png", plot_reasoning(result, rows, conditions, lm.name))
+    return {
+        "title": f"multiple-choice reasoning in {lang} ({len(mc)} items, chance {result.chance:.2f}), {neuron_type} neurons deactivated",
+        "type": neuron_type, "lang": lang, "figures": [f"reasoning_{lang}.png"],
+        "tables": [effects_table([r for r in rows if r["metric"] in ("acc", "p_correct")],
+                                 "accuracy and p(right option): drop = none − condition")],
+        "data": {"rows": rows, "items": len(mc), "chance": result.chance},
+    }
+
+
+def _dose_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
+    """Mid-layer similarity drop as more top-ranked neurons are deactivated, vs random and anti."""
+    from ..analyses.dose import dose_counts, dose_response, dose_rows, plot_dose
+    from ..analyses.similarity import middle_layers
+
+    cfg, lm = ctx.config, ctx.lm
+    det = read_detection(ctx.dep(detection_name(neuron_type, lang)))
+    counts, dropped = dose_counts(cfg["dose_counts"], det)
+    if not counts:
+        raise TransferNeuronsError(f"dose_counts {cfg['dose_counts']} all exceed half the candidate neurons")
+    pairs = test_pairs(cfg, lang)
+    mid = middle_layers(lm.view.num_layers, neuron_type, det.layers)
+    result = dose_response(lm, pairs, det, counts, cfg["seeds"], mid, cfg["batch_size"], progress=False)
+    ctx.step()
+    mid_rows, layer_rows = dose_rows(result, cfg["seed"])
+    write_csv(ctx.folder / "dose.csv", mid_rows)
+    write_csv(ctx.folder / "dose_layers.csv", layer_rows)
+    write_json(ctx.folder / "dose.json", {"counts": counts, "counts_skipped": dropped, "pairs": len(pairs),
+                                          "mid_layers": list(mid), "mid_rows": mid_rows})
+    title = (f"{lm.name}: {pairs.hub_lang}–{lang} similarity drop vs neurons deactivated\n"
+             f"({neuron_type} {lang}, top-n {len(det.neurons)}; {len(pairs)} pairs)")
+    save_figure(ctx.folder / "dose.png", plot_dose(result, mid_rows, title, len(det.neurons)))
+    shown = [{**r, "condition": f"{r['condition']} ×{r['count']}"} for r in mid_rows
+             if r["metric"] == "centred" and r["condition"] != "none"]
+    return {
+        "title": f"dose–response, {neuron_type} {lang} (counts {', '.join(map(str, counts))})",
+        "type": neuron_type, "lang": lang, "figures": ["dose.png"],
+        "tables": [effects_table(shown, f"centred cosine, layers {mid[0]}–{mid[-1]}: drop = none − condition")],
+        "data": {"counts": counts, "mid_rows": mid_rows},
+    }
+
+
+def _logit_lens_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
+    """Per-layer L2 and English token mass through the model's head, under deactivation."""
+    from ..analyses.logit_lens import SCRIPT_LANGS, lens_rows, logit_lens, plot_lens, token_sets
+
+    cfg, lm = ctx.config, ctx.lm
+    _, conditions = study_conditions(ctx, neuron_type, lang)
+    texts = corpus(cfg, "test").sentences(lang).texts[: cfg["sizes"]["lens"] or cfg["sizes"]["test"]]
+    en_texts, l2_texts = (), ()
+    if lang not in SCRIPT_LANGS:  # Latin-script languages: token sets from the train side, never the lens sentences
+        pairs = corpus(cfg, "train").pairs(cfg["hub_lang"], lang)
+        en_texts, l2_texts = pairs.hub, pairs.l2
+    sets = token_sets(lm, lang, en_texts, l2_texts)
+    result = logit_lens(lm, texts, conditions, sets, cfg["batch_size"], mode=cfg["mode"], progress=False)
+    ctx.step()
+    rows = lens_rows(result, cfg["seed"])
+    write_csv(ctx.folder / "logit_lens.csv", rows)
+    write_json(ctx.folder / "logit_lens.json", {"sentences": len(texts), "token_rule": sets.rule,
+                                                "l2_tokens": int(sets.l2.sum()), "en_tokens": int(sets.en.sum()), "rows": rows})
+    title = (f"{lm.name}: logit lens on {len(texts)} {lang} sentences, {neuron_type} {lang} deactivation vs controls\n"
+             f"L2 tokens: {int(sets.l2.sum())}, English tokens: {int(sets.en.sum())}")
+    save_figure(ctx.folder / "logit_lens.png", plot_lens(result, title))
+    last = str(lm.view.num_layers - 1)
+    return {
+        "title": f"logit lens, {lang} sentences, {neuron_type} neurons deactivated",
+        "type": neuron_type, "lang": lang, "figures": ["logit_lens.png"],
+        "tables": [effects_table([r for r in rows if r["layer"] == last], f"last layer ({last}): token mass, "
+                                 "drop = none − condition")],
+        "data": {"last_layer_rows": [r for r in rows if r["layer"] == last]},
+    }
+
+
+def test_pairs(cfg: dict, lang: str) -> ParallelPairs:
+    """Hub–L2 pairs of the test split for the analyses."""
+    return limit_pairs(corpus(cfg, "test").pairs(cfg["hub_lang"], lang), cfg["sizes"]["test"])
+
+
+def plan(cfg: dict) -> list[Stage]:
+    """Every stage of the study the config asks for, dependencies first."""
+    langs, wanted, types = cfg["langs"], set(cfg["stages"]), cfg["types"]
+    parallel = (cfg["data"]["parallel"],)
+    common = {"hub_lang": cfg["hub_lang"], "seed": cfg["seed"]}
+    conditions = {"controls": cfg["controls"], "seeds": cfg["seeds"]}
+    test = {**common, "size": cfg["sizes"]["test"], "mode": cfg["mode"]}
+    stages = []
+    for lang in langs:
+        for t in NEURON_TYPES:
+            stages.append(Stage(detection_name(t, lang), "detect", {
+                **common, "type": t, "lang": lang, "size": cfg["sizes"]["detect"], "top_n": cfg["top_n"],
+            }, parallel, (), partial(_detect_stage, neuron_type=t, lang=lang), steps=2))
+    every = tuple(detection_name(t, lang) for lang in langs for t in NEURON_TYPES)
+
+    def per_lang(kind: str, compute: Callable, options: dict, data: tuple[str, ...]) -> None:
+        for lang in langs:
+            for t in types.get(kind, ()):
+                stages.append(Stage(f"{kind}/{t}-{lang}", kind, {**options, "type": t, "lang": lang}, data,
+                                    (detection_name(t, lang),), partial(compute, neuron_type=t, lang=lang)))
+
+    shared = {  # one (type, language) after another, so their states are captured once for all three
+        "similarity": (partial(_comparison_stage, "h"), {**test, **conditions}),
+        "activations": (partial(_comparison_stage, "a"), {**test, **conditions}),
+        "alignment": (_alignment_stage, {**test, **conditions, "k": cfg["knn_k"]}),
+    }
+    for lang in langs:
+        for t in NEURON_TYPES:
+            for kind, (compute, options) in shared.items():
+                if kind in wanted and t in types.get(kind, ()):
+                    stages.append(Stage(f"{kind}/{t}-{lang}", kind, {**options, "type": t, "lang": lang}, parallel,
+                                        (detection_name(t, lang),), partial(compute, neuron_type=t, lang=lang)))
+    if "latent_spaces" in wanted:
+        for t in types.get("latent_spaces", ()):
+            stages.append(Stage(f"latent_spaces/{t}", "latent_spaces", {**test, **conditions, "type": t, "langs": langs},
+                                parallel, tuple(detection_name(t, lang) for lang in langs), partial(_latent_stage, neuron_type=t)))
+    if "layers" in wanted:
+        stages.append(Stage("layers", "layers", {"langs": langs}, (), every, _layers_stage))
+    if "specificity" in wanted:
+        stages.append(Stage("specificity", "specificity", {
+            "langs": specificity_langs(cfg), "size": cfg["sizes"]["specificity"], "eta2": CLAIM_ETA2,
+        }, parallel, every, _specificity_stage))
+    question = {"seed": cfg["seed"], **conditions, "mode": cfg["qa_mode"]}
+    if "qa" in wanted:
+        per_lang("qa", _qa_stage, {**question, "size": cfg["sizes"]["qa"], "max_new_tokens": cfg["qa_max_new_tokens"]},
+                 (cfg["data"]["qa"],))
+    if "reasoning" in wanted:
+        per_lang("reasoning", _reasoning_stage, {**question, "size": cfg["sizes"]["mc"]}, (cfg["data"]["mc"],))
+    if "dose" in wanted:
+        per_lang("dose", _dose_stage, {**test, "seeds": cfg["seeds"], "counts": cfg["dose_counts"]}, parallel)
+    if "logit_lens" in wanted:
+        per_lang("logit_lens", _logit_lens_stage, {**test, **conditions, "lens_size": cfg["sizes"]["lens"]}, parallel)
+    return stages
