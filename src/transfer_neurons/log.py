@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 NAME = "transfer_neurons"
 QUIET, NORMAL, VERBOSE = -1, 0, 1
@@ -36,26 +38,63 @@ def show_progress(enabled: bool) -> None:
     _state["progress"] = bool(enabled)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time of each record (test capture, redirection)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it; the property ignores it
+        pass
+
+
 def configure(verbosity: int = NORMAL, stream=None) -> None:
-    """Send the library's log records (and Python warnings) to stream (default stderr) at the verbosity's level."""
+    """Send the library's log records (and Python warnings) to stream (default stderr) at the verbosity's level,
+    and show progress bars unless quiet."""
     if verbosity not in _LEVELS:
         raise ValueError(f"verbosity must be one of {sorted(_LEVELS)}, got {verbosity!r}")
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler = _StderrHandler() if stream is None else logging.StreamHandler(stream)
     handler.setFormatter(_Formatter("%(message)s"))
+    handler._transfer_neurons = True
     logging.captureWarnings(True)
     for name in (NAME, "py.warnings"):
         logger = logging.getLogger(name)
         for old in [h for h in logger.handlers if getattr(h, "_transfer_neurons", False)]:
             logger.removeHandler(old)
-        handler._transfer_neurons = True
         logger.addHandler(handler)
         logger.setLevel(_LEVELS[verbosity] if name == NAME else max(_LEVELS[verbosity], logging.WARNING))
         logger.propagate = False
     show_progress(verbosity != QUIET)
+    _quiet_transformers(verbosity == QUIET)
+
+
+def _quiet_transformers(quiet: bool) -> None:
+    """transformers' own warnings and download bars: errors only when quiet, its defaults otherwise."""
     import transformers
 
-    transformers.logging.set_verbosity(logging.ERROR if verbosity == QUIET else logging.WARNING)
-    if verbosity == QUIET:
+    transformers.logging.set_verbosity(logging.ERROR if quiet else logging.WARNING)
+    if quiet:
         transformers.logging.disable_progress_bar()
     else:
         transformers.logging.enable_progress_bar()
+
+
+@contextmanager
+def configured(verbosity: int = NORMAL, stream=None) -> Iterator[None]:
+    """configure() for the block, then the loggers, warnings capture and progress setting as they were."""
+    loggers = [logging.getLogger(name) for name in (NAME, "py.warnings")]
+    saved = [(logger, list(logger.handlers), logger.level, logger.propagate) for logger in loggers]
+    progress = progress_enabled()
+    configure(verbosity, stream)
+    try:
+        yield
+    finally:
+        for logger, handlers, level, propagate in saved:
+            logger.handlers[:] = handlers
+            logger.setLevel(level)
+            logger.propagate = propagate
+        logging.captureWarnings(False)
+        show_progress(progress)
+        _quiet_transformers(False)
