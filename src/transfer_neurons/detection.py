@@ -2,13 +2,16 @@
 
 A detection folder holds `scores.npy` and `magnitudes.npy` ([layer, d_ff] float32),
 `centroids.npy` ([layer, d_model] float32, raw layer outputs), `neurons.json` (the
-ranked top-n within the candidate layers: [{"layer", "neuron", "score"}], 0-based)
-and `meta.json` (model, type, language, data, candidate layers, top-n, versions, timings).
+ranked top-n within the candidate layers, 0-based, schema version 2 of docs/neurons.md:
+model id, revision and fingerprint, the neuron's module, TransformerLens and nnsight names)
+and `meta.json` (model, its revision and fingerprint, type, language, data, candidate
+layers, top-n, versions, timings).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import time
 from collections.abc import Sequence
@@ -19,13 +22,18 @@ import numpy as np
 import torch
 
 from . import __version__, distributed
+from .capture import batch_size_for
 from .centroids import language_centroids, shared_centroids
 from .errors import TransferNeuronsError
 from .models.loading import LoadedModel
-from .outputs import load_npy, save_npy, write_json
+from .neuron_sets import NeuronSet, model_record, neuron_module, read_neuron_set, to_json
+from .outputs import load_npy, save_npy, staged_folder, write_json
 from .scoring import default_candidate_layers, default_top_n, rank_neurons, score_neurons
 
 NEURON_TYPES = ("type1", "type2")
+SHAPE_KEYS = ("num_layers", "d_ff", "d_model")
+"""The model shape a detection's meta.json records; a detection applies only to a model of this shape."""
+LOG = logging.getLogger("transfer_neurons")
 
 
 @dataclass
@@ -47,7 +55,7 @@ def compute_centroids(
     neuron_type: str,
     l2_texts: Sequence[str],
     hub_texts: Sequence[str] | None = None,
-    batch_size: int = 16,
+    batch_size: int | str = 16,
 ) -> torch.Tensor:
     """C1 from hub–L2 pairs (Type-1) or C2 from L2 sentences (Type-2): [layer, d_model]."""
     if neuron_type == "type1":
@@ -67,19 +75,29 @@ def detect(
     centroids: torch.Tensor,
     layers: Sequence[int] | None = None,
     top_n: int | None = None,
-    batch_size: int = 16,
+    batch_size: int | str = 16,
 ) -> Detection:
-    """Score every neuron against the centroids and rank the candidates (SPEC.md 4)."""
+    """Score every neuron against the centroids and rank the candidates (SPEC.md 4); batch_size may be "auto"."""
     start = time.perf_counter()
     view = lm.view
     layers = tuple(layers) if layers is not None else default_candidate_layers(view.num_layers, neuron_type)
     rule = "user"
     if top_n is None:
         top_n, rule = default_top_n(view.num_layers, view.d_ff)
+    candidates = len(layers) * view.d_ff
+    if top_n > candidates:
+        LOG.warning("--top-n %d is more than the %d candidate neurons (%d layers x %d); keeping all %d",
+                    top_n, candidates, len(layers), view.d_ff, candidates)
+        top_n, rule = candidates, f"{rule}, clamped to the {candidates} candidates"
+    batch_size = batch_size_for(lm, batch_size, score_texts)
     result = score_neurons(lm, torch.as_tensor(centroids), score_texts, batch_size, progress=f"score {neuron_type} {lang}")
     neurons = rank_neurons(result.scores, layers, top_n)
     meta = {
         "model": lm.name,
+        "model_revision": lm.revision,
+        "model_fingerprint": lm.fingerprint(),
+        "model_type": getattr(lm.model.config, "model_type", None),
+        "neuron_module": neuron_module(view),
         "type": neuron_type,
         "language": lang,
         "num_layers": view.num_layers,
@@ -90,6 +108,7 @@ def detect(
         "top_n_rule": rule,
         "num_score_sentences": result.num_sentences,
         "processes": distributed.world_size(),
+        "batch_size": batch_size,
         "seconds_scoring": round(time.perf_counter() - start, 3),
         "versions": versions(),
     }
@@ -116,32 +135,23 @@ def write_detection(det: Detection, out: str | Path) -> Path:
     out = Path(out)
     if not distributed.is_main():
         return out
-    save_npy(out / "scores.npy", det.scores.astype(np.float32))
-    save_npy(out / "magnitudes.npy", det.magnitudes.astype(np.float32))
-    save_npy(out / "centroids.npy", det.centroids.astype(np.float32))
-    ranked = [
-        {"layer": int(l), "neuron": int(i), "score": float(det.scores[l, i])} for l, i in det.neurons
-    ]
-    write_json(out / "neurons.json", ranked)
-    write_json(out / "meta.json", det.meta)
+    ranked = to_json(NeuronSet(
+        det.neurons, det.scores[det.neurons[:, 0], det.neurons[:, 1]] if len(det.neurons) else np.zeros(0),
+        model=model_record(det.meta), module=det.meta.get("neuron_module"), neuron_type=det.neuron_type, language=det.lang,
+    ))
+    with staged_folder(out) as tmp:  # all five files or none: a full disk leaves no partial detection
+        save_npy(tmp / "scores.npy", det.scores.astype(np.float32))
+        save_npy(tmp / "magnitudes.npy", det.magnitudes.astype(np.float32))
+        save_npy(tmp / "centroids.npy", det.centroids.astype(np.float32))
+        write_json(tmp / "neurons.json", ranked)
+        write_json(tmp / "meta.json", det.meta)
     return out
 
 
 def read_neurons(path: str | Path, top_k: int | None = None) -> np.ndarray:
-    """Read a neurons.json (or a detection folder holding one) as [n, 2]; optionally the first k."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "neurons.json"
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
-        neurons = np.array([[int(r["layer"]), int(r["neuron"])] for r in rows], dtype=np.int64).reshape(-1, 2)
-    except FileNotFoundError:
-        raise TransferNeuronsError(f"{path}: no such neurons file (expected neurons.json from `detect`)") from None
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-        raise TransferNeuronsError(
-            f"{path}: not a neurons.json from `detect` (expected a list of "
-            f'{{"layer": int, "neuron": int, "score": float}}): {err}'
-        ) from None
+    """Read neurons as [n, 2], optionally the first k: a neurons.json (version 2, or version 1's list of
+    {layer, neuron, score}), a detection folder holding one, or a pairs JSON/pickle (neuron_sets)."""
+    neurons = read_neuron_set(path).neurons
     if top_k is not None:
         if top_k < 1:
             raise TransferNeuronsError(f"--top-k must be at least 1, got {top_k}")
@@ -149,13 +159,25 @@ def read_neurons(path: str | Path, top_k: int | None = None) -> np.ndarray:
     return neurons
 
 
-def read_detection(folder: str | Path, top_k: int | None = None) -> Detection:
-    """Read a detection folder written by write_detection."""
+def read_meta(folder: str | Path) -> dict:
+    """The meta.json of a detection folder (model, shape, type, language, ...)."""
     folder = Path(folder)
     meta_path = folder / "meta.json"
     if not meta_path.is_file():
         raise TransferNeuronsError(f"{folder}: not a detection folder (no meta.json); run `transfer-neurons detect`")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise TransferNeuronsError(f"{meta_path}: not a readable meta.json ({err}); run `transfer-neurons detect` again") from None
+    if not isinstance(meta, dict):
+        raise TransferNeuronsError(f"{meta_path}: expected a JSON object of detection facts, got {type(meta).__name__}")
+    return meta
+
+
+def read_detection(folder: str | Path, top_k: int | None = None) -> Detection:
+    """Read a detection folder written by write_detection."""
+    folder = Path(folder)
+    meta = read_meta(folder)
     try:
         return Detection(
             neuron_type=meta["type"],
@@ -167,5 +189,38 @@ def read_detection(folder: str | Path, top_k: int | None = None) -> Detection:
             neurons=read_neurons(folder, top_k),
             meta=meta,
         )
-    except (KeyError, OSError, ValueError) as err:
+    except (KeyError, OSError, TypeError, ValueError) as err:
         raise TransferNeuronsError(f"{folder}: incomplete detection folder ({err})") from None
+
+
+def model_shape(lm: LoadedModel) -> dict[str, int]:
+    """num_layers, d_ff and d_model of a loaded model, as meta.json records them."""
+    return {"num_layers": lm.view.num_layers, "d_ff": lm.view.d_ff, "d_model": lm.view.d_model}
+
+
+def _describe(name: object, shape: dict) -> str:
+    """'name' (L layers, d_ff F, d_model D)."""
+    return f"{name!r} ({shape.get('num_layers', '?')} layers, d_ff {shape.get('d_ff', '?')}, d_model {shape.get('d_model', '?')})"
+
+
+def check_detection_model(meta: dict, lm: LoadedModel, source: str, allow_mismatch: bool = False) -> None:
+    """Refuse a detection made on another model: a shape mismatch always, another model name unless allowed.
+
+    A detection's neurons index one model's layers and MLP rows; on a model of the same shape
+    but other weights they are arbitrary neurons, so a different model name is an error unless
+    `allow_mismatch` (--allow-model-mismatch) says it is intended (a copied or renamed folder).
+    """
+    recorded = {key: meta[key] for key in SHAPE_KEYS if key in meta}
+    shape = model_shape(lm)
+    differs = [f"{key} {recorded[key]} vs {shape[key]}" for key in recorded if recorded[key] != shape[key]]
+    made_on, applied_to = _describe(meta.get("model"), recorded), _describe(lm.name, shape)
+    if differs:
+        raise TransferNeuronsError(
+            f"{source} was made on model {made_on}, not on --model {applied_to}: {', '.join(differs)}; "
+            "a detection applies only to a model of its shape"
+        )
+    if "model" in meta and meta["model"] != lm.name and not allow_mismatch:
+        raise TransferNeuronsError(
+            f"{source} was made on model {made_on}, not on --model {lm.name!r} (same shape, another name); "
+            "pass the --model it was made on, or --allow-model-mismatch if this is the same model under another name"
+        )

@@ -174,7 +174,7 @@ def test_cli_writes_tables_arrays_and_figures(cli_setup):
     assert {r["group"] for r in result["shares"]} == {"ja", "ja+ko"}
     eta2, p = load_npy(out / "eta2.npy"), load_npy(out / "anova_p.npy")
     assert eta2.shape == p.shape == (4, 4, 64)
-    neurons = np.array([[n["layer"], n["neuron"]] for n in json.loads((root / "type2/neurons.json").read_text())])
+    neurons = np.array([[n["layer"], n["neuron"]] for n in json.loads((root / "type2/neurons.json").read_text())["neurons"]])
     row = next(r for r in result["shares"] if r["type"] == "type2" and r["label"] == "language" and r["eta2_min"] == 0.1)
     passing = (eta2[0] >= 0.1) & (p[0] < 0.05)  # ja is language 0
     assert row["k_pass"] == int(passing[neurons[:, 0], neurons[:, 1]].sum())

@@ -35,7 +35,7 @@ def test_detect_writes_the_contract_files(setup):
     scores, mags = load_npy(root / "t1/scores.npy"), load_npy(root / "t1/magnitudes.npy")
     assert scores.shape == mags.shape == (4, 64) and scores.dtype == np.float32
     assert load_npy(root / "t1/centroids.npy").shape == (4, 32)
-    neurons = json.loads((root / "t1/neurons.json").read_text())
+    neurons = json.loads((root / "t1/neurons.json").read_text())["neurons"]
     meta = json.loads((root / "t1/meta.json").read_text())
     assert len(neurons) == 7 and meta["candidate_layers"] == [0, 1, 2]  # 62.5 % of 4 layers, rounded
     assert all(n["layer"] in (0, 1, 2) for n in neurons)
@@ -49,7 +49,7 @@ def test_same_inputs_give_identical_neurons_and_centroids_reuse(setup):
     main(["detect", "--type", "type2", *common, "--out", str(root / "a")])
     main(["centroids", "--type", "type2", *common[:-4], "--centroid-data", common[5], "--out", str(root / "c")])
     main(["detect", "--type", "type2", *common, "--centroids", str(root / "c/centroids.npy"), "--out", str(root / "b")])
-    a, b = ([[n["layer"], n["neuron"]] for n in json.loads((root / f"{x}/neurons.json").read_text())] for x in "ab")
+    a, b = ([[n["layer"], n["neuron"]] for n in json.loads((root / f"{x}/neurons.json").read_text())["neurons"]] for x in "ab")
     assert_same_ranking(a, b, load_npy(root / "a/scores.npy"))  # the centroids differ by batching (float32 sums)
     np.testing.assert_allclose(load_npy(root / "a/scores.npy"), load_npy(root / "b/scores.npy"), rtol=0, atol=1e-6)
     meta = json.loads((root / "a/meta.json").read_text())
@@ -60,7 +60,7 @@ def test_same_inputs_give_identical_neurons_and_centroids_reuse(setup):
 def test_layers_option_overrides_candidates(setup):
     root, common = setup
     main(["detect", "--type", "type1", *common, "--layers", "1:3", "--top-n", "5", "--out", str(root / "l")])
-    assert {n["layer"] for n in json.loads((root / "l/neurons.json").read_text())} <= {1, 2}
+    assert {n["layer"] for n in json.loads((root / "l/neurons.json").read_text())["neurons"]} <= {1, 2}
 
 
 def test_bad_inputs_exit_2_with_a_message(setup, capsys):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import re
+from pathlib import Path
 
+from ..batching import check_batch_size, default_batch_size, resolve_batch_size
 from ..conditions import DEFAULT_CONTROLS, Condition, build_conditions
 from ..data import ParallelPairs, Sentences, load_parallel, load_sentences
 from ..data.catalog import BUNDLED_KINDS
 from ..distributed import init_from_env
-from ..detection import Detection, read_detection
+from ..detection import Detection, check_detection_model, read_detection, read_meta
 from ..errors import TransferNeuronsError
 from ..models.loading import DEVICES, DTYPES, EMBEDDED, LoadedModel, load_model
 from ..tokens import limit_tokens
@@ -17,15 +20,26 @@ DATA_HELP = "a file path (.jsonl/.tsv/.csv/.txt), a bundled set name (see `data 
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
-    """--model, --device, --dtype, --batch-size."""
+    """--model, --revision, --device, --trust-remote-code, --adapter, --dtype, --batch-size, --max-tokens."""
     group = parser.add_argument_group("model")
     group.add_argument(
         "--model", default=EMBEDDED,
         help="Hugging Face hub id, local model folder, .gguf file, or 'embedded' (Gemma-3-270M; default)",
     )
-    group.add_argument("--device", default="cpu", choices=DEVICES, help="cpu (default), cuda, or auto (accelerate device_map)")
+    group.add_argument("--revision", default=None,
+                       help="hub ids only: branch, tag or commit of model and tokenizer (default main); "
+                       "the resolved commit is recorded in meta.json")
+    group.add_argument("--device", default="cpu", type=device_arg,
+                       help="cpu (default), cuda, cuda:N (one GPU), or auto (accelerate device_map over all GPUs)")
+    group.add_argument("--trust-remote-code", action="store_true",
+                       help="run the model repository's own modelling code (off by default; only for sources you trust)")
+    group.add_argument("--adapter", default=None, metavar="FILE",
+                       help="YAML/JSON naming the module paths and MLP-output norm of an architecture without a "
+                       "built-in adapter (fields of models.adapters.Adapter); checked by reconstruction at load")
     group.add_argument("--dtype", default=None, choices=tuple(DTYPES), help="weights dtype (default float32 on CPU, bfloat16 on GPU)")
-    group.add_argument("--batch-size", type=positive_int, default=16, help="sentences per forward pass (default 16)")
+    group.add_argument("--batch-size", type=batch_size_arg, default=None,
+                       help="sentences per forward pass, or 'auto': the largest batch that fits the GPU "
+                       "(default: auto on a GPU, 16 on CPU); detect records the size used in meta.json")
     group.add_argument("--max-tokens", type=positive_int, default=None,
                        help="cut each input to its first N tokens (default and upper bound: the model's context)")
 
@@ -56,13 +70,49 @@ def positive_int(text: str) -> int:
     return value
 
 
+def device_arg(text: str) -> str:
+    """argparse type: cpu, cuda, cuda:N or auto (whether that GPU exists is checked at load)."""
+    if text not in DEVICES and not re.fullmatch(r"cuda:\d+", text):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda, cuda:N or auto, got {text!r}")
+    return text
+
+
+def batch_size_arg(text: str) -> int | str:
+    """argparse type: a positive integer or 'auto'."""
+    try:
+        return check_batch_size(text, "--batch-size")
+    except TransferNeuronsError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def model_from_args(args: argparse.Namespace) -> LoadedModel:
-    """Load the model the options name (joining a torch.distributed group if launched in one)."""
+    """Load the model the options name (joining a torch.distributed group if launched in one).
+
+    Also turns --batch-size (given, or its device default) into the number every command uses.
+    """
     init_from_env()
-    lm = load_model(args.model, device=args.device, dtype=args.dtype)
+    lm = load_model(args.model, device=args.device, dtype=args.dtype, revision=args.revision,
+                    trust_remote_code=args.trust_remote_code, adapter=args.adapter)
     if args.max_tokens is not None:
         limit_tokens(lm, args.max_tokens)
+    args.batch_size = resolve_batch_size(lm, default_batch_size(lm) if args.batch_size is None else args.batch_size)
+    check_detections_model(args, lm)
     return lm
+
+
+def add_model_check_arg(parser: argparse.ArgumentParser) -> None:
+    """--allow-model-mismatch, for commands that apply a detection to --model."""
+    parser.add_argument("--allow-model-mismatch", action="store_true",
+                        help="use a detection made on a model of another name (same shape), e.g. a moved model folder")
+
+
+def check_detections_model(args: argparse.Namespace, lm: LoadedModel) -> None:
+    """Refuse detections (--detection, --detections, a --neurons folder) made on another model than --model."""
+    for option in ("detection", "detections", "neurons"):
+        values = getattr(args, option, None)
+        for value in [values] if isinstance(values, str) else values or []:
+            if (Path(value) / "meta.json").is_file():
+                check_detection_model(read_meta(value), lm, f"--{option} {value}", getattr(args, "allow_model_mismatch", False))
 
 
 def resolve_split(args: argparse.Namespace, spec: str, default: str) -> str | None:
@@ -105,6 +155,7 @@ def add_condition_args(parser: argparse.ArgumentParser, detection_required: bool
                        help="comma-separated control specs: random[:SEEDS], layer-matched[:SEEDS], magnitude-matched, "
                        "anti; empty for none (default: all four)")
     group.add_argument("--seeds", type=positive_int, default=5, help="seeds per seeded control (default 5)")
+    add_model_check_arg(group)
 
 
 def conditions_from_args(args: argparse.Namespace) -> tuple[Detection, list[Condition]]:
