@@ -2,9 +2,10 @@
 
 import pytest
 import torch
+from host_copies import HostCopies
 from tiny import ARCHITECTURES, SENTENCES, tiny_lm
 
-from transfer_neurons.capture import capture, last_token_index
+from transfer_neurons.capture import capture, iter_layer_internals, last_token_index
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
@@ -46,3 +47,35 @@ def test_gpt2_sentence_longer_than_n_positions_is_cut_to_the_context(caplog):
     for name in ("h", "a"):  # the same tokens in the same batch shape: equal up to float rounding
         torch.testing.assert_close(getattr(got, name), getattr(cut, name), atol=1e-5, rtol=1e-5)
     assert any("1 of 2 sentence(s) are longer than 128 tokens" in r.getMessage() for r in caplog.records)
+
+
+def test_kept_tensors_go_to_the_device_asked_for():
+    lm = tiny_lm("gemma3_text")
+    host = capture(lm, SENTENCES, want=("h", "a"), batch_size=4, progress=None)
+    assert host.h.device.type == "cpu" and host.a.dtype == torch.float32
+    meta = capture(lm, SENTENCES, want=("h", "a"), batch_size=4, progress=None, device="meta")
+    assert meta.h.device.type == "meta" and meta.h.shape == host.h.shape and meta.a.shape == host.a.shape
+
+
+def test_on_model_device_capture_makes_no_host_copies():
+    lm = tiny_lm("llama")
+    with HostCopies() as to_host:
+        capture(lm, SENTENCES * 3, want=("h", "m", "a"), batch_size=2, progress=None)
+    with HostCopies() as on_device:
+        capture(lm, SENTENCES * 3, want=("h", "m", "a"), batch_size=2, progress=None, device=lm.view.device)
+    assert len(to_host.calls) == 3 * 9  # one copy per quantity and batch (9 batches), none per layer
+    assert on_device.calls == []
+
+
+def test_layer_internals_stay_per_layer_and_stack_to_capture():
+    lm = tiny_lm("gemma3_text", padding_side="left")
+    stacked = capture(lm, SENTENCES, want=("embed", "m", "a"), batch_size=len(SENTENCES), sort_by_length=False,
+                      progress=None)
+    [(indices, layers)] = list(iter_layer_internals(lm, SENTENCES, ("embed", "m", "a"), len(SENTENCES),
+                                                    sort_by_length=False, progress=None))
+    assert indices == list(range(len(SENTENCES))) and layers.h is None
+    assert len(layers.m) == len(layers.a) == lm.view.num_layers
+    for layer in range(lm.view.num_layers):
+        torch.testing.assert_close(layers.m[layer], stacked.m[:, layer])
+        torch.testing.assert_close(layers.a[layer], stacked.a[:, layer])
+    torch.testing.assert_close(layers.embed, stacked.embed)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from host_copies import HostCopies
 from tiny import SENTENCES, assert_same_ranking, tiny_lm
 
 from transfer_neurons.capture import capture
@@ -98,3 +99,42 @@ def test_default_top_n_is_the_papers_share_of_the_model_for_both_types():
     type1, type2 = default_candidate_layers(18, "type1"), default_candidate_layers(18, "type2")
     assert len(type1) != len(type2)
     assert default_top_n(1, 1)[0] == 1  # never zero
+
+
+def truncated(lm, layers: int):
+    """The same tiny model cut to its first `layers` decoder layers."""
+    del lm.view.layers[layers:]
+    lm.model.config.num_hidden_layers = layers
+    return lm
+
+
+def test_scoring_copies_to_the_host_once_per_run_not_per_layer_or_batch():
+    copies = {}
+    for layers in (2, 4):
+        lm = truncated(tiny_lm("llama"), layers)
+        centroids = language_centroids(lm, SENTENCES)
+        for batches in (1, 5):
+            with HostCopies() as seen:
+                score_neurons(lm, centroids, SENTENCES * batches, batch_size=len(SENTENCES), progress=None)
+            copies[layers, batches] = sorted(seen.calls)
+    assert copies[2, 1] == copies[2, 5] == copies[4, 1] == copies[4, 5], copies
+    assert copies[2, 1], "the final sums must be seen reaching the host"
+
+
+def test_bfloat16_weights_score_close_to_the_slow_formula():
+    lm = tiny_lm("llama")
+    lm.model.to(torch.bfloat16)
+    centroids = language_centroids(lm, SENTENCES, batch_size=3)
+    fast = score_neurons(lm, centroids, SENTENCES, batch_size=4, progress=None).scores
+    slow = slow_scores(lm, centroids, SENTENCES)
+    # q = V^T b is multiplied in bfloat16 (8 significant bits) like the forward, not in float32
+    assert np.abs(fast - slow).max() <= 2e-2 * np.abs(slow).max()
+    assert np.corrcoef(fast.ravel(), slow.ravel())[0, 1] > 0.999
+
+
+def test_auto_batch_size_gives_the_same_scores():
+    lm = tiny_lm("gemma3_text")
+    centroids = language_centroids(lm, SENTENCES, batch_size="auto")
+    auto = score_neurons(lm, centroids, SENTENCES, batch_size="auto", progress=None)
+    fixed = score_neurons(lm, centroids, SENTENCES, batch_size=2, progress=None)
+    assert np.abs(auto.scores - fixed.scores).max() <= 1e-5  # float32 sums of other batches

@@ -3,7 +3,10 @@
 For every decoder layer l it can keep `h[l]` (raw layer output), `m[l]` (the residual
 before the MLP block, `h[l]` minus what the MLP block adds) and the effective neuron
 activations `a[l]`, plus the embedding output `h[-1]`. Only what is asked for is
-kept, in float32 on CPU, so memory grows with sentences x layers x width of what is kept.
+kept, in float32. `iter_layer_internals` leaves every layer's tensors on the device that
+computed them, so callers that reduce each batch (scores, centroids) never copy
+internals to the host; `iter_internals` and `capture` stack them on one device, the host
+by default, where memory grows with sentences x layers x width of what is kept.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from .batching import AUTO, check_batch_size, resolve_batch_size
 from .distributed import is_main
 from .errors import TransferNeuronsError
+from .log import progress_enabled
 from .models.loading import LoadedModel
 from .tokens import encode_within_context
 
@@ -25,12 +30,38 @@ QUANTITIES = ("embed", "h", "m", "a")
 
 @dataclass
 class Internals:
-    """Last-real-token internals of some sentences, float32 on CPU, in input order."""
+    """Last-real-token internals of some sentences, float32 on one device (the host by default), in input order."""
 
     embed: torch.Tensor | None = None  # [n, d_model]  h[-1], the embedding output
     h: torch.Tensor | None = None  # [n, layer, d_model]
     m: torch.Tensor | None = None  # [n, layer, d_model]
     a: torch.Tensor | None = None  # [n, layer, d_ff]  effective activations
+
+
+@dataclass
+class LayerInternals:
+    """One batch's last-real-token internals, float32, one tensor per layer on the device that computed it."""
+
+    embed: torch.Tensor | None = None  # [batch, d_model]
+    h: list[torch.Tensor] | None = None  # per layer [batch, d_model]
+    m: list[torch.Tensor] | None = None  # per layer [batch, d_model]
+    a: list[torch.Tensor] | None = None  # per layer [batch, d_ff]  effective activations
+
+    def stacked(self, device: torch.device | str = "cpu") -> Internals:
+        """The same internals as [batch, layer, width] tensors on one device."""
+        return Internals(
+            embed=None if self.embed is None else self.embed.to(device),
+            h=None if self.h is None else stack_on(self.h, device, dim=1),
+            m=None if self.m is None else stack_on(self.m, device, dim=1),
+            a=None if self.a is None else stack_on(self.a, device, dim=1),
+        )
+
+
+def stack_on(parts: Sequence[torch.Tensor], device: torch.device | str, dim: int = 0) -> torch.Tensor:
+    """Stack per-layer tensors on `device`: one copy when they share a device, one per layer otherwise."""
+    if len({part.device for part in parts}) == 1:
+        return torch.stack(list(parts), dim=dim).to(device)
+    return torch.stack([part.to(device) for part in parts], dim=dim)
 
 
 @dataclass
@@ -86,13 +117,20 @@ class _Recorder:
 
     lm: LoadedModel
     want: frozenset[str]
-    rows: torch.Tensor = field(default=None)  # [batch]
-    last: torch.Tensor = field(default=None)  # [batch]
     store: dict = field(default_factory=dict)
+    index: dict = field(default_factory=dict)  # device -> (rows [batch], last [batch]) of the current batch
+
+    def start(self, last: torch.Tensor) -> None:
+        """Begin a batch whose rows end at positions `last` [batch] (on the input device)."""
+        self.index = {last.device: (torch.arange(len(last), device=last.device), last)}
 
     def _at_last(self, x: torch.Tensor) -> torch.Tensor:
-        """x [batch, seq, width] -> [batch, width] float32 at each row's last real token."""
-        return x[self.rows.to(x.device), self.last.to(x.device)].float()
+        """x [batch, seq, width] -> [batch, width] float32 at each row's last real token, on x's device."""
+        if x.device not in self.index:  # a layer on another device (device_map): one small copy per batch
+            rows, last = next(iter(self.index.values()))
+            self.index[x.device] = (rows.to(x.device), last.to(x.device))
+        rows, last = self.index[x.device]
+        return x[rows, last].float()
 
     @contextmanager
     def hooks(self) -> Iterator[None]:
@@ -132,46 +170,52 @@ class _Recorder:
 
         return hook
 
-    def collect(self) -> Internals:
-        """Turn one batch's stored tensors into Internals (CPU, float32)."""
-        view, out = self.lm.view, Internals()
-        layers = range(view.num_layers)
+    def collect(self) -> LayerInternals:
+        """Turn one batch's stored tensors into LayerInternals (float32, where they were computed)."""
+        store, out = self.store, LayerInternals()
+        layers = range(self.lm.view.num_layers)
         if "embed" in self.want:
-            out.embed = self.store["embed"].cpu()
-        if self.want & {"h", "m"}:
-            h = torch.stack([self.store[("h", l)].cpu() for l in layers], dim=1)
-            if "h" in self.want:
-                out.h = h
-            if "m" in self.want:
-                out.m = h - torch.stack([self.store[("mlp", l)].cpu() for l in layers], dim=1)
+            out.embed = store["embed"]
+        if "h" in self.want:
+            out.h = [store[("h", l)] for l in layers]
+        if "m" in self.want:
+            out.m = [store[("h", l)] - store[("mlp", l)] for l in layers]
         if "a" in self.want:
-            out.a = torch.stack([self._effective_a(l) for l in layers], dim=1)
-        self.store.clear()
+            out.a = [self._effective_a(l) for l in layers]
+        self.store = {}
         return out
 
     def _effective_a(self, layer: int) -> torch.Tensor:
         """a / rms(u) where the MLP output passes an RMS norm, else a itself: [batch, d_ff]."""
-        a = self.store[("a", layer)].cpu()
+        a = self.store[("a", layer)]
         if ("u", layer) not in self.store:
             return a
-        u = self.store[("u", layer)].cpu()
+        u = self.store[("u", layer)]
         rms = torch.sqrt(u.pow(2).mean(dim=-1, keepdim=True) + self.lm.view.norm_eps(layer))
         return a / rms
 
 
+def batch_size_for(lm: LoadedModel, batch_size: int | str, texts: Sequence[str]) -> int:
+    """batch_size itself, or the size "auto" finds for the longest of these texts (batching.py)."""
+    batch_size = check_batch_size(batch_size)
+    if batch_size != AUTO or not texts:
+        return resolve_batch_size(lm, batch_size)
+    return resolve_batch_size(lm, AUTO, max(encode_within_context(lm, texts), key=len), len(texts))
+
+
 @torch.no_grad()
-def iter_internals(
+def iter_layer_internals(
     lm: LoadedModel,
     texts: Sequence[str],
     want: Sequence[str] = ("h",),
-    batch_size: int = 16,
+    batch_size: int | str = 16,
     sort_by_length: bool = True,
     progress: str | None = "capture",
-) -> Iterator[tuple[list[int], Internals]]:
-    """Run the model over batches and yield (input indices, Internals) per batch.
+) -> Iterator[tuple[list[int], LayerInternals]]:
+    """Run the model over batches and yield (input indices, LayerInternals) per batch.
 
     Runs the decoder stack only (no unembedding), so the cost is the model's own
-    forward pass; analyses that need streaming (scores, specificity) consume this.
+    forward pass; nothing is copied off the device. batch_size may be "auto".
     """
     if not texts:
         raise TransferNeuronsError("no sentences to run the model on")
@@ -179,36 +223,55 @@ def iter_internals(
     if unknown:
         raise TransferNeuronsError(f"unknown quantities {sorted(unknown)}; choose from {QUANTITIES}")
     recorder = _Recorder(lm, frozenset(want))
-    batches = make_batches(lm, texts, batch_size, sort_by_length)
+    batches = make_batches(lm, texts, batch_size_for(lm, batch_size, texts), sort_by_length)
     device = lm.view.device
     with recorder.hooks():
-        for batch in tqdm(batches, desc=progress, disable=progress is None or not is_main(), unit="batch"):
-            recorder.rows = torch.arange(len(batch.indices))
-            recorder.last = batch.last
+        for batch in tqdm(batches, desc=progress, disable=progress is None or not is_main() or not progress_enabled(), unit="batch"):
+            attention_mask = batch.attention_mask.to(device)
+            recorder.start(last_token_index(attention_mask))
             lm.view.decoder(
                 input_ids=batch.input_ids.to(device),
-                attention_mask=batch.attention_mask.to(device),
+                attention_mask=attention_mask,
                 position_ids=batch.position_ids.to(device),
                 use_cache=False,
             )
             yield batch.indices, recorder.collect()
 
 
+def iter_internals(
+    lm: LoadedModel,
+    texts: Sequence[str],
+    want: Sequence[str] = ("h",),
+    batch_size: int | str = 16,
+    sort_by_length: bool = True,
+    progress: str | None = "capture",
+    device: torch.device | str = "cpu",
+) -> Iterator[tuple[list[int], Internals]]:
+    """Like iter_layer_internals, with each batch stacked as Internals on `device` (the host by default).
+
+    Callers that reduce each batch can pass `device=lm.view.device` to keep internals on the model's device.
+    """
+    for indices, layers in iter_layer_internals(lm, texts, want, batch_size, sort_by_length, progress):
+        yield indices, layers.stacked(device)
+
+
 def capture(
     lm: LoadedModel,
     texts: Sequence[str],
     want: Sequence[str] = ("h",),
-    batch_size: int = 16,
+    batch_size: int | str = 16,
     sort_by_length: bool = True,
     progress: str | None = "capture",
+    device: torch.device | str = "cpu",
 ) -> Internals:
-    """Capture the requested last-token internals of all sentences, in input order."""
+    """Capture the requested last-token internals of all sentences, in input order, on `device` (the host by default)."""
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in want}
     order: list[int] = []
-    for indices, batch in iter_internals(lm, texts, want, batch_size, sort_by_length, progress):
+    for indices, batch in iter_internals(lm, texts, want, batch_size, sort_by_length, progress, device):
         order.extend(indices)
         for name in want:
             parts[name].append(getattr(batch, name))
     inverse = torch.empty(len(order), dtype=torch.long)
     inverse[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))
+    inverse = inverse.to(device)
     return Internals(**{name: torch.cat(chunks)[inverse] for name, chunks in parts.items()})

@@ -7,8 +7,9 @@ q_i = v_i.b and n_i = |v_i|^2 the shifted cosine is
     (b.C + a_i p_i) / (|C| sqrt(|b|^2 + 2 a_i q_i + a_i^2 n_i))
 
 so one [batch, d_model] x [d_model, d_ff] product per layer (q) is all the extra work:
-no [d_ff, d_model] array per sentence. Sums over sentences are kept in float64, so
-memory is layers x d_ff whatever the number of sentences.
+no [d_ff, d_model] array per sentence. Sums over sentences are kept in float64 on each
+layer's device, so memory is layers x d_ff whatever the number of sentences, and only
+those sums reach the host, once per run.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from . import distributed
-from .capture import iter_internals
+from .capture import iter_layer_internals, stack_on
 from .errors import TransferNeuronsError
 from .models.loading import LoadedModel
 
@@ -58,13 +59,14 @@ def layer_score_sum(
 ) -> torch.Tensor:
     """Sum over a batch of every neuron's score at one layer: b [n, d_model], a [n, d_ff] -> [d_ff].
 
-    cos(b, C) is the same for every neuron, so its batch sum is subtracted once, and
-    1/|C| is applied to the sums: the [n, d_ff] work is a few in-place float64 passes.
+    b and a are on the layer's weight device (capture leaves them there). cos(b, C) is the
+    same for every neuron, so its batch sum is subtracted once, and 1/|C| is applied to
+    the sums: the [n, d_ff] work is a few in-place float64 passes.
     """
     p, n, c_norm, c = terms.p[layer], terms.n[layer], terms.c_norm[layer], terms.c[layer]
-    q = lm.view.dot_values(layer, b).to(p.device, torch.float64)  # [n, d_ff]
-    b = b.to(p.device, torch.float64)
-    a = a.to(p.device, torch.float64)
+    q = lm.view.dot_values(layer, b).double()  # [n, d_ff]
+    b = b.double()
+    a = a.double()
     bc = (b @ c)[:, None]  # [n, 1]
     bb = b.pow(2).sum(dim=1, keepdim=True)  # [n, 1]
     base = (bc / bb.clamp_min(_TINY).sqrt()).sum()  # sum of |C| cos(b, C)
@@ -78,13 +80,14 @@ def score_neurons(
     lm: LoadedModel,
     centroids: torch.Tensor,
     texts: Sequence[str],
-    batch_size: int = 16,
+    batch_size: int | str = 16,
     progress: str | None = "score",
 ) -> NeuronScores:
     """Mean score and contribution norm of all neurons over the scoring sentences.
 
-    centroids: [layer, d_model] (C1 for Type-1, C2 for Type-2). Under torch.distributed
-    each rank scores its shard and the sums are all-reduced before the mean.
+    centroids: [layer, d_model] (C1 for Type-1, C2 for Type-2); batch_size may be "auto".
+    Internals stay on each layer's device; the [layer, d_ff] sums come to the host once.
+    Under torch.distributed each rank scores its shard and the sums are all-reduced.
     """
     view = lm.view
     if centroids.shape != (view.num_layers, view.d_model):
@@ -93,25 +96,27 @@ def score_neurons(
             f"({view.num_layers}, {view.d_model})"
         )
     terms = _LayerTerms(lm, centroids)
-    layer_sums = [torch.zeros_like(n) for n in terms.n]  # [d_ff] float64 per layer, on its weight's device
-    abs_a_sum = torch.zeros(view.num_layers, view.d_ff, dtype=torch.float64)  # on CPU, like captured a
-    count = torch.zeros((), dtype=torch.float64)
+    score_sums = [torch.zeros_like(n) for n in terms.n]  # [d_ff] float64 per layer, on its weight's device
+    abs_a_sums = [torch.zeros_like(n) for n in terms.n]  # [d_ff] float64 per layer, likewise
+    count = 0
     shard = distributed.shard(texts)
     if shard:
-        for _, batch in iter_internals(lm, shard, ("m", "a"), batch_size, progress=progress):
-            for layer, total in enumerate(layer_sums):
-                total += layer_score_sum(lm, terms, layer, batch.m[:, layer], batch.a[:, layer])
-            abs_a_sum += batch.a.abs().sum(dim=0)  # [layer, d_ff]
-            count += batch.m.shape[0]
-    score_sum = torch.stack([total.cpu() for total in layer_sums])  # [layer, d_ff]
-    score_sum, abs_a_sum, count = distributed.all_reduce_sum(score_sum, abs_a_sum, count)
+        for _, batch in iter_layer_internals(lm, shard, ("m", "a"), batch_size, progress=progress):
+            for layer, (b, a) in enumerate(zip(batch.m, batch.a)):  # [n, d_model], [n, d_ff]
+                score_sums[layer] += layer_score_sum(lm, terms, layer, b, a)
+                abs_a_sums[layer] += a.abs().sum(dim=0)
+            count += len(batch.a[0])
+    score_sum, abs_a_sum, value_norms = (stack_on(sums, "cpu") for sums in (score_sums, abs_a_sums, terms.n))
+    score_sum, abs_a_sum, total = distributed.all_reduce_sum(
+        score_sum, abs_a_sum, torch.tensor(count, dtype=torch.float64)
+    )
+    count = int(total)
     if count == 0:
         raise TransferNeuronsError("no sentences to score neurons on")
-    value_norms = torch.stack([n.cpu() for n in terms.n]).sqrt()  # [layer, d_ff]
     return NeuronScores(
-        scores=(score_sum / count).float().cpu().numpy(),
-        magnitudes=(abs_a_sum / count * value_norms).float().cpu().numpy(),
-        num_sentences=int(count.item()),
+        scores=(score_sum / count).float().numpy(),  # [layer, d_ff]
+        magnitudes=(abs_a_sum / count * value_norms.sqrt()).float().numpy(),
+        num_sentences=count,
     )
 
 

@@ -168,8 +168,12 @@ class ModelView:
         if gain is not None:
             x = x * gain.to(x.device)
         # Linear stores W as [d_model, d_ff]; GPT-2's Conv1D as [d_ff, d_model]
-        w = weight.float()
-        return x @ (w.T if self.adapter.value_vectors_are_rows else w)
+        w = weight.T if self.adapter.value_vectors_are_rows else weight
+        if w.dtype == torch.float32:
+            return x @ w
+        # half-precision weights: multiply in their dtype (float32 accumulation) as the forward
+        # does, rather than copy the whole [d_model, d_ff] weight to float32 on every call
+        return (x.to(w.dtype) @ w).float()
 
     @torch.no_grad()
     def out_bias(self, layer: int) -> torch.Tensor | None:
