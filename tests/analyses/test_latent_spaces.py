@@ -7,11 +7,14 @@ import pytest
 from tiny import save_model, tiny_lm, write_jsonl
 
 from transfer_neurons.analyses.latent_spaces import (
+    centred_cosine_to,
     centroid_cosines,
     components_for_variance,
+    l2_rows,
     latent_spaces,
     merge_numbers,
     merge_rows,
+    own_nearest,
 )
 from transfer_neurons.cli import main
 from transfer_neurons.conditions import Condition
@@ -65,6 +68,24 @@ def test_merge_numbers_hand_computed():
     assert distance[0, 0] == pytest.approx(np.hypot(1, 5)) and separation[0, 0] == pytest.approx(np.hypot(1, 5) / np.sqrt(0.5))
 
 
+def test_own_nearest_on_constructed_states():
+    mean = np.zeros((1, 3))  # one layer, d = 3; centroids of hub, L2 and a third language on the axes
+    centroids = np.eye(3)[:, None, :]  # [lang, layer, d]
+    states = np.array([[0.1, 0.9, 0.0], [0.9, 0.1, 0.0], [0.2, 0.5, 0.6], [0.0, 3.0, 2.9]])[:, None, :]
+    assert own_nearest(states, centroids, 1, mean)[:, 0].tolist() == [1.0, 0.0, 0.0, 1.0]
+    # centring changes the answer: subtract a mean near the L2 centroid and the first state points to the hub side
+    assert own_nearest(states[:1], centroids, 1, np.array([[0.0, 0.95, 0.0]]))[0, 0] == 0.0
+    tie = np.array([[1.0, 1.0, 0.0]])[:, None, :]
+    assert own_nearest(tie, centroids, 1, mean)[0, 0] == 0.0  # a tie is not "own"
+
+
+def test_centred_cosine_to_a_centroid_hand_computed():
+    states = np.array([[2.0, 1.0], [1.0, 3.0]])[:, None, :]  # [n, layer, d]
+    mean = np.array([[1.0, 1.0]])
+    cos = centred_cosine_to(states, np.array([[3.0, 1.0]]), mean)  # centred: (1, 0), (0, 2) vs (2, 0)
+    np.testing.assert_allclose(cos[:, 0], [1.0, 0.0], atol=1e-12)  # exact up to float rounding
+
+
 TEXTS = {
     "en": ["The cat sleeps.", "I like green tea.", "Where is the station?", "It is raining today.", "My brother is a doctor."],
     "ja": ["猫が寝ている。", "緑茶が好きです。", "駅はどこですか。", "今日は雨が降っています。", "兄は医者です。"],
@@ -85,6 +106,14 @@ def test_latent_spaces_hub_untouched_and_empty_sets_change_nothing():
     assert none.projection[1].shape == (5, 4, 2) and ls.explained.shape == (4, 2)
     rows = [r for r in merge_rows(ls) if r["condition"] == "anti"]
     assert all(r["drop"] == 0 and r["p_vs_none"] == 1 for r in rows)
+    claim2 = l2_rows(ls, (2, 3))
+    assert {(r["lang"], r["metric"]) for r in claim2} == {(l, m) for l in ("ja", "ko") for m in ("own_nearest", "hub_cosine")}
+    assert all(r["drop"] == 0 for r in claim2 if r["condition"] == "anti")  # empty sets change nothing
+    assert all(r["layer"] == "2-3" and r["items"] == 5 for r in claim2)
+    moved = [r for r in claim2 if r["condition"] == "transfer" and r["metric"] == "hub_cosine"]
+    assert all(abs(r["drop"]) > 0 for r in moved)  # layer 3 states moved, so their cosine to en moved
+    shares = [r["mean"] for r in claim2 if r["metric"] == "own_nearest"]
+    assert all(0.0 <= v <= 1.0 for v in shares)
     with pytest.raises(TransferNeuronsError):
         latent_spaces(lm, {"ja": TEXTS["ja"]}, "en", conditions, neurons, progress=False)
 

@@ -81,7 +81,15 @@ def test_detect_command_runs_on_a_saved_model(arch, tmp_path):
     assert main(["detect", "--type", "type2", "--lang", "ja", "--model", str(tmp_path / "model"),
                  "--centroid-data", str(data), "--score-data", str(data), "--top-n", "5",
                  "--batch-size", "2", "--out", str(tmp_path / "det")]) == 0
-    neurons = json.loads((tmp_path / "det/neurons.json").read_text())
+    neurons = json.loads((tmp_path / "det/neurons.json").read_text())["neurons"]
     scores = load_npy(tmp_path / "det/scores.npy")  # [layer, d_ff]
     assert len(neurons) == 5 and {n["layer"] for n in neurons} <= {3}  # type2: the last 37.5 % of 4 layers
     assert np.isfinite(scores).all() and neurons[0]["score"] == pytest.approx(float(scores[3].max()))
+
+
+def test_precision_names_dtype_and_quantisation():
+    view = tiny_lm("llama").view
+    assert view.precision("tiny") == {"dtype": "float32", "quantisation": "none"}
+    assert view.precision("embedded:gemma-3-270m-it-Q4_K_M.gguf")["quantisation"] == "GGUF Q4_K_M, de-quantised to float32 on load"
+    view.model.config.quantization_config = {"quant_method": "bitsandbytes", "bits": 4}
+    assert view.precision("x")["quantisation"] == "bitsandbytes 4-bit"

@@ -81,14 +81,20 @@ def test_claims_table_comes_first_with_a_verdict_per_claim(study):
     out, _ = study
     html = (out / "report.html").read_text(encoding="utf-8")
     claims = html[html.index('<section id="claims">'):html.index('<section id="model">')]
-    for text in ("Type-1 deactivation lowers", "merges the language spaces", "more language-specific",
-                 "expected layers", "QA drops more"):
+    for text in ("Type-1 deactivation lowers", "own language", "more language-specific", "expected layers",
+                 "QA drops more", "reasoning accuracy", "LAPE", "Random neurons", "mutual-kNN", "activation-pattern",
+                 "what the paper reports", "rests on"):
+        assert text in claims
+    # the banner above the table: model, dtype, quantisation, sizes, quick or not
+    assert claims.index('class="banner"') < claims.index("<table")
+    for text in ("dtype float32", "quantisation none", "scoring sentences", "test pairs", "full sizes (not --quick)"):
         assert text in claims
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    assert [c["number"] for c in results["claims"]] == [1, 2, 3, 4, 5]
-    assert {c["status"] for c in results["claims"]} <= {"supported", "not supported", "not run"}
+    assert [c["number"] for c in results["claims"]] == list(range(1, 11))
+    assert {c["status"] for c in results["claims"]} <= {"supported", "not supported", "inconclusive", "not run"}
     assert all(c["status"] != "not run" for c in results["claims"])  # every stage a claim needs ran
-    assert all(c["statistic"] for c in results["claims"])
+    assert all(c["statistic"] and c["paper"] for c in results["claims"])
+    assert all(c["units"] for c in results["claims"]) and all("ja" in " ".join(c["units"]) for c in results["claims"])
 
 
 def test_results_json_holds_config_model_and_every_stage(study):

@@ -14,6 +14,13 @@ of monolingual sentences give, per layer:
   spaces, deactivating them should shrink both in the final layers.
 The merge numbers are set-level, so their intervals come from a paired bootstrap that
 resamples sentences within each language (the same resamples for every condition).
+
+Claim 2 is decided per L2 on two per-sentence statistics against fixed references (the
+undeactivated language centroids and the centring mean): `own_nearest`, whether the
+sentence's state is nearest (centred cosine) to its own language's centroid among all the
+languages' centroids, and `hub_cosine`, its centred cosine to the hub (English) centroid.
+If Type-2 neurons carry states into their language's own space, deactivating them lowers
+the first and raises the second in the final layers.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from ..errors import TransferNeuronsError  # noqa: E402
 from ..models.loading import LoadedModel  # noqa: E402
 from ..states import StateProvider, provider_for  # noqa: E402
 from ..stats import resample_counts  # noqa: E402
-from .effects import summarise_boot  # noqa: E402
+from .effects import summarise_boot, summarise_layer_range  # noqa: E402
 from .similarity import COLOURS  # noqa: E402
 
 THRESHOLDS = (0.90, 0.95, 0.99)
@@ -46,6 +53,11 @@ MERGE_TITLES = {
     "separation": "centroid distance / within-language spread",
 }
 PROJECTED = ("none", "transfer")  # conditions whose states are projected for the PCA figures
+L2_METRICS = ("own_nearest", "hub_cosine")
+L2_TITLES = {
+    "own_nearest": "share of L2 states nearest (centred cosine) to their own language's centroid",
+    "hub_cosine": "centred cosine of L2 states to the hub-language centroid",
+}
 
 
 # ---------------------------------------------------------------- per-set quantities
@@ -98,6 +110,34 @@ def merge_numbers(states: Sequence[np.ndarray], counts: Sequence[np.ndarray]) ->
     return distance, distance / np.maximum(spread, 1e-30)
 
 
+def _unit(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length along the last axis (zero rows stay zero)."""
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-30)
+
+
+def own_nearest(states: np.ndarray, centroids: np.ndarray, own: int, mean: np.ndarray) -> np.ndarray:
+    """Whether each state is nearest, by centred cosine, to centroid `own`: states [n, layer, d],
+    centroids [lang, layer, d], mean [layer, d] -> [n, layer] of 0.0 / 1.0 (ties count as not own)."""
+    x = _unit(np.asarray(states, dtype=np.float64) - mean)  # [n, layer, d]
+    c = _unit(np.asarray(centroids, dtype=np.float64) - mean)  # [lang, layer, d]
+    cos = np.einsum("nld,ald->nla", x, c)  # [n, layer, lang]
+    others = np.delete(cos, own, axis=2).max(axis=2)  # [n, layer]
+    return (cos[:, :, own] > others).astype(np.float64)
+
+
+def centred_cosine_to(states: np.ndarray, centroid: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Centred cosine of each state to one centroid: states [n, layer, d], centroid and mean [layer, d] -> [n, layer]."""
+    x = _unit(np.asarray(states, dtype=np.float64) - mean)
+    c = _unit(np.asarray(centroid, dtype=np.float64) - mean)
+    return np.einsum("nld,ld->nl", x, c)
+
+
+def l2_statistics(states: np.ndarray, own: int, centroids: np.ndarray, mean: np.ndarray) -> dict[str, np.ndarray]:
+    """Claim 2's per-sentence statistics of one L2's states (centroid 0 is the hub's): metric -> [n, layer]."""
+    return {"own_nearest": own_nearest(states, centroids, own, mean),
+            "hub_cosine": centred_cosine_to(states, centroids[0], mean)}
+
+
 # ---------------------------------------------------------------- the analysis
 
 
@@ -123,6 +163,8 @@ class LatentSpaces:
     explained: np.ndarray  # [layer, 2] variance share of the two PCA axes (fitted on undeactivated states)
     sentences: dict[str, int] = field(default_factory=dict)  # lang -> sentence count
     thresholds: tuple[float, ...] = THRESHOLDS
+    # condition label -> L2 -> metric (L2_METRICS) -> [n, layer], against the undeactivated centroids
+    l2: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)
 
 
 def summarise_condition(
@@ -177,16 +219,20 @@ def latent_spaces(
     pcas = [PCA(n_components=2, random_state=seed).fit(stacked[:, l]) for l in range(stacked.shape[1])]
     rng = np.random.default_rng(seed)
     counts = [resample_counts(len(texts[lang]), n_boot, rng) for lang in langs]
-    spaces = {}
+    mean = stacked.mean(axis=0)  # [layer, d]
+    reference = np.stack([b.double().numpy().mean(axis=0) for b in base])  # [lang, layer, d] undeactivated centroids
+    spaces, l2 = {}, {}
     for condition in conditions:
         chosen = neurons.get(condition.label, {})
         states = [base[i] if i == 0 or chosen.get(lang) is None else grab(lang, chosen[lang], condition.label)
                   for i, lang in enumerate(langs)]
         spaces[condition.label] = summarise_condition(
             states, counts, pcas if condition.label in PROJECTED else None, thresholds)
-    return LatentSpaces(langs, list(conditions), spaces, stacked.mean(axis=0),
+        l2[condition.label] = {lang: l2_statistics(states[i].double().numpy(), i, reference, mean)
+                               for i, lang in enumerate(langs) if i > 0}
+    return LatentSpaces(langs, list(conditions), spaces, mean,
                         np.stack([p.explained_variance_ratio_ for p in pcas]),
-                        {lang: len(texts[lang]) for lang in langs}, tuple(thresholds))
+                        {lang: len(texts[lang]) for lang in langs}, tuple(thresholds), l2)
 
 
 # ---------------------------------------------------------------- tables
@@ -200,6 +246,16 @@ def merge_rows(ls: LatentSpaces) -> list[dict]:
         point = {label: s.merge[metric] for label, s in ls.spaces.items()}
         boot = {label: s.merge_boot[metric] for label, s in ls.spaces.items()}
         rows += summarise_boot(point, boot, ls.conditions, metric, items)
+    return rows
+
+
+def l2_rows(ls: LatentSpaces, layers: Sequence[int], seed: int = 0) -> list[dict]:
+    """Effects rows (effects.summarise_layer_range, plus "lang") of claim 2's statistics per L2, mean over `layers`."""
+    rows = []
+    for lang in ls.langs[1:]:
+        for metric in L2_METRICS:
+            values = {label: per_lang[lang][metric] for label, per_lang in ls.l2.items()}
+            rows += [{"lang": lang, **r} for r in summarise_layer_range(values, ls.conditions, metric, layers, seed)]
     return rows
 
 

@@ -8,6 +8,7 @@ residual (so `m[l] = h[l] - that output`), and whether that output passes an RMS
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
@@ -130,6 +131,20 @@ class ModelView:
 
     def unembed(self) -> nn.Module:
         return _get(self.model, self.adapter.unembed)
+
+    def precision(self, source: str = "") -> dict[str, str]:
+        """The dtype the weights run in and any quantisation (bitsandbytes etc., or a GGUF source de-quantised on load)."""
+        dtype = str(next(self.model.parameters()).dtype).removeprefix("torch.")
+        config = getattr(self.model.config, "quantization_config", None)
+        if config is not None:
+            method = config.get("quant_method") if isinstance(config, dict) else getattr(config, "quant_method", None)
+            bits = config.get("bits") if isinstance(config, dict) else getattr(config, "bits", None)
+            return {"dtype": dtype, "quantisation": f"{method}" + (f" {bits}-bit" if bits else "")}
+        if ".gguf" in source.lower():
+            found = re.search(r"(?i)(i?q\d+_[a-z0-9_]+?|bf16|f16|f32)(?=\.gguf)", source)
+            kind = found.group(1).upper() if found else "quantised"
+            return {"dtype": dtype, "quantisation": f"GGUF {kind}, de-quantised to {dtype} on load"}
+        return {"dtype": dtype, "quantisation": "none"}
 
     def logit_scale(self) -> float:
         """The factor the model's head multiplies its logits by (1 for most architectures)."""

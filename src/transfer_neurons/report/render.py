@@ -20,7 +20,7 @@ import yaml
 from .. import __version__
 from ..errors import TransferNeuronsError
 from ..outputs import read_manifest, write_bytes, write_json
-from .claims import NOT_RUN, SUPPORTED, evaluate_claims
+from .claims import BASELINE_MARGIN, FLOOR, INCOMPLETE, INCONCLUSIVE, NOT_RUN, SUPPORTED, evaluate_claims
 
 SECTIONS = (
     ("claims", "Claims", None),
@@ -66,6 +66,7 @@ h3{font-size:15px;margin:16px 0 6px}.meta{color:#666;font-size:12px}
 table{border-collapse:collapse;margin:6px 0 10px;font-size:12.5px}th,td{border:1px solid #ddd;padding:3px 7px;vertical-align:top;text-align:left}
 th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .supported{background:#dff3df;font-weight:600}.not-supported{background:#f8dede;font-weight:600}.not-run{background:#eee;color:#666}
+.inconclusive,.incomplete{background:#fff3cd;font-weight:600}.banner{background:#f6f8fa;border:1px solid #ddd;padding:6px 10px;margin:8px 0}
 .failed{color:#a00}.figs img{max-width:100%;border:1px solid #eee;margin:4px 0}.half img{max-width:49%;vertical-align:top}caption{text-align:left;color:#555;font-size:12px;padding:2px 0}
 nav a{margin-right:10px;font-size:12px}.stat{font-size:12px}
 """
@@ -129,7 +130,7 @@ def model_facts(summaries: dict[str, dict]) -> dict:
     for name, summary in summaries.items():
         if name.startswith("detect/"):
             data = summary["data"]
-            return {k: data.get(k) for k in ("model", "num_layers", "d_model", "d_ff")}
+            return {k: data.get(k) for k in ("model", "num_layers", "d_model", "d_ff", "dtype", "quantisation")}
     return {}
 
 
@@ -173,22 +174,70 @@ def image(path: Path, alt: str) -> str:
     return f'<img alt="{esc(alt)}" src="data:image/png;base64,{data}">'
 
 
-def claims_section(claims: Sequence[dict]) -> str:
+STATUS_CLASS = {SUPPORTED: "supported", NOT_RUN: "not-run", INCONCLUSIVE: "inconclusive", INCOMPLETE: "incomplete"}
+
+
+def sample_sizes(stages: dict) -> dict[str, Any]:
+    """How many items each kind of stage used (the first finished stage of each kind), for the banner."""
+    sizes: dict[str, Any] = {}
+    for stage in stages.values():
+        data = (stage.get("summary") or {}).get("data") or {}
+        kind = stage["kind"]
+        if kind == "detect":
+            sizes.setdefault("scoring sentences", data.get("num_score_sentences"))
+            sizes.setdefault("centroid items", data.get("num_centroid_items"))
+            sizes.setdefault("neurons per type", data.get("count"))
+        elif kind in ("similarity", "alignment", "activations") and data.get("pairs"):
+            sizes.setdefault("test pairs", data["pairs"])
+        elif kind == "latent_spaces" and data.get("sentences"):
+            sizes.setdefault("latent-space sentences per language", max(data["sentences"].values()))
+        elif kind == "qa" and data.get("questions"):
+            sizes.setdefault("QA questions", data["questions"])
+        elif kind == "reasoning" and data.get("items"):
+            sizes.setdefault("reasoning items", data["items"])
+    return {k: v for k, v in sizes.items() if v is not None}
+
+
+def banner(results: dict) -> str:
+    """What the claims rest on: model, dtype, quantisation, sample sizes, and whether --quick ran."""
+    cfg, model = results["config"], results["model"]
+    sizes = sample_sizes(results["stages"])
+    facts = [
+        f"model <b>{esc(model.get('model') or cfg['model'])}</b>",
+        f"dtype {esc(model.get('dtype') or cfg.get('dtype') or 'default')}",
+        f"quantisation {esc(model.get('quantisation') or 'unknown')}",
+        f"languages {esc(', '.join(cfg['langs']))} (hub {esc(cfg['hub_lang'])})",
+        "sizes: " + (esc("; ".join(f"{k} {v}" for k, v in sizes.items())) or "none finished"),
+        f"controls {esc(', '.join(cfg['controls']))}, {cfg['seeds']} seeds",
+        "<b>--quick</b> (small samples: expect wide intervals)" if cfg.get("quick") else "full sizes (not --quick)",
+    ]
+    return f'<div class="banner">{" · ".join(facts)}</div>'
+
+
+def claims_section(claims: Sequence[dict], results: dict | None = None) -> str:
     rows = []
     for c in claims:
-        cls = {SUPPORTED: "supported", NOT_RUN: "not-run"}.get(c["status"], "not-supported")
+        cls = STATUS_CLASS.get(c["status"], "not-supported")
+        units = ", ".join(c.get("units") or []) + (f" (missing: {', '.join(c['missing'])})" if c.get("missing") else "")
         rows.append(
-            f"<tr><td class=num>{c['number']}</td><td>{esc(c['claim'])}</td><td class='{cls}'>{esc(c['status'])}</td>"
+            f"<tr><td class=num>{c['number']}</td><td>{esc(c['claim'])}</td><td class=stat>{esc(c.get('paper', ''))}</td>"
+            f"<td class='{cls}'>{esc(c['status'])}</td><td class=stat>{esc(units or '–')}</td>"
             f"<td class=stat>{'<br>'.join(esc(part) for part in c['statistic'].split(' | '))}</td></tr>"
         )
     bases = "".join(f"<li>{esc(c['basis'])}</li>" for c in claims)
     return (
-        "<table><thead><tr><th>#</th><th>claim (Tezuka &amp; Inoue 2025)</th><th>this run</th>"
-        f"<th>deciding statistic (95 % intervals)</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        (banner(results) if results else "")
+        + "<table><thead><tr><th>#</th><th>claim (Tezuka &amp; Inoue 2025)</th><th>what the paper reports</th>"
+        "<th>this run</th><th>rests on</th><th>deciding statistic (95 % intervals)</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
         "<p class=meta>“transfer drop”: the effect (none − condition) of deactivating the transfer neurons; “vs X”: "
-        "transfer − X of that effect. Decided against the strictest controls present (magnitude-matched and anti "
-        "neurons; random only when neither ran): “not supported” when an interval crosses zero or points the other way. "
-        f"Statistics, in claim order:</p><ol class=meta>{bases}</ol>"
+        f"transfer − X of that effect. Every statistic must clear an effect-size floor of {FLOOR:g} in its own units "
+        "(cosine, share, accuracy, F1), not only zero (method.md §9.1): “supported” when the whole 95 % interval "
+        "lies beyond it; “not supported” when the whole interval lies short of it (absent, reversed or negligible); "
+        "“inconclusive” when the interval contains it (too few items to decide); “incomplete” when some asked-for "
+        "languages did not run. Deactivation claims are decided against magnitude-matched neurons whenever they ran, "
+        f"and anti neurons; claim 8's margin is ±{BASELINE_MARGIN:g}. Statistics, in claim order:</p>"
+        f"<ol class=meta>{bases}</ol>"
     )
 
 
@@ -276,7 +325,7 @@ def render_html(results: dict, study: str | Path) -> str:
     body = []
     for anchor, heading, kind in SECTIONS:
         if anchor == "claims":
-            content = claims_section(results["claims"])
+            content = claims_section(results["claims"], results)
         elif anchor == "model":
             content = model_section(results)
         elif anchor == "run":

@@ -10,8 +10,8 @@ import numpy as np
 
 from ..analyses.effects import layer_range, summarise_boot
 from ..analyses.latent_spaces import (
-    MERGE_METRICS, MERGE_TITLES, PROJECTED, centroid_pair_rows, component_rows, latent_spaces, merge_rows,
-    plot_centroid_heatmaps, plot_components, plot_merge, plot_pca,
+    L2_METRICS, L2_TITLES, MERGE_METRICS, MERGE_TITLES, PROJECTED, centroid_pair_rows, component_rows, l2_rows,
+    latent_spaces, merge_rows, plot_centroid_heatmaps, plot_components, plot_merge, plot_pca,
 )
 from ..conditions import Condition
 from ..outputs import save_figure, write_csv, write_json
@@ -52,6 +52,8 @@ def run_latent(inputs: LatentInputs, out: Path) -> Summary:
         point = layer_range({label: s.merge[metric] for label, s in ls.spaces.items()}, final)
         boot = layer_range({label: s.merge_boot[metric] for label, s in ls.spaces.items()}, final)
         final_rows += summarise_boot(point, boot, ls.conditions, metric, items, [f"{final[0]}-{final[-1]}"])
+    claim_rows = l2_rows(ls, final, inputs.seed)  # per L2: own-centroid share and cosine to the hub centroid
+    write_csv(out / "latent_l2.csv", claim_rows)
     write_csv(out / "latent_merge.csv", merge)
     write_csv(out / "latent_components.csv", comps)
     write_csv(out / "latent_centroids.csv", pairs)
@@ -65,7 +67,8 @@ def run_latent(inputs: LatentInputs, out: Path) -> Summary:
         "merge": dict(MERGE_TITLES) | {
             "interval": "paired bootstrap over sentences within each language (same resamples for all conditions)",
             "drop": "none − condition (positive: the languages moved closer)"},
-        "final_layers": list(final), "merge_rows": merge, "final_rows": final_rows,
+        "final_layers": list(final), "merge_rows": merge, "final_rows": final_rows, "l2_rows": claim_rows,
+        "l2_metrics": dict(L2_TITLES) | {"reference": "undeactivated centroids of all languages, centred"},
         "components": comps, "centroid_pairs": pairs,
     })
     what = "no deactivation" if inputs.neuron_type == "none" else f"each L2's own {TYPE_NAMES[inputs.neuron_type]} neurons"
@@ -93,8 +96,11 @@ def run_latent(inputs: LatentInputs, out: Path) -> Summary:
         title=f"latent spaces of {', '.join(ls.langs)}, {what} deactivated",
         type=inputs.neuron_type, figures=figures,
         tables=[effects_table(final_rows, f"Final layers {span}: drop = none − condition "
-                              "(positive: the language spaces moved closer)")],
-        data={"final_layers": list(final), "final_rows": final_rows, "sentences": ls.sentences},
+                              "(positive: the language spaces moved closer)"),
+                *[effects_table([r for r in claim_rows if r["lang"] == lang],
+                                f"{lang}, final layers {span}: {L2_TITLES[L2_METRICS[0]]} and {L2_TITLES[L2_METRICS[1]]} "
+                                "(drop = none − condition)") for lang in ls.langs[1:]]],
+        data={"final_layers": list(final), "final_rows": final_rows, "l2_rows": claim_rows, "sentences": ls.sentences},
         text=f"latent spaces of {', '.join(ls.langs)} ({sizes} sentences), {what} deactivated\n\n{text}",
-        files=["latent_merge.csv", "latent_components.csv", "latent_centroids.csv", "latent.json", *figures],
+        files=["latent_merge.csv", "latent_l2.csv", "latent_components.csv", "latent_centroids.csv", "latent.json", *figures],
     )
