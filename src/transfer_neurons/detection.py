@@ -97,7 +97,7 @@ def detect(
         "model_revision": lm.revision,
         "model_fingerprint": lm.fingerprint(),
         "model_type": getattr(lm.model.config, "model_type", None),
-        "neuron_module": neuron_module(view),
+        "neuron_module": neuron_module(view.adapter),
         "type": neuron_type,
         "language": lang,
         "num_layers": view.num_layers,
@@ -167,7 +167,7 @@ def read_meta(folder: str | Path) -> dict:
         raise TransferNeuronsError(f"{folder}: not a detection folder (no meta.json); run `transfer-neurons detect`")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise TransferNeuronsError(f"{meta_path}: not a readable meta.json ({err}); run `transfer-neurons detect` again") from None
     if not isinstance(meta, dict):
         raise TransferNeuronsError(f"{meta_path}: expected a JSON object of detection facts, got {type(meta).__name__}")

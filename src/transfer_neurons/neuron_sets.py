@@ -50,9 +50,8 @@ class NeuronSet:
     source: str | None = None  # the file it was imported from
 
 
-def neuron_module(view) -> str:
-    """Template of the module whose input is a[l]: "<decoder>.<layers>.{layer}.<out_proj>"."""
-    adapter = view.adapter
+def neuron_module(adapter) -> str:
+    """Template of the module (of models.adapters.Adapter) whose input is a[l]: "<decoder>.<layers>.{layer}.<out_proj>"."""
     return f"{adapter.decoder}.{adapter.layers}.{{layer}}.{adapter.out_proj}"
 
 
@@ -188,7 +187,7 @@ def read_neuron_set(path: str | Path) -> NeuronSet:
         return NeuronSet(sets[0], source=str(path))
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise TransferNeuronsError(f"{path}: not a neurons.json ({err})") from None
     return from_json(obj, str(path))
 
@@ -239,11 +238,11 @@ def read_pairs(path: str | Path) -> np.ndarray:
     return read_neuron_set(path).neurons
 
 
-def write_pairs(neurons: np.ndarray, path: str | Path) -> Path:
-    """Write ranked pairs as the paper did: a pickle of [(layer, neuron), ...] (.pkl) or JSON [[l, n], ...]."""
+def write_pairs(neurons: np.ndarray, path: str | Path, pickled: bool | None = None) -> Path:
+    """Write ranked pairs as the paper did: a pickle of [(layer, neuron), ...] or JSON [[l, n], ...] (default: by suffix)."""
     path = Path(path)
     pairs = [(int(l), int(i)) for l, i in np.asarray(neurons).reshape(-1, 2)]
-    if path.suffix.lower() in PICKLE_SUFFIXES:
+    if pickled or (pickled is None and path.suffix.lower() in PICKLE_SUFFIXES):
         return write_bytes(path, pickle.dumps(pairs, protocol=4))
     return write_json(path, [list(p) for p in pairs])
 
