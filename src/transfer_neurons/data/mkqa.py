@@ -25,8 +25,8 @@ def _answer_texts(answer: Any) -> list[str]:
     """An answer's text then its aliases; nothing for unanswerable or long answers."""
     if not isinstance(answer, dict):
         raise ValueError("expected each answer to be an object with 'type', 'text' and 'aliases'")
-    text = answer.get("text")
-    if answer.get("type") in _SKIPPED_TYPES or not isinstance(text, str) or not text.strip():
+    text, kind = answer.get("text"), answer.get("type")
+    if (isinstance(kind, str) and kind in _SKIPPED_TYPES) or not isinstance(text, str) or not text.strip():
         return []
     aliases = answer.get("aliases") or []
     if not isinstance(aliases, list) or not all(isinstance(alias, str) for alias in aliases):

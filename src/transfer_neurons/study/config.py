@@ -158,6 +158,9 @@ def read_config_file(path: str | Path) -> dict:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise TransferNeuronsError(f"--config {path}: cannot read ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        line = path.read_bytes().count(b"\n", 0, err.start) + 1
+        raise TransferNeuronsError(f"--config {path}, line {line}: not valid UTF-8; re-save the file as UTF-8") from None
     try:
         if path.suffix.lower() == ".toml":
             import tomllib
