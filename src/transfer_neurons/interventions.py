@@ -253,7 +253,7 @@ class Patch(Intervention):
         lookup = self._lookup(lm)
         key = (id(lm.model), tuple((layer, tuple(index.tolist())) for layer, index in groups.items()))
         if key not in self._values:
-            LOG.info("patch intervention: capturing activations of %d source sentences", len(self.sources))
+            LOG.debug("patch intervention: capturing activations of %d source sentences", len(self.sources))
             parts: dict[int, list[torch.Tensor]] = {layer: [] for layer in groups}
             order: list[int] = []
             for indices, acts in last_token_activations(lm, self.sources, groups, self.batch_size):

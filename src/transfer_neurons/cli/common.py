@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..batching import check_batch_size, default_batch_size, resolve_batch_size
@@ -13,6 +14,7 @@ from ..data.catalog import BUNDLED_KINDS
 from ..distributed import init_from_env
 from ..detection import Detection, check_detection_model, read_detection, read_meta
 from ..errors import TransferNeuronsError
+from ..interventions import Intervention, parse_intervention
 from ..models.loading import DEVICES, DTYPES, EMBEDDED, LoadedModel, load_model
 from ..tokens import limit_tokens
 
@@ -155,7 +157,39 @@ def add_condition_args(parser: argparse.ArgumentParser, detection_required: bool
                        help="comma-separated control specs: random[:SEEDS], layer-matched[:SEEDS], magnitude-matched, "
                        "anti; empty for none (default: all four)")
     group.add_argument("--seeds", type=positive_int, default=5, help="seeds per seeded control (default 5)")
+    add_intervention_arg(group)
     add_model_check_arg(group)
+
+
+def intervention_spec(text: str) -> str:
+    """argparse type: an intervention spec (zero, scale:F, mean, patch), checked for syntax."""
+    if text.strip() in ("mean", "patch"):
+        return text.strip()  # their sentences come from the command's data
+    try:
+        return parse_intervention(text).spec
+    except TransferNeuronsError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def add_intervention_arg(group) -> None:
+    """--intervention: what the chosen neurons' activations become at the deactivated positions."""
+    group.add_argument(
+        "--intervention", type=intervention_spec, default="zero",
+        help="what the neurons' activations become: zero (default, the paper's deactivation), scale:F (multiplied "
+        "by F: dampen below 1, amplify above), mean (their mean at the last token of the command's L2 sentences), "
+        "patch (their activation at the last token of the English side of each parallel pair)")
+
+
+def intervention_from_args(
+    args: argparse.Namespace, pairs: ParallelPairs | None = None, reference: Sequence[str] | None = None
+) -> Intervention:
+    """--intervention as an Intervention: mean over `reference` (default the pairs' L2 side), patch hub -> L2."""
+    spec = getattr(args, "intervention", "zero")
+    if spec == "patch" and pairs is None:
+        raise TransferNeuronsError("--intervention patch needs parallel pairs, which this command does not use; "
+                                   "choose zero, scale:F or mean")
+    return parse_intervention(spec, reference=reference if reference is not None else pairs.l2 if pairs else None,
+                              sources=pairs.hub if pairs else None, targets=pairs.l2 if pairs else None)
 
 
 def conditions_from_args(args: argparse.Namespace) -> tuple[Detection, list[Condition]]:

@@ -1,17 +1,26 @@
-"""`transfer-neurons dose`: the middle-layer similarity drop as a function of how many neurons are deactivated."""
+"""`transfer-neurons dose`: the middle-layer similarity drop as a function of how many neurons are
+deactivated (--counts) and of how strongly the detection's neurons are scaled (--scales)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
+import math
 from pathlib import Path
 
-from ..analyses.dose import DEFAULT_COUNTS, dose_counts, dose_response, dose_rows, plot_dose, ranked_neurons
+from ..analyses.dose import (
+    DEFAULT_COUNTS, dose_counts, dose_response, plot_dose, plot_scale, ranked_neurons, scale_response, sweep_rows,
+)
 from ..analyses.similarity import effects_text, middle_layers
 from ..detection import read_detection, versions
 from ..outputs import save_figure, write_csv, write_json
 from ..scoring import parse_layers
-from .common import DATA_HELP, add_data_args, add_model_args, model_from_args, pairs_from_args, positive_int
+from .common import (
+    DATA_HELP, add_data_args, add_intervention_arg, add_model_args, add_model_check_arg, intervention_from_args,
+    model_from_args, pairs_from_args, positive_int,
+)
+
+LOG = logging.getLogger("transfer_neurons.cli.dose")
 
 
 def parse_counts(text: str) -> list[int]:
@@ -25,60 +34,101 @@ def parse_counts(text: str) -> list[int]:
     return counts
 
 
+def parse_scales(text: str) -> list[float]:
+    """argparse type: comma-separated finite scale factors, e.g. 0,0.5,1,2."""
+    try:
+        scales = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not scales or not all(math.isfinite(f) for f in scales):
+        raise argparse.ArgumentTypeError(f"expected finite scale factors, got {text!r}")
+    return scales
+
+
 def run(args: argparse.Namespace) -> int:
     det = read_detection(args.detection)
     lang = args.lang or det.lang
-    counts, dropped = dose_counts(args.counts, det)
+    counts, dropped = dose_counts(args.counts or DEFAULT_COUNTS, det) if args.counts or not args.scales else ([], [])
     if dropped:
-        print(f"note: counts {dropped} exceed half the {len(det.layers)} candidate layers' neurons; skipped", file=sys.stderr)
+        LOG.warning("counts %s exceed half the %d candidate layers' neurons; skipped", dropped, len(det.layers))
     lm = model_from_args(args)
     pairs = pairs_from_args(args, args.data, args.hub_lang, lang, "test")
     mid = parse_layers(args.mid_layers, lm.view.num_layers) if args.mid_layers else middle_layers(
         lm.view.num_layers, det.neuron_type, det.layers)
-    result = dose_response(lm, pairs, det, counts, args.seeds, mid, args.batch_size)
-    mid_rows, layer_rows = dose_rows(result)
-    ranked = ranked_neurons(det, len(det.neurons))
     meta = {
         "model": lm.name, "detection": str(Path(args.detection).resolve()), "type": det.neuron_type,
         "detection_language": det.lang, "language": lang, "hub_language": args.hub_lang, "data": pairs.name,
-        "pairs": len(pairs), "counts": counts, "counts_skipped": dropped, "seeds": args.seeds,
-        "detection_top_n": len(det.neurons), "candidate_layers": list(det.layers), "mid_layers": list(mid),
-        "ranking": "rank_neurons(scores.npy, candidate layers); counts capped at half the candidate neurons",
-        "ranking_matches_neurons_json": bool((ranked == det.neurons).all()),
-        "mode": "last", "versions": versions(),
+        "pairs": len(pairs), "seeds": args.seeds, "detection_top_n": len(det.neurons),
+        "candidate_layers": list(det.layers), "mid_layers": list(mid), "mode": "last", "versions": versions(),
     }
     out = Path(args.out)
-    write_csv(out / "dose.csv", mid_rows)
-    write_csv(out / "dose_layers.csv", layer_rows)
-    write_json(out / "dose.json", {"meta": meta, "mid_layers": mid_rows, "per_layer": layer_rows})
-    title = (f"{lm.name}: {args.hub_lang}–{lang} parallel-pair similarity drop vs neurons deactivated\n"
-             f"({det.neuron_type} {det.lang} detection, top-n {len(det.neurons)}; {len(pairs)} pairs)")
-    save_figure(out / "dose.png", plot_dose(result, mid_rows, title, len(det.neurons)))
-    for count in counts:
-        print(f"\n== {count} neurons ==")
-        print(effects_text([{"pairs": "parallel", **r} for r in mid_rows if r["count"] == count]))
-    print(f"\nwrote {out}/dose.csv, dose_layers.csv, dose.json, dose.png")
+    what = f"{det.neuron_type} {det.lang} detection, top-n {len(det.neurons)}; {len(pairs)} pairs"
+    written = []
+    if counts:
+        intervention = intervention_from_args(args, pairs)
+        result = dose_response(lm, pairs, det, counts, args.seeds, mid, args.batch_size, intervention=intervention)
+        mid_rows, layer_rows = sweep_rows(result)
+        ranked = ranked_neurons(det, len(det.neurons))
+        counts_meta = {
+            **meta, "counts": counts, "counts_skipped": dropped, "intervention": intervention.spec,
+            "ranking": "rank_neurons(scores.npy, candidate layers); counts capped at half the candidate neurons",
+            "ranking_matches_neurons_json": bool((ranked == det.neurons).all()),
+        }
+        write_csv(out / "dose.csv", mid_rows)
+        write_csv(out / "dose_layers.csv", layer_rows)
+        write_json(out / "dose.json", {"meta": counts_meta, "mid_layers": mid_rows, "per_layer": layer_rows})
+        title = (f"{lm.name}: {args.hub_lang}–{lang} parallel-pair similarity drop vs neurons deactivated "
+                 f"({intervention.spec})\n({what})")
+        save_figure(out / "dose.png", plot_dose(result, mid_rows, title, len(det.neurons)))
+        for count in counts:
+            print(f"\n== {count} neurons ({intervention.spec}) ==")
+            print(effects_text([{"pairs": "parallel", **r} for r in mid_rows if r["count"] == count]))
+        written += ["dose.csv", "dose_layers.csv", "dose.json", "dose.png"]
+    if args.scales:
+        result = scale_response(lm, pairs, det, args.scales, None, args.seeds, mid, args.batch_size)
+        mid_rows, layer_rows = sweep_rows(result)
+        scale_meta = {**meta, "scales": result.scales, "neurons": len(det.neurons),
+                      "intervention": "scale:F of the detection's neurons.json (transfer) or as many random "
+                      "neurons of the candidate layers; F = 1 is the undeactivated run"}
+        write_csv(out / "dose_scale.csv", mid_rows)
+        write_csv(out / "dose_scale_layers.csv", layer_rows)
+        write_json(out / "dose_scale.json", {"meta": scale_meta, "mid_layers": mid_rows, "per_layer": layer_rows})
+        title = (f"{lm.name}: {args.hub_lang}–{lang} parallel-pair similarity drop vs scale factor of the neurons\n"
+                 f"({what})")
+        save_figure(out / "dose_scale.png", plot_scale(result, mid_rows, title))
+        for scale in result.scales:
+            print(f"\n== {len(det.neurons)} neurons scaled by {scale:g} ==")
+            print(effects_text([{"pairs": "parallel", **r} for r in mid_rows if r["scale"] == scale]))
+        written += ["dose_scale.csv", "dose_scale_layers.csv", "dose_scale.json", "dose_scale.png"]
+    print(f"\nwrote {out}/" + ", ".join(written))
     return 0
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "dose", help="similarity drop vs number of deactivated neurons (transfer, random, anti)",
-        description="Deactivate the top-K ranked neurons (ranked from the detection's scores, so K may exceed its "
-        "neurons.json), K random neurons of the same layers (several seeds) and the K lowest-scoring (anti) "
-        "neurons on the L2 side, and report the drop of the middle-layer hub–L2 cosine (raw and mean-centred) "
-        "on parallel pairs per K. Writes dose.csv, dose_layers.csv, dose.json and dose.png to --out.")
+        "dose", help="similarity drop vs number of deactivated neurons, or vs a scale factor on them",
+        description="Deactivate (or --intervention) the top-K ranked neurons (ranked from the detection's scores, so "
+        "K may exceed its neurons.json), K random neurons of the same layers (several seeds) and the K lowest-scoring "
+        "(anti) neurons on the L2 side, and report the drop of the middle-layer hub–L2 cosine (raw and mean-centred) "
+        "on parallel pairs per K: dose.csv, dose_layers.csv, dose.json, dose.png. With --scales, also multiply the "
+        "detection's neurons and as many random ones by each factor F: dose_scale.csv, dose_scale_layers.csv, "
+        "dose_scale.json, dose_scale.png.")
     parser.add_argument("--detection", required=True, help="a detection folder written by `detect`")
     parser.add_argument("--lang", default=None, help="the L2 language of the pairs (default: the detection's)")
     parser.add_argument("--hub-lang", default="en", help="the undeactivated side of the pairs (default en)")
     parser.add_argument("--data", default="parallel", help=f"hub–L2 parallel pairs: {DATA_HELP} (default: bundled 'parallel')")
-    parser.add_argument("--counts", type=parse_counts, default=list(DEFAULT_COUNTS),
-                        help="comma-separated neuron counts (default 10,30,100,300,1000)")
+    parser.add_argument("--counts", type=parse_counts, default=None,
+                        help="comma-separated neuron counts (default 10,30,100,300,1000, unless only --scales is given)")
+    parser.add_argument("--scales", type=parse_scales, default=None,
+                        help="comma-separated factors F, e.g. 0,0.5,1,1.5,2: multiply the detection's neurons (and as "
+                        "many random ones) by each F and write dose_scale.*")
     parser.add_argument("--seeds", type=positive_int, default=3, help="random draws per count (default 3)")
     parser.add_argument("--mid-layers", default=None,
                         help="layers START:END (0-based, END exclusive) to average; default: Type-1 the middle third "
                         "of the model's layers, Type-2 all candidate layers (as `ablate`)")
+    add_intervention_arg(parser)
     add_model_args(parser)
+    add_model_check_arg(parser)
     add_data_args(parser)
     parser.add_argument("--out", required=True, help="output folder")
     parser.set_defaults(func=run)
