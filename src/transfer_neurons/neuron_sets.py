@@ -103,14 +103,9 @@ def to_json(ns: NeuronSet) -> dict:
 
 def model_record(meta: dict) -> dict:
     """The model facts a neurons.json records, from a detection's meta.json."""
-    keys = ("model", "model_revision", "model_fingerprint", "model_type", "num_layers", "d_ff", "d_model")
-    record = {key: meta[key] for key in keys if key in meta}
-    if "model" in record:
-        record["name"] = record.pop("model")
-    for key in ("revision", "fingerprint", "type"):
-        if f"model_{key}" in record:
-            record[key] = record.pop(f"model_{key}")
-    return record
+    keys = (("name", "model"), ("revision", "model_revision"), ("fingerprint", "model_fingerprint"),
+            ("type", "model_type"), ("num_layers", "num_layers"), ("d_ff", "d_ff"), ("d_model", "d_model"))
+    return {key: meta[source] for key, source in keys if source in meta}
 
 
 def write_neuron_set(ns: NeuronSet, path: str | Path) -> Path:
