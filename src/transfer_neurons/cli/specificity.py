@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-import numpy as np
-
-from ..analyses.lape import QUANTILE, TOP_SHARE, lape_from_stats, overlap_row
-from ..analyses.specificity import (
-    ALPHA, FAMILIES, THRESHOLDS, collect_language_stats, compare_types, eta2_figure, group_anova, shares_figure,
-    specificity_shares,
-)
-from ..detection import read_detection, versions
+from ..analyses.lape import QUANTILE, TOP_SHARE
+from ..analyses.specificity import ALPHA, THRESHOLDS
 from ..data import load_sentences
+from ..detection import read_detection
 from ..errors import TransferNeuronsError
-from ..outputs import save_figure, save_npy, write_csv, write_json
-from .common import DATA_HELP, add_model_args, data_options, model_from_args, positive_int, resolve_split
+from ..runs.specificity import SpecificityInputs, run_specificity
+from .common import (
+    DATA_HELP, add_model_args, add_model_check_arg, data_options, model_from_args, positive_int, resolve_split,
+)
+from .similarity import print_summary
 
 
 def _fraction_list(text: str) -> tuple[float, ...]:
@@ -60,7 +57,6 @@ def _check_detections(dets, langs: list[str], lm) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    start = time.perf_counter()
     langs = [lang.strip() for lang in args.langs.split(",") if lang.strip()]
     if len(set(langs)) < 2 or len(set(langs)) != len(langs):
         raise TransferNeuronsError(f"--langs needs at least two distinct language codes, got {args.langs!r}")
@@ -68,65 +64,9 @@ def run(args: argparse.Namespace) -> int:
     texts, sources = _texts_by_lang(args, langs)
     lm = model_from_args(args)
     _check_detections(dets, langs, lm)
-    stats = collect_language_stats(lm, texts, args.batch_size)
-
-    shares, anovas = specificity_shares(stats, dets, args.thresholds, args.alpha)
-    comparison = compare_types(shares)
-    lape = lape_from_stats(stats, args.lape_share, args.lape_quantile)
-    overlaps = []
-    for det in dets:
-        base = {"type": det.neuron_type, "lang": det.lang, "layers": f"{min(det.layers)}-{max(det.layers)}"}
-        for which, specific in (("any", lape.neurons), (det.lang, lape.of_language(det.lang))):
-            overlaps.append(overlap_row(det.neurons, specific, det.layers, lm.view.d_ff, base | {"lape_set": which}))
-
-    out = Path(args.out)
-    write_csv(out / "shares.csv", shares)
-    write_csv(out / "type_comparison.csv", comparison)
-    write_csv(out / "lape_overlap.csv", overlaps)
-    per_lang = [group_anova(stats, (lang,)) for lang in langs]
-    save_npy(out / "eta2.npy", np.stack([a.eta2 for a in per_lang]).astype(np.float32))  # [lang, layer, d_ff]
-    save_npy(out / "anova_p.npy", np.stack([a.p for a in per_lang]).astype(np.float32))
-    save_npy(out / "activation_probability.npy", lape.probability.astype(np.float32))
-    lape_rows = [{"layer": int(l), "neuron": int(i), "entropy": float(lape.entropy[l, i]),
-                  "languages": ",".join(lang for lang, on in zip(langs, row) if on)}
-                 for (l, i), row in zip(lape.neurons, lape.assigned)]
-    write_csv(out / "lape_neurons.csv", lape_rows, columns=["layer", "neuron", "entropy", "languages"])
-    meta = {
-        "model": lm.name, "languages": langs, "data": sources, "sentences": {l: len(t) for l, t in texts.items()},
-        "detections": [{"folder": str(f), "type": d.neuron_type, "lang": d.lang, "top_n": len(d.neurons),
-                        "candidate_layers": list(d.layers)} for f, d in zip(args.detections, dets)],
-        "thresholds": list(args.thresholds), "alpha": args.alpha,
-        "families": {name: list(group) for name, group in FAMILIES.items()},
-        "activation": "effective activation at the last real token; LAPE 'active' means a > 0",
-        "lape": {"top_share": args.lape_share, "quantile": args.lape_quantile, "threshold": lape.threshold,
-                 "selected": len(lape.neurons),
-                 "per_language": {lang: int(lape.assigned[:, j].sum()) for j, lang in enumerate(langs)}},
-        "seconds": round(time.perf_counter() - start, 3), "versions": versions(),
-    }
-    write_json(out / "specificity.json", {"meta": meta, "shares": shares, "type_comparison": comparison,
-                                          "lape_overlap": overlaps, "lape_neurons": lape_rows})
-    title = f"{lm.name}: transfer neurons passing η² (one-vs-rest of {','.join(langs)}), base rate marked"
-    save_figure(out / "shares.png", shares_figure(shares, title))
-    save_figure(out / "eta2_hist.png", eta2_figure(dets, anovas, f"{lm.name}: η² of transfer vs all candidate neurons "
-                                                   f"({len(texts[langs[0]])} sentences per language)", args.thresholds))
-    _print_summary(shares, comparison, overlaps, out)
-    return 0
-
-
-def _print_summary(shares, comparison, overlaps, out: Path) -> None:
-    """The share table, the type comparison and the LAPE overlaps, as plain text."""
-    print(f"{'type':6} {'lang':4} {'label':18} {'eta2>=':>6} {'share':>12} {'base rate':>16} {'p vs base':>10}")
-    for r in shares:
-        print(f"{r['type']:6} {r['lang']:4} {r['label']:18} {r['eta2_min']:6g} {r['k_pass']:4}/{r['k']:<4} {r['share']:5.2f}"
-              f" {r['base_pass']:6}/{r['base_total']:<6} {r['base_rate']:5.2f} {r['p_vs_base']:10.2g}")
-    for r in comparison:
-        print(f"type1 vs type2 {r['lang']} {r['label']} eta2>={r['eta2_min']:g}: {r['type1_share']:.2f} vs "
-              f"{r['type2_share']:.2f} (base {r['type1_base_rate']:.2f} vs {r['type2_base_rate']:.2f}), "
-              f"Fisher p={r['p_type1_vs_type2']:.2g}")
-    for r in overlaps:
-        print(f"LAPE[{r['lape_set']}] ∩ {r['type']} {r['lang']}: {r['overlap']} of {r['transfer']} "
-              f"(chance {r['expected']:.2f}, p={r['p_overlap']:.2g}; {r['lape_in_layers']} LAPE neurons in layers {r['layers']})")
-    print(f"wrote {out}")
+    inputs = SpecificityInputs(lm, texts, sources, dets, list(args.detections), args.batch_size, args.thresholds,
+                               args.alpha, args.lape_share, args.lape_quantile)
+    return print_summary(run_specificity(inputs, Path(args.out)), Path(args.out))
 
 
 def register(subparsers) -> None:
@@ -159,5 +99,6 @@ def register(subparsers) -> None:
     parser.add_argument("--lape-quantile", type=float, default=QUANTILE,
                         help="LAPE: activation-probability quantile a language must exceed (default 0.95)")
     add_model_args(parser)
+    add_model_check_arg(parser)
     parser.add_argument("--out", required=True, help="output folder")
     parser.set_defaults(func=run)

@@ -27,9 +27,6 @@ ANALYSES = (
 )
 """Analysis stage kinds a config may select; detection always runs (everything rests on it)."""
 
-CLAIM_ETA2 = 0.1
-"""η² threshold of the specificity claim (the paper's headline share)."""
-
 DEFAULTS: dict[str, Any] = {
     "model": EMBEDDED,
     "device": "cpu",

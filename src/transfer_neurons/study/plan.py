@@ -10,7 +10,6 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-import numpy as np
 
 from ..analyses.similarity import middle_layers
 from ..conditions import Condition, build_conditions, language_conditions
@@ -22,8 +21,8 @@ from ..outputs import save_figure, write_csv, write_json
 from ..runs.common import describe_conditions, effects_table
 from ..runs.comparison import PairInputs, run_alignment, run_similarity
 from ..runs.latent import LatentInputs, run_latent
-from ..scoring import rank_neurons
-from .config import CLAIM_ETA2
+from ..runs.layers import run_layers
+from ..runs.specificity import CLAIM_ETA2, SpecificityInputs, run_specificity
 from .engine import Stage, StageContext
 
 
@@ -124,50 +123,16 @@ def _comparison_stage(quantity: str, ctx: StageContext, neuron_type: str, lang: 
 
 def _specificity_stage(ctx: StageContext) -> dict:
     """η² / ANOVA shares of every detection against the base rate of its layers, Type-1 vs Type-2, LAPE overlaps."""
-    from ..analyses.lape import lape_from_stats, overlap_row
-    from ..analyses.specificity import collect_language_stats, compare_types, eta2_figure, shares_figure, specificity_shares
-
-    cfg, lm = ctx.config, ctx.lm
-    langs = specificity_langs(cfg)
+    cfg = ctx.config
     test = corpus(cfg, "test")
+    langs = specificity_langs(cfg)
     texts = {lang: test.sentences(lang).texts[: cfg["sizes"]["specificity"]] for lang in langs}
-    dets = [read_detection(ctx.dep(detection_name(t, lang))) for lang in cfg["langs"] for t in NEURON_TYPES]
-    stats = collect_language_stats(lm, texts, cfg["batch_size"], progress=False)
+    names = [detection_name(t, lang) for lang in cfg["langs"] for t in NEURON_TYPES]
+    inputs = SpecificityInputs(ctx.lm, texts, {lang: f"{test.name}:{lang}" for lang in langs},
+                               [read_detection(ctx.dep(name)) for name in names], names, cfg["batch_size"])
+    summary = run_specificity(inputs, ctx.folder)
     ctx.step()
-    shares, anovas = specificity_shares(stats, dets)
-    comparison = compare_types(shares)
-    lape = lape_from_stats(stats)
-    overlaps = [overlap_row(d.neurons, lape.of_language(d.lang), d.layers, lm.view.d_ff,
-                            {"type": d.neuron_type, "lang": d.lang, "lape_set": d.lang}) for d in dets]
-    write_csv(ctx.folder / "shares.csv", shares)
-    write_csv(ctx.folder / "type_comparison.csv", comparison)
-    write_csv(ctx.folder / "lape_overlap.csv", overlaps)
-    write_json(ctx.folder / "specificity.json", {"languages": langs, "sentences": {l: len(t) for l, t in texts.items()},
-                                                 "shares": shares, "type_comparison": comparison, "lape_overlap": overlaps})
-    title = f"{lm.name}: transfer neurons passing η² (one-vs-rest of {','.join(langs)}), base rate marked"
-    save_figure(ctx.folder / "shares.png", shares_figure(shares, title))
-    save_figure(ctx.folder / "eta2_hist.png", eta2_figure(dets, anovas, f"{lm.name}: η² of transfer vs all candidate "
-                                                            f"neurons ({len(texts[langs[0]])} sentences per language)"))
-    main = [r for r in shares if r["label"] == "language"]
-    claim = {}
-    for r in main:
-        if r["eta2_min"] == CLAIM_ETA2:
-            claim.setdefault(r["lang"], {})[r["type"]] = {"k": r["k_pass"], "n": r["k"], "base": r["base_rate"]}
-    rows = [[r["type"], r["lang"], r["eta2_min"], f"{r['k_pass']}/{r['k']}", r["share"], r["base_rate"], r["p_vs_base"]]
-            for r in main]
-    return {
-        "title": f"language specificity over {', '.join(langs)} ({len(texts[langs[0]])} sentences each)",
-        "figures": ["shares.png", "eta2_hist.png"],
-        "tables": [
-            {"caption": "share of transfer neurons with η² ≥ threshold and ANOVA p < 0.05 (own language vs rest), "
-                        "beside the base rate of all neurons of the same layers",
-             "columns": ["type", "lang", "η² ≥", "passing", "share", "base rate", "p vs base"], "rows": rows},
-            {"caption": "LAPE language-specific neurons (Tang et al. 2024) among transfer neurons vs chance",
-             "columns": ["type", "lang", "overlap", "expected", "p"],
-             "rows": [[o["type"], o["lang"], o["overlap"], o["expected"], o["p_overlap"]] for o in overlaps]},
-        ],
-        "data": {"claim": claim, "shares": shares, "type_comparison": comparison, "lape_overlap": overlaps},
-    }
+    return summary.record()
 
 
 def specificity_langs(cfg: dict) -> list[str]:
@@ -177,44 +142,8 @@ def specificity_langs(cfg: dict) -> list[str]:
 
 def _layers_stage(ctx: StageContext) -> dict:
     """Distribution over layers and cross-language overlap of every detection; the all-layer ranking test."""
-    from ..analyses.layers import check_detections, distribution_rows, overlap_rows, plot_distribution, plot_overlap
-
-    cfg = ctx.config
-    dets = [read_detection(ctx.dep(detection_name(t, lang))) for t in NEURON_TYPES for lang in cfg["langs"]]
-    num_layers, d_ff = check_detections(dets)
-    dist, overlap = distribution_rows(dets, num_layers, d_ff), overlap_rows(dets, num_layers, d_ff)
-    write_csv(ctx.folder / "layers.csv", dist)
-    write_csv(ctx.folder / "overlap.csv", overlap, columns=list(overlap[0]) if overlap else ["type", "lang_a", "lang_b"])
-    model = dets[0].meta.get("model", "model")
-    save_figure(ctx.folder / "layers.png", plot_distribution(dist, num_layers, d_ff, f"{model} — transfer neurons per layer"))
-    figures = ["layers.png"]
-    if overlap:
-        save_figure(ctx.folder / "overlap.png", plot_overlap(overlap, dets, f"{model} — overlap of languages' transfer neurons"))
-        figures.append("overlap.png")
-    claim, rows = {}, []
-    for det in dets:
-        everywhere = rank_neurons(det.scores, range(num_layers), len(det.neurons))  # top-n over all layers
-        inside = int(np.isin(everywhere[:, 0], det.layers).sum())
-        base = len(det.layers) / num_layers
-        claim[f"{det.neuron_type}-{det.lang}"] = {"k": inside, "n": len(everywhere), "base": base,
-                                                  "expected_layers": list(det.layers)}
-        rows.append([det.neuron_type, det.lang, f"{det.layers[0]}–{det.layers[-1]}", f"{inside}/{len(everywhere)}",
-                     inside / len(everywhere), base])
-    write_json(ctx.folder / "layers.json", {"distribution": dist, "overlap": overlap, "all_layer_ranking": claim})
-    return {
-        "title": "transfer neurons per layer and their overlap across languages",
-        "figures": figures,
-        "tables": [
-            {"caption": "the same number of top neurons ranked over ALL layers: share inside the type's expected "
-                        "(candidate) layers vs those layers' share of all neurons",
-             "columns": ["type", "lang", "expected layers", "inside", "share", "base"], "rows": rows},
-            {"caption": "overlap of languages' sets vs chance (layer-matched chance is the stricter)",
-             "columns": ["type", "languages", "overlap", "Jaccard", "chance", "layer-matched chance", "p (layer-matched)"],
-             "rows": [[r["type"], f"{r['lang_a']}–{r['lang_b']}", r["overlap"], r["jaccard"], r["chance_overlap"],
-                       r["layer_matched_chance_overlap"], r["p_layer_matched"]] for r in overlap]},
-        ],
-        "data": {"claim": claim, "distribution": dist, "overlap": overlap},
-    }
+    names = [detection_name(t, lang) for t in NEURON_TYPES for lang in ctx.config["langs"]]
+    return run_layers([read_detection(ctx.dep(name)) for name in names], names, ctx.folder).record()
 
 
 def _alignment_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
