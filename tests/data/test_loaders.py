@@ -168,7 +168,7 @@ def test_limit_keeps_the_first_rows_and_the_notice_counts_only_those(tmp_path: P
     spec = jsonl(tmp_path / "p.jsonl", [ROWS[0], ROWS[0], ROWS[1], ROWS[1], ROWS[1]])
     assert load_parallel(spec, limit=3).texts["en"] == ("Good morning.", "Good morning.", "Thank you.")
     assert notices() == [f"{spec}: 1 row(s) repeat an earlier row exactly (kept: a centroid is the mean over "
-                         "the rows given; --dedupe keeps one)"]
+                         "the rows given; --dedupe keeps one); counted in the first 3 of 5 rows (--limit)"]
     assert load_parallel(spec, dedupe=True, limit=2).texts["en"] == ("Good morning.", "Thank you.")
     with pytest.raises(DataError, match="limit must be a positive integer"):
         load_parallel(spec, limit=0)

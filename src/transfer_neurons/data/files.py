@@ -33,6 +33,7 @@ class RowIssues:
         self.repeated = 0  # rows identical to an earlier row (kept, or dropped when deduplicating)
         self.deduped = False
         self.hub_lang = ""
+        self.counted = (0, 0)  # (rows counted, rows available) when a limit stopped the count early
 
     def report(self, where: str, message: str) -> None:
         """Raise a DataError for a bad row, or count it when skipping is allowed."""
@@ -74,6 +75,8 @@ class RowIssues:
                 f"{self.repeated} row(s) repeat an earlier row exactly (kept: a centroid is the mean over "
                 "the rows given; --dedupe keeps one)"
             )
+        if self.counted[0] and (self.retranslated or self.repeated):
+            parts.append(f"counted in the first {self.counted[0]} of {self.counted[1]} rows (--limit)")
         return "; ".join(parts)
 
 

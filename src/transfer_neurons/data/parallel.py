@@ -134,6 +134,8 @@ def rows_used(data: Splittable, issues: RowIssues, dedupe: bool = False, limit: 
         seen_hubs.add(hub)
         keep.append(index)
     issues.deduped = dedupe
+    if len(keep) == limit and keep[-1] + 1 < len(keys):
+        issues.counted = (keep[-1] + 1, len(keys))
     if isinstance(data, Sentences):
         return Sentences(data.name, data.lang, tuple(data.texts[i] for i in keep))
     return ParallelCorpus(data.name, {lang: tuple(side[i] for i in keep) for lang, side in data.texts.items()})
