@@ -11,3 +11,10 @@ class DataError(TransferNeuronsError, ValueError):
 
 class ModelLoadError(TransferNeuronsError):
     """A model path, file or architecture that cannot be loaded or has no adapter."""
+
+
+class OutputError(TransferNeuronsError, OSError):
+    """A result file or folder that cannot be written (not a folder, read-only, disk full); names the path.
+
+    Also an OSError, so callers that tolerate a failed write (a cache entry) keep doing so.
+    """

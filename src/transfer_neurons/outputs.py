@@ -1,6 +1,7 @@
 """Result files written atomically (temp file in the same folder, then rename).
 
-An interrupted run never leaves a half-written JSON, CSV, array or figure behind.
+An interrupted run never leaves a half-written JSON, CSV, array or figure behind, and a
+file-system fault (read-only, not a folder, disk full) is an OutputError naming the path.
 """
 
 from __future__ import annotations
@@ -9,29 +10,108 @@ import csv
 import io
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, OutputError, TransferNeuronsError
+
+
+def output_error(path: str | Path, action: str, err: OSError) -> OutputError:
+    """One line naming the path and the system's reason, e.g. `out/x.json: cannot write (No space left on device)`."""
+    error = OutputError(f"{path}: cannot {action} ({err.strerror or err})")
+    error.errno = err.errno
+    return error
+
+
+def blocking_file(path: Path) -> Path | None:
+    """The path itself or the nearest ancestor that exists as a non-folder (which blocks creating `path`)."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return None if candidate.is_dir() else candidate
+    return None
+
+
+def make_folder(path: str | Path) -> Path:
+    """Create a folder and its parents; an OutputError names it when a file is in the way or it is read-only."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as err:
+        blocker = blocking_file(path)
+        if blocker is None:
+            raise output_error(path, "create the folder", err) from None
+        where = "it is" if blocker == path else f"{blocker} is"
+        raise OutputError(f"{path}: cannot create the folder ({where} a file, not a folder)") from None
+    except OSError as err:
+        raise output_error(path, "create the folder", err) from None
+    return path
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write bytes to path atomically; parent folders are created."""
+    """Write bytes to path atomically; parent folders are created; the temp file never outlives a failure."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    make_folder(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise output_error(path, "write", err) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise output_error(path, "write", err) from None
         raise
     return path
+
+
+@contextmanager
+def staged_folder(out: str | Path) -> Iterator[Path]:
+    """A temporary folder inside `out` whose files move into `out` only if the block succeeds.
+
+    A failure (disk full, an error, Ctrl-C) leaves `out` as it was: never a partial set of results.
+    Renames need no space, so once every file is written the move cannot fail for lack of it.
+    """
+    out = Path(out)
+    created = [p for p in (out, *out.parents) if not p.exists()]  # innermost first
+    make_folder(out)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=".staged-", dir=out))
+    except OSError as err:
+        _remove_empty(created)
+        raise output_error(out, "write", err) from None
+    try:
+        yield tmp
+        for file in sorted(p for p in tmp.rglob("*") if p.is_file()):
+            final = out / file.relative_to(tmp)
+            make_folder(final.parent)
+            try:
+                os.replace(file, final)
+            except OSError as err:
+                raise output_error(final, "write", err) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(created)
+        raise
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove_empty(folders: Sequence[Path]) -> None:
+    """Remove folders this call created (innermost first) while they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _plain(value: Any) -> Any:
@@ -89,11 +169,59 @@ def load_npy(path: str | Path) -> np.ndarray:
     return array
 
 
-def save_figure(path: str | Path, figure) -> Path:
-    """Save a matplotlib figure as PNG atomically and close it."""
+FIGURE_FORMATS = ("png", "svg", "pdf")
+_FIGURE_FORMAT: ContextVar[str] = ContextVar("transfer_neurons_figure_format", default="png")
+_UNDATED = {"svg": {"Date": None}, "pdf": {"CreationDate": None}}  # same figure, same bytes
+
+
+def _check_figure_format(fmt: str) -> str:
+    """One of FIGURE_FORMATS, or a TransferNeuronsError naming the choices."""
+    if fmt not in FIGURE_FORMATS:
+        raise TransferNeuronsError(f"figure format must be one of {', '.join(FIGURE_FORMATS)}, got {fmt!r}")
+    return fmt
+
+
+def set_figure_format(fmt: str) -> None:
+    """Make save_figure also write `fmt` (svg or pdf) beside each PNG from now on (the CLI's --figure-format)."""
+    _FIGURE_FORMAT.set(_check_figure_format(fmt))
+
+
+@contextmanager
+def figure_format(fmt: str) -> Iterator[str]:
+    """Within the block, save_figure also writes `fmt` (svg or pdf) beside each PNG."""
+    token = _FIGURE_FORMAT.set(_check_figure_format(fmt))
+    try:
+        yield fmt
+    finally:
+        _FIGURE_FORMAT.reset(token)
+
+
+def save_figure(path: str | Path, figure, fmt: str | None = None) -> Path:
+    """Save a matplotlib figure atomically and close it: always the PNG at `path` (the report embeds
+    PNGs), and for fmt svg or pdf (default: the current figure format) the same figure beside it
+    with that suffix. Returns the file in the chosen format."""
+    import matplotlib
     import matplotlib.pyplot as plt
 
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    plt.close(figure)
-    return write_bytes(path, buffer.getvalue())
+    fmt = _check_figure_format(fmt or _FIGURE_FORMAT.get())
+    path = Path(path)
+    written = path
+    try:
+        for kind in dict.fromkeys(("png", fmt)):
+            buffer = io.BytesIO()
+            with matplotlib.rc_context({"svg.hashsalt": "transfer-neurons"}):  # fixed SVG ids, not random ones
+                figure.savefig(buffer, format=kind, dpi=120, bbox_inches="tight", metadata=_UNDATED.get(kind))
+            target = path if kind == "png" else path.with_suffix(f".{kind}")
+            written = write_bytes(target, buffer.getvalue())
+    finally:
+        plt.close(figure)
+    return written
+
+
+def read_manifest(folder: str | Path) -> dict | None:
+    """A finished stage's manifest.json (written last), or None if absent, unfinished or unreadable."""
+    try:
+        manifest = json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) and "key" in manifest else None

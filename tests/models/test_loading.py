@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import time
 
 import pytest
 import torch
@@ -151,3 +152,49 @@ def test_local_fingerprint_is_a_content_hash(tmp_path, monkeypatch):
     gguf.write_bytes(b"GGUF one")
     assert loading.model_fingerprint(str(gguf)) == {
         "kind": "file", "path": str(gguf.resolve()), "sha256": hashlib.sha256(b"GGUF one").hexdigest()}
+
+
+def test_text_file_named_gguf_is_refused_by_its_bytes(tmp_path):
+    fake = tmp_path / "notes.gguf"
+    fake.write_text("just some text\n")
+    with pytest.raises(ModelLoadError, match=r"notes\.gguf.*not a GGUF file"):
+        load_model(str(fake))
+
+
+def test_damaged_gguf_is_named_and_leaves_no_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRANSFER_NEURONS_CACHE", str(tmp_path / "cache"))
+    damaged = tmp_path / "damaged.gguf"
+    damaged.write_bytes(b"GGUF" + bytes(range(60)))  # the magic, then garbage
+    with pytest.raises(ModelLoadError, match=r"damaged\.gguf.*cannot convert this GGUF file"):
+        load_model(str(damaged))
+    assert os.listdir(tmp_path / "cache" / "models") == []
+
+
+def test_folder_without_config_is_named(tmp_path):
+    with pytest.raises(ModelLoadError, match="folder has no config.json"):
+        load_model(str(tmp_path))
+
+
+def test_unknown_hub_id_answers_at_once_offline(tmp_path, monkeypatch):
+    """HF_HUB_OFFLINE: no hub client retries (a minute), an error naming the model in well under a second."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(loading.AutoTokenizer, "from_pretrained", lambda *a, **k: pytest.fail("hub asked"))
+    start = time.perf_counter()
+    with pytest.raises(ModelLoadError, match=r"'no-such-model-xyz'.*not in the Hugging Face cache.*HF_HUB_OFFLINE"):
+        load_model("no-such-model-xyz")
+    assert time.perf_counter() - start < 1.0  # a local check only; generous for a busy machine
+
+
+def test_unreachable_hub_loads_a_cached_model_from_local_files_only(monkeypatch):
+    """Hub unreachable: a model in the HF cache loads with local_files_only, so the hub client never retries."""
+    tiny, calls = tiny_lm("llama"), []
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(loading, "_hub_unreachable", lambda: "huggingface.co is unreachable: test")
+    monkeypatch.setattr(loading, "in_hub_cache", lambda repo_id: repo_id == "org/cached")
+    monkeypatch.setattr(loading.AutoTokenizer, "from_pretrained", lambda src, **kw: calls.append(kw) or tiny.tokenizer)
+    monkeypatch.setattr(loading.AutoModelForCausalLM, "from_pretrained", lambda src, **kw: calls.append(kw) or tiny.model)
+    load_model("org/cached")
+    assert [kw.get("local_files_only") for kw in calls] == [True, True]
+    with pytest.raises(ModelLoadError, match=r"'org/absent'.*the hub cannot be asked \(huggingface.co is unreachable"):
+        load_model("org/absent")

@@ -10,8 +10,11 @@ import argparse
 import importlib
 import sys
 
-from .. import __version__
+from .. import __version__, preflight
 from ..errors import TransferNeuronsError
+from ..log import NORMAL, QUIET, VERBOSE, configured
+from ..models.loading import EMBEDDED
+from ..outputs import FIGURE_FORMATS, figure_format
 
 COMMANDS = (
     "demo",
@@ -24,6 +27,7 @@ COMMANDS = (
     "alignment", "latent", "layers",
     "dose", "logit-lens",
     "qa", "reasoning", "lm-eval",
+    "neurons",
 )
 
 
@@ -34,17 +38,86 @@ def build_parser() -> argparse.ArgumentParser:
         description="Find, test and deactivate transfer neurons in multilingual causal LMs.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    add_global_options(parser)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name.replace('-', '_')}").register(subparsers)
+    for command in _subcommands(parser):
+        add_global_options(command, after_command=True)
     return parser
 
 
+def _subcommands(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every subcommand parser below this one, nested ones (`data list`) included."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in dict.fromkeys(action.choices.values()):  # aliases map to the same parser
+                found += [command, *_subcommands(command)]
+    return found
+
+
+def add_global_options(parser: argparse.ArgumentParser, after_command: bool = False) -> None:
+    """--quiet, --verbose and --figure-format, accepted before or after the subcommand.
+
+    After it they default to SUPPRESS, so they never overwrite a value given before it; an
+    option string a subcommand already uses (run's own --verbose) is left to the subcommand.
+    """
+    group = parser.add_argument_group("output (before or after the command)")
+    taken = set(parser._option_string_actions)
+    options = (
+        ("verbosity", ("-q", "--quiet"), dict(action="store_const", const=QUIET,
+                                              help="show errors only: no progress bars, notes or warnings")),
+        ("verbosity", ("-v", "--verbose"), dict(action="store_const", const=VERBOSE, help="also show debug messages")),
+        ("figure_format", ("--figure-format",), dict(
+            choices=FIGURE_FORMATS, help="png (default), svg or pdf; with svg or pdf the PNG is written too "
+            "(the report embeds it)")),
+    )
+    defaults = {"verbosity": NORMAL, "figure_format": "png"}
+    for dest, flags, kwargs in options:
+        free = [flag for flag in flags if flag not in taken]
+        if free:
+            default = argparse.SUPPRESS if after_command else defaults[dest]
+            group.add_argument(*free, dest=dest, default=default, **kwargs)
+
+
+DATA_OPTIONS = ("centroid_data", "score_data", "data", "vocab_data")
+"""Options holding a data spec: a file path, a bundled set name or hf:ID."""
+
+
+def _values(args: argparse.Namespace, dest: str) -> list[str]:
+    """An option's given values (none, one, or a list from nargs)."""
+    value = getattr(args, dest, None)
+    return [] if value is None else [value] if isinstance(value, str) else list(value)
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Before any model loads: output folder writable, input files present, device and model available."""
+    for out in _values(args, "out"):
+        preflight.check_writable_dir(out, "--out")
+    for dest in DATA_OPTIONS:
+        for spec in _values(args, dest):
+            preflight.check_data_spec(spec, f"--{dest.replace('_', '-')}")
+    for dest in ("config", "centroids"):
+        for path in _values(args, dest):
+            preflight.check_input_file(path, f"--{dest}")
+    for dest in ("detection", "detections"):
+        for path in _values(args, dest):
+            preflight.check_detection_dir(path, f"--{dest}")
+    for path in _values(args, "neurons"):
+        preflight.check_neurons_source(path, "--neurons")
+    if getattr(args, "device", None) is not None or getattr(args, "model", None) is not None:
+        preflight.check_model(args.model or EMBEDDED, args.device or "cpu")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run one subcommand; user errors print one clear line and exit 2."""
+    """Entry point: check the options, run one subcommand; user errors print one clear line and exit 2."""
     args = build_parser().parse_args(argv)
+    verbosity = VERBOSE if args.verbosity == NORMAL and getattr(args, "verbose", False) is True else args.verbosity
     try:
-        return args.func(args) or 0
+        check_options(args)
+        with configured(verbosity), figure_format(args.figure_format):
+            return args.func(args) or 0
     except TransferNeuronsError as err:
         print(f"transfer-neurons {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -18,8 +18,12 @@ from ..conditions import DEFAULT_CONTROLS, Condition, build_conditions
 from ..detection import Detection, read_detection, read_neurons
 from ..errors import TransferNeuronsError
 from ..models.loading import LoadedModel
-from ..outputs import save_figure, write_csv, write_json
-from .common import add_data_args, add_model_args, model_from_args, positive_int
+from ..outputs import save_figure, staged_folder, write_csv, write_json
+from ..interventions import applying
+from .common import (
+    add_data_args, add_intervention_arg, add_model_args, add_model_check_arg, intervention_from_args, model_from_args,
+    positive_int,
+)
 from .similarity import add_comparison_args, check_fits, comparison_pairs, resolve_mid_layers, run_meta
 
 
@@ -67,15 +71,18 @@ def run(args: argparse.Namespace) -> int:
     det, conditions, source = ablate_conditions(args, lm)
     pairs = comparison_pairs(args, det)
     mid, rule = resolve_mid_layers(args, lm, det)
-    cos = hidden_similarity(lm, pairs, conditions, args.seed, args.batch_size, args.mode)
+    intervention = intervention_from_args(args, pairs)
+    with applying(intervention):
+        cos = hidden_similarity(lm, pairs, conditions, args.seed, args.batch_size, args.mode)
     rows = ablate_rows(cos, conditions, mid, det.magnitudes if det is not None else None, args.seed)
     out = Path(args.out)
-    meta = run_meta(args, lm, pairs, conditions, mid, rule, source)
-    write_csv(out / "ablate.csv", rows)
-    write_json(out / "ablate.json", {**meta, "rows": rows})
+    meta = {**run_meta(args, lm, pairs, conditions, mid, rule, source), "intervention": intervention.spec}
     title = (f"{lm.name} — mid-layer drop of {pairs.hub_lang}–{pairs.lang} similarity of h[l] "
              f"({len(pairs)} parallel pairs, {len(conditions[1].neurons)} neurons per set)")
-    save_figure(out / "ablate.png", plot_mid_drop(cos, conditions, rows, mid, title, kinds=("parallel",)))
+    with staged_folder(out) as tmp:  # the three files or none
+        write_csv(tmp / "ablate.csv", rows)
+        write_json(tmp / "ablate.json", {**meta, "rows": rows})
+        save_figure(tmp / "ablate.png", plot_mid_drop(cos, conditions, rows, mid, title, kinds=("parallel",)))
     print(f"{lm.name}: {len(conditions[1].neurons)} neurons from {source}, {pairs.hub_lang}–{pairs.lang}, "
           f"{len(pairs)} parallel pairs ({pairs.name}); mid layers {mid[0]}-{mid[-1]} ({rule})\n")
     print(effects_text(rows))
@@ -102,6 +109,8 @@ def register(subparsers) -> None:
                        help="comma-separated control specs: random[:SEEDS], layer-matched[:SEEDS], magnitude-matched, "
                        "anti; '' for none (default: all four with a detection, none with a bare neurons.json)")
     group.add_argument("--seeds", type=positive_int, default=5, help="seeds per seeded control (default 5)")
+    add_intervention_arg(group)
+    add_model_check_arg(group)
     add_comparison_args(parser)
     add_model_args(parser)
     add_data_args(parser)

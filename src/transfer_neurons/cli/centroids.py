@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..detection import NEURON_TYPES, compute_centroids, versions
-from ..outputs import save_npy, write_json
+from ..outputs import save_npy, staged_folder, write_json
 from .common import DATA_HELP, add_data_args, add_model_args, model_from_args, pairs_from_args, sentences_from_args
 
 
@@ -35,10 +35,11 @@ def run(args: argparse.Namespace) -> int:
     lm = model_from_args(args)
     cents, data = centroids_from_args(args, lm)
     out = Path(args.out)
-    save_npy(out / "centroids.npy", cents.numpy())
-    write_json(out / "centroids_meta.json", {
-        "model": lm.name, "type": args.neuron_type, "language": args.lang, **data, "versions": versions(),
-    })
+    with staged_folder(out) as tmp:  # both files or none
+        save_npy(tmp / "centroids.npy", cents.numpy())
+        write_json(tmp / "centroids_meta.json", {
+            "model": lm.name, "type": args.neuron_type, "language": args.lang, **data, "versions": versions(),
+        })
     print(f"wrote {out / 'centroids.npy'} ({cents.shape[0]} layers x {cents.shape[1]})")
     return 0
 

@@ -6,21 +6,28 @@ import argparse
 import json
 from pathlib import Path
 
+from ..distributed import init_from_env, is_main
 from ..models.loading import DEVICES, DTYPES, EMBEDDED
+from ..preflight import check_study
 from ..study import ANALYSES, read_config_file, resolve_config, run_study, summary_table
 from .common import positive_int
 
 
 def run(args: argparse.Namespace) -> int:
+    init_from_env()  # under torchrun: join the process group before anything prints
     file_options = read_config_file(args.config) if args.config else {}
     cfg = resolve_config(file_options, quick=args.quick, overrides={
         "model": args.model, "device": args.device, "dtype": args.dtype, "batch_size": args.batch_size,
         "langs": args.langs, "stages": args.stages,
     })
     out = Path(args.out)
-    print(f"study of {cfg['model']} on {', '.join(cfg['langs'])} (hub {cfg['hub_lang']})"
-          f"{' [quick]' if cfg['quick'] else ''} -> {out}", flush=True)
+    check_study(cfg, out)
+    if is_main():
+        print(f"study of {cfg['model']} on {', '.join(cfg['langs'])} (hub {cfg['hub_lang']})"
+              f"{' [quick]' if cfg['quick'] else ''} -> {out}", flush=True)
     result = run_study(cfg, out, verbose=args.verbose)
+    if not is_main():  # under torchrun, rank 0 reports
+        return 1 if result.failed else 0
     print("\n" + summary_table(result))
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     print("\nclaims:")

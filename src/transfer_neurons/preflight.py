@@ -1,0 +1,121 @@
+"""Checks that run before a model loads, so a bad path or device fails in a second, not after the work.
+
+Every check raises a TransferNeuronsError whose one line names the option (a CLI flag or a
+config key) and the path. Writability is tested by creating (and removing) an empty file
+where the output will go: it answers for read-only file systems, permissions and ACLs
+alike, also for root, whom permission bits do not stop.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from .data.catalog import BUNDLED_KINDS
+from .data.hub import HF_PREFIX
+from .errors import TransferNeuronsError
+from .models.loading import check_model_spec, parse_device
+from .outputs import blocking_file
+
+STUDY_DATA = {"parallel": None, "qa": "qa", "mc": "reasoning"}
+"""Each `config.data` entry and the analysis that reads it (None: detection, always run)."""
+
+
+def nearest_existing(path: Path) -> Path:
+    """The path itself or its nearest ancestor that exists (where a new folder would be created)."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path(path.anchor or ".")
+
+
+def check_writable_dir(path: str | Path, option: str) -> Path:
+    """An output folder that exists and takes new files, or can be created (no file in the way, not read-only)."""
+    path = Path(path).expanduser()
+    blocker = blocking_file(path)
+    if blocker is not None:
+        where = "it is" if blocker == path else f"{blocker} is"
+        raise TransferNeuronsError(f"{option} {path}: cannot write results there ({where} a file, not a folder)")
+    base = nearest_existing(path)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=base)
+    except OSError as err:
+        raise TransferNeuronsError(f"{option} {path}: cannot write in {base} ({err.strerror or err})") from None
+    os.close(fd)
+    os.unlink(probe)
+    return path
+
+
+def _readable_file(path: Path, option: str, what: str) -> None:
+    """An existing, readable file (not a folder)."""
+    if not path.exists():
+        raise TransferNeuronsError(f"{option} {path}: no such {what}")
+    if path.is_dir():
+        raise TransferNeuronsError(f"{option} {path}: is a folder; expected a {what}")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as err:
+        raise TransferNeuronsError(f"{option} {path}: cannot read ({err.strerror or err})") from None
+
+
+def check_input_file(path: str | Path, option: str) -> None:
+    """A file the command reads (a config, a centroids.npy) exists and can be read."""
+    _readable_file(Path(path).expanduser(), option, "file")
+
+
+def check_data_spec(spec: str, option: str) -> None:
+    """A data spec that names a file (not a bundled set or hf:ID) names a readable one."""
+    if spec in BUNDLED_KINDS or spec.startswith(HF_PREFIX):
+        return
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise TransferNeuronsError(
+            f"{option} {spec}: no such file, and not a bundled set ({', '.join(BUNDLED_KINDS)}) or {HF_PREFIX}DATASET"
+        )
+    _readable_file(path, option, "data file")
+
+
+def check_detection_dir(path: str | Path, option: str) -> None:
+    """A detection folder written by `detect` (it holds meta.json)."""
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise TransferNeuronsError(f"{option} {path}: {'no such folder' if not path.exists() else 'not a folder'}; "
+                                   "expected a detection folder written by `detect`")
+    if not (path / "meta.json").is_file():
+        raise TransferNeuronsError(f"{option} {path}: not a detection folder (no meta.json); run `transfer-neurons detect`")
+
+
+def check_neurons_source(path: str | Path, option: str) -> None:
+    """A neurons.json file or a detection folder holding one."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        if not (path / "neurons.json").is_file():
+            raise TransferNeuronsError(f"{option} {path}: folder has no neurons.json; expected a detection folder")
+        return
+    _readable_file(path, option, "neurons.json file")
+
+
+def check_model(spec: str, device: str, model_option: str = "--model", device_option: str = "--device") -> None:
+    """The device is present on this machine and the model source exists (or the hub can be asked).
+
+    The loader's messages name --device and --model; a config's values are named by their key instead.
+    """
+    for check, flag, option, value in ((parse_device, "--device", device_option, device),
+                                       (check_model_spec, "--model", model_option, spec)):
+        try:
+            check(value)
+        except TransferNeuronsError as err:
+            raise TransferNeuronsError(str(err).replace(flag, option, 1)) from None
+
+
+def check_study(cfg: Mapping, out: str | Path) -> None:
+    """Everything `run` needs before it loads a model: a writable study folder, data files, device, model."""
+    check_writable_dir(out, "--out")
+    for name, spec in cfg["data"].items():
+        analysis = STUDY_DATA.get(name)
+        if analysis is None or analysis in cfg["stages"]:
+            check_data_spec(spec, f"config.data.{name}")
+    check_model(cfg["model"], cfg["device"], "config.model", "config.device")
