@@ -108,3 +108,100 @@ def test_cli_lm_eval_writes_one_table(task_dir, tmp_path):
     assert [(r["task"], r["metric"], r["condition"]) for r in rows] == [
         ("tiny_mc", "acc", c) for c in ("none", "transfer", "anti")]
     assert (out / "lm_eval.png").is_file() and json.loads((out / "lm_eval.json").read_text())["limit"] == 3
+    for condition in ("none", "transfer", "anti"):  # lm-eval's own results, one folder per condition, by default
+        own = json.loads((out / "lm-eval" / condition / "results.json").read_text())
+        assert own["config"]["limit"] == 3 and own["config"]["batch_size"] == 2
+        value = next(float(r["value"]) for r in rows if r["condition"] == condition)
+        assert own["results"]["tiny_mc"]["acc,none"] == pytest.approx(value)  # the CSV holds the same float
+
+
+def test_cli_passes_auto_batch_size_samples_and_chat_template(task_dir, tmp_path):
+    from transfer_neurons.cli import main
+    from transfer_neurons.detection import Detection, write_detection
+
+    lm = tiny_lm("llama")
+    lm.tokenizer.chat_template = CHAT
+    save_model(lm, tmp_path / "model")
+    det = Detection("type1", "en", np.zeros((4, 64), np.float32), np.zeros((4, 64), np.float32),
+                    np.zeros((4, 32), np.float32), (0, 1, 2), np.array([[0, 1]]),
+                    {"type": "type1", "language": "en", "candidate_layers": [0, 1, 2]})
+    write_detection(det, tmp_path / "det")
+    code = main(["lm-eval", "--model", str(tmp_path / "model"), "--detection", str(tmp_path / "det"), "--tasks",
+                 "tiny_mc", "--include-path", str(task_dir), "--only-included", "--controls", "", "--limit", "2",
+                 "--batch-size", "auto", "--max-batch-size", "2", "--log-samples", "--apply-chat-template",
+                 "--num-fewshot", "1", "--output-path", str(tmp_path / "own"), "--out", str(tmp_path / "out")])
+    assert code == 0
+    own = json.loads((tmp_path / "own/none/results.json").read_text())
+    assert own["config"]["batch_size"] == "auto" and all(1 <= b <= 2 for b in own["config"]["batch_sizes"])
+    samples = [json.loads(line) for line in (tmp_path / "own/transfer/samples_tiny_mc.jsonl").read_text().splitlines()]
+    assert len(samples) == 2 and samples[0]["arguments"][0][0].startswith("<|user|>")
+    assert json.loads((tmp_path / "out/lm_eval.json").read_text())["batch_size"] == "auto"
+
+
+CHAT = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+
+
+@pytest.fixture(scope="module")
+def gen_task(task_dir):
+    """A tiny generation task over the same documents, so gen_kwargs have something to act on."""
+    data = task_dir / "docs.jsonl"
+    (task_dir / "tiny_gen.yaml").write_text(
+        f"task: tiny_gen\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\ntest_split: test\n"
+        "output_type: generate_until\ndoc_to_text: '{{question}}'\ndoc_to_target: '{{choices[answer]}}'\n"
+        "generation_kwargs:\n  until: ['\\n']\n  max_gen_toks: 8\n  do_sample: false\n"
+        "metric_list:\n  - metric: exact_match\n    aggregation: mean\n    higher_is_better: true\n", encoding="utf-8")
+    return task_dir
+
+
+def test_pass_through_options_and_lm_evals_own_output(gen_task, tmp_path):
+    from transfer_neurons.analyses.lm_eval_bridge import EvalOptions
+
+    lm = tiny_lm("llama")
+    lm.tokenizer.chat_template = CHAT
+    conditions = [Condition("none", None), Condition("random", ALL_NEURONS[:10], seed=3)]
+    options = EvalOptions(batch_size="auto", max_batch_size=4, limit=2, num_fewshot=1, log_samples=True,
+                          apply_chat_template=True, gen_kwargs="max_gen_toks=3", bootstrap_iters=10,
+                          output_path=tmp_path / "lm-eval")
+    rows = run_lm_eval(lm, ["tiny_mc", "tiny_gen"], conditions, include_path=str(gen_task), include_defaults=False,
+                       options=options)
+    assert {(r["task"], r["label"]) for r in rows} == {(t, c) for t in ("tiny_mc", "tiny_gen") for c in ("none", "random#3")}
+    for label in ("none", "random#3"):
+        folder = tmp_path / "lm-eval" / label
+        results = json.loads((folder / "results.json").read_text())  # lm-eval's own results dict
+        assert set(results["results"]) == {"tiny_mc", "tiny_gen"} and "samples" not in results
+        assert results["config"]["limit"] == 2 and results["config"]["batch_size"] == "auto"
+        assert all(isinstance(b, int) and 1 <= b <= 4 for b in results["config"]["batch_sizes"])  # auto ran, capped
+        assert results["n-shot"] == {"tiny_mc": 1, "tiny_gen": 1}
+        assert results["config"]["gen_kwargs"] == {"max_gen_toks": 3}
+        mine = next(r for r in rows if r["label"] == label and r["task"] == "tiny_mc")
+        assert results["results"]["tiny_mc"]["acc,none"] == pytest.approx(mine["value"])  # our table = their JSON
+        mc = [json.loads(line) for line in (folder / "samples_tiny_mc.jsonl").read_text().splitlines()]
+        gen = [json.loads(line) for line in (folder / "samples_tiny_gen.jsonl").read_text().splitlines()]
+        assert len(mc) == len(gen) == 2  # limit
+        context = mc[0]["arguments"][0][0]  # (context, continuation) of the first choice
+        assert context.startswith("<|user|>") and context.endswith("<|assistant|>")  # the chat template was applied
+        assert context.count("<|user|>") == 2  # one few-shot example, as a second turn
+        assert gen[0]["arguments"][0][1]["max_gen_toks"] == 3  # gen_kwargs reached the request
+
+
+def test_chat_template_without_one_is_a_clear_error(task_dir):
+    from transfer_neurons.analyses.lm_eval_bridge import EvalOptions
+
+    with pytest.raises(TransferNeuronsError, match="has no chat template"):
+        run_lm_eval(tiny_lm("llama"), ["tiny_mc"], [Condition("none", None)], include_path=str(task_dir),
+                    include_defaults=False, options=EvalOptions(apply_chat_template=True))
+
+
+@pytest.mark.parametrize("value, want", [("8", 8), ("auto", "auto"), ("auto:2", "auto:2")])
+def test_batch_size_values(value, want):
+    from transfer_neurons.analyses.lm_eval_bridge import check_batch_size
+
+    assert check_batch_size(value) == want
+
+
+def test_bad_batch_size_is_named():
+    from transfer_neurons.analyses.lm_eval_bridge import check_batch_size
+
+    with pytest.raises(TransferNeuronsError, match="--batch-size must be a positive integer, 'auto' or 'auto:N'"):
+        check_batch_size("big")

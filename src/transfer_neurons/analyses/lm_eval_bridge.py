@@ -12,13 +12,21 @@ What `all` covers follows from how lm-eval runs the model:
 lm-eval's own `steered` model is not used: its actions add or clamp one vector per hook and
 cannot zero a thousand arbitrary neurons. lm-eval is imported lazily; without it a clear
 error names the extra to install.
+
+What lm-eval users set is passed through as its CLI names it: batch_size (a number or
+"auto", with max_batch_size), limit, num_fewshot, log_samples, apply_chat_template,
+fewshot_as_multiturn, system_instruction, gen_kwargs, bootstrap_iters. With an
+output_path, lm-eval's own results JSON (and, with log_samples, its per-task sample
+logs) is kept for each condition in `<output_path>/<condition label>/`.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -31,6 +39,7 @@ from ..conditions import Condition  # noqa: E402
 from ..errors import TransferNeuronsError  # noqa: E402
 from ..interventions import deactivated  # noqa: E402
 from ..models.loading import LoadedModel  # noqa: E402
+from ..outputs import write_bytes  # noqa: E402
 from .similarity import COLOURS  # noqa: E402
 
 INSTALL_HINT = "pip install 'transfer-neurons[lm-eval]'"
@@ -50,10 +59,50 @@ def require_lm_eval():
     return lm_eval
 
 
-def wrap_model(lm: LoadedModel, batch_size: int = 8):
+@dataclass
+class EvalOptions:
+    """What the bridge passes through to lm-eval, named as lm-eval's CLI and simple_evaluate name it."""
+
+    batch_size: int | str = 8  # a number, or "auto" / "auto:N" (lm-eval finds the largest that fits)
+    max_batch_size: int | None = None  # upper bound for "auto" (lm-eval's default 64)
+    limit: float | None = None  # documents per task: a count, or a fraction below 1
+    num_fewshot: int | None = None  # None: each task's own
+    log_samples: bool = False  # keep every request and response (written with output_path)
+    apply_chat_template: bool | str = False  # True, or the name of one of the tokenizer's templates
+    fewshot_as_multiturn: bool | None = None  # None: lm-eval's default (multi-turn when a chat template is applied)
+    system_instruction: str | None = None
+    gen_kwargs: str | dict | None = None  # "temperature=0,max_gen_toks=64" or a dict; generation tasks only
+    bootstrap_iters: int = 1000
+    output_path: str | Path | None = None  # lm-eval's own results per condition: <output_path>/<label>/
+
+    def evaluate_kwargs(self) -> dict:
+        """Keyword arguments of lm_eval.simple_evaluate."""
+        kwargs = dict(batch_size=self.batch_size, limit=self.limit, num_fewshot=self.num_fewshot,
+                      log_samples=self.log_samples, apply_chat_template=self.apply_chat_template,
+                      system_instruction=self.system_instruction, gen_kwargs=self.gen_kwargs,
+                      bootstrap_iters=self.bootstrap_iters)
+        if self.fewshot_as_multiturn is not None:
+            kwargs["fewshot_as_multiturn"] = self.fewshot_as_multiturn
+        return kwargs
+
+
+def check_batch_size(value: int | str) -> int | str:
+    """lm-eval's batch size: a positive int, "auto" or "auto:N"; else a TransferNeuronsError."""
+    text = str(value)
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    head, _, times = text.partition(":")
+    if head == "auto" and (not times or (times.isdigit() and int(times) >= 1)):
+        return text
+    raise TransferNeuronsError(f"--batch-size must be a positive integer, 'auto' or 'auto:N', got {value!r}")
+
+
+def wrap_model(lm: LoadedModel, batch_size: int | str = 8, max_batch_size: int | None = None):
     """lm-eval's HFLM around the already loaded model and tokenizer (hooks on the model apply to it)."""
     lm_eval = require_lm_eval()
-    return lm_eval.models.huggingface.HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, batch_size=batch_size)
+    extra = {} if max_batch_size is None else {"max_batch_size": max_batch_size}
+    return lm_eval.models.huggingface.HFLM(
+        pretrained=lm.model, tokenizer=lm.tokenizer, batch_size=check_batch_size(batch_size), **extra)
 
 
 def task_manager(include_path: str | None = None, include_defaults: bool = True):
@@ -90,22 +139,51 @@ def result_rows(results: dict, condition: Condition) -> list[dict]:
     return rows
 
 
+def condition_folder(output_path: str | Path, condition: Condition) -> Path:
+    """Where lm-eval's own output for one condition goes: <output_path>/<condition label>/."""
+    return Path(output_path) / condition.label.replace("/", "_").replace("\\", "_")
+
+
+def save_lm_eval_output(results: dict, folder: Path) -> list[Path]:
+    """lm-eval's results JSON (as its CLI writes it, samples left out) and one samples_<task>.jsonl per task."""
+    from lm_eval.utils import handle_non_serializable
+
+    samples = results.pop("samples", None) or {}
+    dump = json.dumps(results, indent=2, default=handle_non_serializable, ensure_ascii=False)
+    written = [write_bytes(folder / "results.json", dump.encode("utf-8"))]
+    for task, rows in samples.items():
+        lines = "".join(json.dumps(r, default=handle_non_serializable, ensure_ascii=False) + "\n" for r in rows)
+        written.append(write_bytes(folder / f"samples_{task}.jsonl", lines.encode("utf-8")))
+    return written
+
+
 def run_lm_eval(
     lm: LoadedModel,
     tasks: Sequence[str],
     conditions: Sequence[Condition],
-    batch_size: int = 8,
+    batch_size: int | str = 8,
     limit: float | None = None,
     include_path: str | None = None,
     num_fewshot: int | None = None,
     bootstrap_iters: int = 1000,
     include_defaults: bool = True,
+    options: EvalOptions | None = None,
 ) -> list[dict]:
-    """Evaluate the tasks under each condition (deactivation mode `all` for the whole call): table rows."""
+    """Evaluate the tasks under each condition (deactivation mode `all` for the whole call): table rows.
+
+    `options` carries every lm-eval pass-through (it overrides batch_size, limit, num_fewshot
+    and bootstrap_iters given directly); with options.output_path, lm-eval's own output of
+    each condition is written beside ours.
+    """
     lm_eval = require_lm_eval()
+    if options is None:
+        options = EvalOptions(batch_size=batch_size, limit=limit, num_fewshot=num_fewshot, bootstrap_iters=bootstrap_iters)
     if not tasks:
         raise TransferNeuronsError("name at least one lm-eval task")
-    hflm, manager = wrap_model(lm, batch_size), task_manager(include_path, include_defaults)
+    if options.apply_chat_template and not getattr(lm.tokenizer, "chat_template", None):
+        raise TransferNeuronsError(f"--apply-chat-template: the tokenizer of {lm.name} has no chat template")
+    hflm = wrap_model(lm, options.batch_size, options.max_batch_size)
+    manager = task_manager(include_path, include_defaults)
     unknown = [t for t in tasks if not manager.match_tasks([t]) and not Path(t).is_file()]
     if unknown:
         where = f" (searched also {include_path})" if include_path else ""
@@ -113,11 +191,11 @@ def run_lm_eval(
     rows = []
     for condition in conditions:
         with deactivated(lm, condition.neurons, DEACTIVATION_MODE) if condition.neurons is not None else nullcontext():
-            results = lm_eval.simple_evaluate(
-                model=hflm, tasks=list(tasks), task_manager=manager, limit=limit, num_fewshot=num_fewshot,
-                log_samples=False, bootstrap_iters=bootstrap_iters,
-            )
+            results = lm_eval.simple_evaluate(model=hflm, tasks=list(tasks), task_manager=manager,
+                                              **options.evaluate_kwargs())
         rows += result_rows(results, condition)
+        if options.output_path is not None:
+            save_lm_eval_output(results, condition_folder(options.output_path, condition))
     return rows
 
 

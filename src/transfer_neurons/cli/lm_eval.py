@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..analyses.lm_eval_bridge import DEACTIVATION_MODE, plot_lm_eval, run_lm_eval
+from ..analyses.lm_eval_bridge import DEACTIVATION_MODE, EvalOptions, plot_lm_eval, run_lm_eval
+from ..interventions import applying
 from ..outputs import save_figure, write_csv, write_json
-from .common import add_condition_args, add_model_args, conditions_from_args, model_from_args
+from .common import add_condition_args, add_model_args, conditions_from_args, intervention_from_args, model_from_args
 from .similarity import check_fits, describe_conditions
 
 
@@ -22,19 +23,35 @@ def limit_value(text: str) -> float | int:
     return int(value) if value >= 1 else value
 
 
+def eval_options(args: argparse.Namespace, batch_size: int | str) -> EvalOptions:
+    """The lm-eval pass-through options of the command line."""
+    return EvalOptions(
+        batch_size=batch_size, max_batch_size=args.max_batch_size, limit=args.limit, num_fewshot=args.num_fewshot,
+        log_samples=args.log_samples, apply_chat_template=args.apply_chat_template,
+        fewshot_as_multiturn=args.fewshot_as_multiturn, system_instruction=args.system_instruction,
+        gen_kwargs=args.gen_kwargs, bootstrap_iters=args.bootstrap_iters,
+        output_path=args.output_path or Path(args.out) / "lm-eval",
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     det, conditions = conditions_from_args(args)
+    requested = args.batch_size  # "auto" goes to lm-eval, which sizes batches per request length
     lm = model_from_args(args)
     check_fits(det, lm, args.detection)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    rows = run_lm_eval(lm, tasks, conditions, args.batch_size, args.limit, args.include_path, args.num_fewshot,
-                       args.bootstrap_iters, include_defaults=not args.only_included)
+    options = eval_options(args, "auto" if requested == "auto" else args.batch_size)
+    with applying(intervention_from_args(args)):
+        rows = run_lm_eval(lm, tasks, conditions, include_path=args.include_path,
+                           include_defaults=not args.only_included, options=options)
     out = Path(args.out)
     write_csv(out / "lm_eval.csv", rows)
     write_json(out / "lm_eval.json", {
         "model": lm.name, "neurons_from": args.detection, "neuron_type": det.neuron_type, "neuron_lang": det.lang,
         "tasks": tasks, "include_path": args.include_path, "limit": args.limit, "num_fewshot": args.num_fewshot,
-        "mode": DEACTIVATION_MODE, "conditions": describe_conditions(conditions),
+        "batch_size": options.batch_size, "log_samples": args.log_samples, "apply_chat_template": args.apply_chat_template,
+        "gen_kwargs": args.gen_kwargs, "lm_eval_output": str(options.output_path),
+        "mode": DEACTIVATION_MODE, "intervention": args.intervention, "conditions": describe_conditions(conditions),
         "deactivation": "hooks active for the whole lm-eval call: log-likelihood requests deactivate every token "
                         "(context and continuation, one pass); generation deactivates prompt tokens only",
         "rows": rows,
@@ -45,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         stderr = "-" if r["stderr"] is None else f"{r['stderr']:.4f}"
         print(f"{r['task']:<{width}}  {r['metric']:<12}  {r['label']:<20}  {r['value']:8.4f}  {stderr:>8}")
-    print(f"\nwrote {out}/lm_eval.csv, lm_eval.json, lm_eval.png")
+    print(f"\nwrote {out}/lm_eval.csv, lm_eval.json, lm_eval.png; lm-eval's own results per condition in {options.output_path}")
     return 0
 
 
@@ -54,7 +71,8 @@ def register(subparsers) -> None:
                                    description="Wrap the model, with the deactivation hooks installed (mode all, for "
                                    "the whole evaluation), in lm-eval's HFLM and run the named tasks once per "
                                    "condition. Needs: pip install 'transfer-neurons[lm-eval]'. Writes lm_eval.csv "
-                                   "(task, metric, filter, condition, seed, value, stderr), lm_eval.json, lm_eval.png.")
+                                   "(task, metric, filter, condition, seed, value, stderr), lm_eval.json, lm_eval.png, and lm-eval's own "
+                                   "results.json (samples_<task>.jsonl with --log-samples) per condition in lm-eval/<condition>/.")
     parser.add_argument("--tasks", required=True, help="comma-separated lm-eval task names, e.g. mmlu_prox_lite_ja")
     parser.add_argument("--include-path", help="a folder of extra task YAMLs (lm-eval's include_path)")
     parser.add_argument("--only-included", action="store_true",
@@ -64,6 +82,19 @@ def register(subparsers) -> None:
     parser.add_argument("--num-fewshot", type=int, default=None, help="few-shot examples (default: the task's own)")
     parser.add_argument("--bootstrap-iters", type=int, default=1000,
                         help="bootstrap resamples for metrics without a closed-form stderr (default 1000)")
+    parser.add_argument("--output-path",
+                        help="where lm-eval's own results.json (and samples) go, one folder per condition "
+                        "(default: OUT/lm-eval/<condition>/)")
+    parser.add_argument("--log-samples", action="store_true",
+                        help="keep every request and response: samples_<task>.jsonl beside each results.json")
+    parser.add_argument("--apply-chat-template", nargs="?", const=True, default=False, metavar="NAME",
+                        help="format prompts with the tokenizer's chat template (optionally the named one)")
+    parser.add_argument("--fewshot-as-multiturn", action=argparse.BooleanOptionalAction, default=None,
+                        help="few-shot examples as chat turns (lm-eval's default with a chat template)")
+    parser.add_argument("--system-instruction", help="a system message for every prompt")
+    parser.add_argument("--gen-kwargs", help="generation settings for generation tasks, e.g. temperature=0,max_gen_toks=64")
+    parser.add_argument("--max-batch-size", type=int, default=None,
+                        help="upper bound when --batch-size auto lets lm-eval find the batch size (lm-eval's default 64)")
     parser.add_argument("--out", required=True, help="output folder")
     add_condition_args(parser)
     add_model_args(parser)
