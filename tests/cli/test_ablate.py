@@ -84,3 +84,17 @@ def test_similarity_and_activations_commands_write_their_files(setup, command):
     assert np.load(out / f"{command}_values.npy").shape == (6, len(labels), len(ROWS), 4)
     for name in (f"{command}.csv", f"{command}_mid.csv", f"{command}_layers.png", f"{command}_mid_drop.png"):
         assert (out / name).stat().st_size > 0
+
+
+def test_neurons_folder_of_another_model_is_refused_unless_allowed(setup, tmp_path, capsys):
+    """A detection folder given as --neurons is checked against --model like --detection; a bare neurons.json cannot be."""
+    root, common = setup
+    save_model(tiny_lm("llama", seed=1), tmp_path / "other")
+    other = [*common, "--model", str(tmp_path / "other")]  # the later --model wins
+    args = ["ablate", "--neurons", str(root / "det"), "--top-k", "2", "--lang", "ja", *other, "--out", str(tmp_path / "a")]
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"--neurons {root / 'det'} was made on model" in err and "--allow-model-mismatch" in err
+    assert not (tmp_path / "a").exists()
+    assert main([*args, "--allow-model-mismatch"]) == 0
