@@ -62,3 +62,31 @@ def all_reduce_sum(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         dist.all_reduce(moved, op=dist.ReduceOp.SUM)
         out.append(moved.to(tensor.device))
     return tuple(out)
+
+
+def gather_rows(local: torch.Tensor, rows: Sequence[int], total: int) -> torch.Tensor:
+    """Every rank's rows of one [total, ...] tensor, assembled on every rank (this rank holds `rows` of it).
+
+    Each rank writes its rows into zeros and the ranks' tensors are summed, so values are exact.
+    """
+    if not is_active():
+        return local
+    full = torch.zeros((total, *local.shape[1:]), dtype=local.dtype, device=local.device)
+    full[torch.as_tensor(list(rows), dtype=torch.long, device=local.device)] = local
+    return all_reduce_sum(full)[0]
+
+
+def agree(value: T) -> T:
+    """Rank 0's value of a picklable object, on every rank (decisions must not differ between ranks)."""
+    if not is_active():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def any_rank(flag: bool) -> bool:
+    """Whether the flag is true on at least one rank."""
+    if not is_active():
+        return flag
+    return bool(all_reduce_sum(torch.tensor([int(flag)]))[0].item())

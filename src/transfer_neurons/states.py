@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .capture import Internals, capture
+from .distributed import gather_rows, shard, world_size
 from .interventions import deactivated
 from .models.loading import LoadedModel
 
@@ -91,12 +92,21 @@ class StateProvider:
     def _capture(
         self, texts: Sequence[str], neurons: np.ndarray | None, mode: str, want: Sequence[str], progress: str | None
     ) -> Internals:
-        """One pass of the model over the sentences, under deactivation when neurons are given."""
+        """One pass of the model over the sentences, under deactivation when neurons are given.
+
+        Under torchrun each rank runs its share of the sentences and every rank receives all rows.
+        """
         self.captures += 1
+        rows = shard(range(len(texts)))
+        mine = [texts[i] for i in rows]
         if neurons is None:
-            return capture(self.lm, texts, want, self.batch_size, progress=progress)
-        with deactivated(self.lm, neurons, mode):
-            return capture(self.lm, texts, want, self.batch_size, progress=progress)
+            local = capture(self.lm, mine, want, self.batch_size, progress=progress)
+        else:
+            with deactivated(self.lm, neurons, mode):
+                local = capture(self.lm, mine, want, self.batch_size, progress=progress)
+        if world_size() == 1:
+            return local
+        return Internals(**{q: gather_rows(getattr(local, q), rows, len(texts)) for q in want})
 
     def _keep(self, key: StateKey, states: Internals) -> None:
         """Remember states, forgetting the least recently used beyond max_bytes."""

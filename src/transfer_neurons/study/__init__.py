@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..distributed import init_from_env, is_main
 from ..models.loading import LoadedModel, load_model
 from ..states import StateProvider
 from .config import ANALYSES, DEFAULTS, QUICK, read_config_file, resolve_config, validate_config
@@ -36,6 +37,7 @@ def run_study(
 ) -> StudyRun:
     """Run (or reuse) every stage of a study into `out`, then write results.json and report.html."""
     out = Path(out)
+    init_from_env()  # under torchrun: every rank runs each stage on its share of the sentences; rank 0 writes
     loaded: list = [lm] if lm is not None else []
     shared: list[StateProvider] = []
 
@@ -54,7 +56,7 @@ def run_study(
     data = {spec: data_identity(spec) for spec in sorted({s for stage in stages for s in stage.data})}
     run = execute(stages, cfg, out, model_identity(cfg), data, model, provider, verbose,
                   stream if stream is not None else sys.stderr)
-    if render:
+    if render and is_main():
         from ..report import write_report
 
         write_report(out)

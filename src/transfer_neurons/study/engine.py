@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 import traceback
 import uuid
@@ -29,6 +30,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from .. import __version__
+from ..distributed import agree, any_rank, is_main, world_size
 from ..errors import OutputError, TransferNeuronsError
 from ..models.loading import LoadedModel
 from ..outputs import make_folder, output_error, read_manifest, write_bytes, write_json
@@ -121,7 +123,10 @@ def stage_inputs(stage: Stage, model: dict, data: dict[str, str], dep_keys: dict
 
 @contextmanager
 def _locked(out: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the study folder (released by the OS if the process dies)."""
+    """Hold an exclusive lock on the study folder (released by the OS if the process dies); rank 0 alone under torchrun."""
+    if not is_main():
+        yield
+        return
     make_folder(out)
     try:
         handle = open(out / ".lock", "w")
@@ -178,8 +183,11 @@ class _ProgressOnly(io.TextIOBase):
 def _compute(stage: Stage, ctx: StageContext, inputs: dict, key: str, verbose: bool) -> None:
     """Run one stage into a temporary folder, write its manifest last and rename it into place."""
     final = ctx.folder
-    tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
-    make_folder(tmp)
+    if is_main():
+        tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+        make_folder(tmp)
+    else:  # other ranks compute alongside (their collectives are needed) into a private folder that is thrown away
+        tmp = Path(tempfile.mkdtemp(prefix="transfer-neurons-rank"))
     ctx.folder = tmp
     start = time.perf_counter()
     try:
@@ -194,7 +202,14 @@ def _compute(stage: Stage, ctx: StageContext, inputs: dict, key: str, verbose: b
             "seconds": round(time.perf_counter() - start, 3), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "files": files, "summary": summary,
         })
-        _install(tmp, final)
+    except BaseException:
+        any_rank(True)
+        raise
+    else:
+        if any_rank(False):
+            raise TransferNeuronsError("the stage failed on another torchrun rank (see its output)")
+        if is_main():
+            _install(tmp, final)
     finally:
         ctx.folder = final
         if tmp.exists():
@@ -207,7 +222,7 @@ def _run_stage(stage: Stage, ctx: StageContext, inputs: dict, key: str, blocked:
     result = StageResult(stage.name, stage.kind, "computed", 0.0, key)
     manifest = read_manifest(ctx.folder)
     error_log = ctx.study / "errors" / (stage.name.replace("/", "__") + ".txt")
-    if manifest is not None and manifest.get("key") == key:
+    if agree(manifest is not None and manifest.get("key") == key):  # rank 0 decides for all
         result.status = "cached"
         ctx.step(stage.steps)
     elif blocked:
@@ -216,12 +231,14 @@ def _run_stage(stage: Stage, ctx: StageContext, inputs: dict, key: str, blocked:
         try:
             _compute(stage, ctx, inputs, key, verbose)
             ctx.step(stage.steps - ctx.bar.n)
-            error_log.unlink(missing_ok=True)
+            if is_main():
+                error_log.unlink(missing_ok=True)
         except OutputError:  # a full disk or read-only folder stops the study: every later stage would fail too
             raise
         except Exception as err:  # one failing analysis must not lose the others
             result.status, result.error = "failed", f"{type(err).__name__}: {err}"
-            write_bytes(error_log, traceback.format_exc().encode("utf-8"))
+            if is_main():
+                write_bytes(error_log, traceback.format_exc().encode("utf-8"))
     result.seconds = round(time.perf_counter() - began, 2)
     return result
 
@@ -245,9 +262,10 @@ def execute(
     run = StudyRun(out, cfg)
     start = time.perf_counter()
     with _locked(out):
-        clean_partial(out)
-        write_config(out / "config.yaml", cfg)
-        write_json(out / PLAN, [{"name": s.name, "kind": s.kind, "deps": list(s.deps)} for s in stages])
+        if is_main():
+            clean_partial(out)
+            write_config(out / "config.yaml", cfg)
+            write_json(out / PLAN, [{"name": s.name, "kind": s.kind, "deps": list(s.deps)} for s in stages])
         keys: dict[str, str] = {}
         status: dict[str, str] = {}
         width = max(len(s.name) for s in stages)
@@ -255,7 +273,7 @@ def execute(
             inputs = stage_inputs(stage, identity, data, {d: keys.get(d, "missing") for d in stage.deps})
             keys[stage.name] = digest(inputs)
             bar = tqdm(total=stage.steps, desc=f"[{number:>2}/{len(stages)}] {stage.name:<{width}}", file=stream,
-                       leave=True, dynamic_ncols=True, bar_format="{desc} {bar:20} {n_fmt}/{total_fmt} {elapsed}{postfix}")
+                       disable=not is_main(), leave=True, dynamic_ncols=True, bar_format="{desc} {bar:20} {n_fmt}/{total_fmt} {elapsed}{postfix}")
             blocked = any(status.get(d) in ("failed", "skipped") for d in stage.deps)
             ctx = StageContext(out / stage.name, cfg, out, model, provider, bar)
             result = _run_stage(stage, ctx, inputs, keys[stage.name], blocked, verbose)
@@ -264,10 +282,11 @@ def execute(
             bar.close()
             run.stages.append(result)
         run.seconds = round(time.perf_counter() - start, 2)
-        write_json(out / "run.json", {
-            "seconds": run.seconds, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "stages": [vars(s) for s in run.stages],
-        })
+        if is_main():
+            write_json(out / "run.json", {
+                "seconds": run.seconds, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "stages": [vars(s) for s in run.stages], "processes": world_size(),
+            })
     return run
 
 
