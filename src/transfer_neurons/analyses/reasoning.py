@@ -18,37 +18,30 @@ lm-eval bridge cannot make this split: lm-eval scores context and continuation i
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from tqdm.auto import tqdm
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
-
-from ..conditions import Condition  # noqa: E402
-from ..data import MCItem, MCSet  # noqa: E402
-from ..errors import TransferNeuronsError  # noqa: E402
-from ..log import progress_enabled  # noqa: E402
-from ..interventions import deactivated  # noqa: E402
-from ..models.loading import LoadedModel  # noqa: E402
-from .effects import summarise  # noqa: E402
-from .qa import ALL_LAYERS, GENERATION_MODES, condition_bars, seed_means  # noqa: E402
+from ..conditions import Condition
+from ..data import MCItem, MCSet
+from ..data.questions import answer_cue
+from ..errors import TransferNeuronsError
+from ..interventions import Intervention, deactivated
+from ..log import progress_enabled
+from ..models.loading import LoadedModel
+from .effects import summarise
+from .generation import cache_argument, left_padded, pad_id, prompt_texts, prompt_token_ids, returned_cache
+from .qa import ALL_LAYERS, GENERATION_MODES, condition_bars, seed_means
 
 METRICS = ("acc", "acc_norm", "p_correct")
 METRIC_TITLES = {"acc": "accuracy (total log-lik.)", "acc_norm": "accuracy (log-lik. per byte)",
                  "p_correct": "probability of the right option"}
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-ANSWER_CUES: dict[str, str] = {
-    "en": "Answer:", "ja": "答え:", "ko": "답:", "zh": "答案:", "nl": "Antwoord:", "it": "Risposta:",
-    "de": "Antwort:", "fr": "Réponse :", "es": "Respuesta:",
-}
-"""The word that ends the prompt and cues the answer, per language (English elsewhere)."""
 
 
 def mc_prompt(item: MCItem, lang: str) -> str:
@@ -56,15 +49,7 @@ def mc_prompt(item: MCItem, lang: str) -> str:
     if len(item.options) > len(LETTERS):
         raise TransferNeuronsError(f"an item has {len(item.options)} options; at most {len(LETTERS)} are supported")
     options = [f"{LETTERS[i]}. {option}" for i, option in enumerate(item.options)]
-    return "\n".join([item.question, *options, ANSWER_CUES.get(lang, ANSWER_CUES["en"])])
-
-
-def _left_padded(rows: Sequence[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token id lists -> (ids [batch, seq], mask [batch, seq]) padded on the left."""
-    width = max(len(r) for r in rows)
-    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
-    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
-    return ids, mask
+    return "\n".join([item.question, *options, answer_cue(lang)])
 
 
 def _right_padded(rows: Sequence[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,12 +60,6 @@ def _right_padded(rows: Sequence[list[int]], pad: int) -> tuple[torch.Tensor, to
     return ids, mask
 
 
-def _cache_argument(model: torch.nn.Module, cache) -> dict:
-    """The key-value cache as the keyword the model takes (`cache` in transformers 5, else `past_key_values`)."""
-    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    return {name: cache}
-
-
 @torch.no_grad()
 def _batch_logliks(lm: LoadedModel, prompts: list[list[int]], options: list[list[list[int]]], pad: int) -> list[np.ndarray]:
     """Summed log-probabilities of each item's options after its prompt: per item [option].
@@ -89,20 +68,19 @@ def _batch_logliks(lm: LoadedModel, prompts: list[list[int]], options: list[list
     (right-padded) run against it, so the prompt is not recomputed for every option.
     """
     device = lm.view.device
-    p_ids, p_mask = _left_padded(prompts, pad)  # [item, prompt]
+    p_ids, p_mask = left_padded(prompts, pad)  # [item, prompt]
     first = lm.model(
         input_ids=p_ids.to(device), attention_mask=p_mask.to(device),
         position_ids=(p_mask.cumsum(1) - 1).clamp(min=0).to(device), use_cache=True, logits_to_keep=1,
     )
     owner = torch.tensor([i for i, opts in enumerate(options) for _ in opts])  # [row] item of each option
-    cache = getattr(first, "cache", None)
-    cache = first.past_key_values if cache is None else cache
+    cache = returned_cache(first)
     cache.reorder_cache(owner.to(device))
     c_ids, c_mask = _right_padded([ids for opts in options for ids in opts], pad)  # [row, option token]
     positions = p_mask.sum(1)[owner, None] + torch.arange(c_ids.shape[1])  # [row, option token]
     rest = lm.model(
         input_ids=c_ids.to(device), attention_mask=torch.cat([p_mask[owner], c_mask], 1).to(device),
-        position_ids=positions.to(device), use_cache=True, **_cache_argument(lm.model, cache),
+        position_ids=positions.to(device), use_cache=True, **cache_argument(lm.model, cache),
     )
     logits = torch.cat([first.logits[owner.to(device), -1:], rest.logits[:, :-1]], 1).float()  # [row, option token, vocab]
     logp = logits.gather(-1, c_ids.to(device)[..., None])[..., 0] - torch.logsumexp(logits, -1)  # [row, option token]
@@ -132,25 +110,30 @@ def option_logliks(
     mode: str = "all",
     batch_size: int = 8,
     progress: str | None = "score",
+    *,
+    chat_template: bool = False,
+    intervention: Intervention | None = None,
 ) -> list[np.ndarray]:
     """Total log-likelihood of each item's continuations given its prompt, prompt positions deactivated.
 
     batch_size counts (prompt, option) rows, which bound the logits' memory; each prompt runs once,
-    and an item with more options than batch_size forms a batch of its own. Returns per item [option].
+    and an item with more options than batch_size forms a batch of its own. chat_template: the prompt
+    is the user turn of the tokenizer's chat template and the options continue the assistant's turn.
+    Returns per item [option].
     """
     if mode not in GENERATION_MODES:
         raise TransferNeuronsError(f"reasoning deactivation mode must be one of {GENERATION_MODES}, got {mode!r}")
     if len(prompts) != len(options) or not prompts:
         raise TransferNeuronsError(f"need a list of options per prompt, got {len(prompts)} prompts and {len(options)} lists")
     tokenizer = lm.tokenizer
-    prompt_ids = tokenizer(list(prompts))["input_ids"]
+    prompt_ids = prompt_token_ids(tokenizer, prompt_texts(tokenizer, prompts, chat_template), chat_template)
     option_ids = [tokenizer(list(opts), add_special_tokens=False)["input_ids"] for opts in options]
     if any(not ids for opts in option_ids for ids in opts) or any(not opts for opts in options):
         raise TransferNeuronsError("every prompt needs options, and every option must tokenise to something")
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_id(tokenizer)
     order = sorted(range(len(prompts)), key=lambda i: len(prompt_ids[i]))
     out: list[np.ndarray] = [np.zeros(0)] * len(prompts)
-    with deactivated(lm, neurons, mode) if neurons is not None else nullcontext():
+    with deactivated(lm, neurons, mode, intervention) if neurons is not None else nullcontext():
         for idx in tqdm(_row_batches(order, [len(o) for o in options], batch_size), desc=progress,
                         disable=progress is None or not progress_enabled(), unit="batch"):
             scores = _batch_logliks(lm, [prompt_ids[i] for i in idx], [option_ids[i] for i in idx], pad)
@@ -186,6 +169,7 @@ class MCResult:
     sizes: list[np.ndarray]  # per item [option] UTF-8 bytes of the option text
     scores: dict[str, dict[str, np.ndarray]]  # metric -> condition label -> [item]
     chosen: dict[str, np.ndarray]  # condition label -> [item] option chosen by total log-likelihood
+    chat_template: bool = False
 
     @property
     def chance(self) -> float:
@@ -200,16 +184,21 @@ def run_reasoning(
     mode: str = "all",
     batch_size: int = 8,
     progress: bool = True,
+    *,
+    chat_template: bool = False,
+    intervention: Intervention | None = None,
 ) -> MCResult:
-    """Score every option of every item under every condition; accuracy, per-byte accuracy, p(right)."""
+    """Score every option of every item under every condition (all (item, option) rows of a condition
+    in batches); accuracy, per-byte accuracy, p(right)."""
     prompts = [mc_prompt(item, mc.lang) for item in mc.items]
     options = [[" " + option for option in item.options] for item in mc.items]
     sizes = [np.array([len(o.encode("utf-8")) for o in item.options], dtype=float) for item in mc.items]
     answers = np.array([item.answer for item in mc.items])
-    result = MCResult(mc.lang, mode, mc.items, {}, sizes, {m: {} for m in METRICS}, {})
+    result = MCResult(mc.lang, mode, mc.items, {}, sizes, {m: {} for m in METRICS}, {}, chat_template)
     for condition in conditions:
         desc = f"MC {mc.lang} {condition.label}" if progress else None
-        loglik = option_logliks(lm, prompts, options, condition.neurons, mode, batch_size, desc)
+        loglik = option_logliks(lm, prompts, options, condition.neurons, mode, batch_size, desc,
+                                chat_template=chat_template, intervention=intervention)
         total, normed = option_choices(loglik, sizes)
         label = condition.label
         result.loglik[label], result.chosen[label] = loglik, total
@@ -244,9 +233,10 @@ def item_rows(result: MCResult, conditions: Sequence[Condition]) -> list[dict]:
 
 
 def plot_reasoning(result: MCResult, summary: Sequence[dict], conditions: Sequence[Condition], model_name: str,
-                   neurons: str = "transfer neurons"):
+                   neurons: str = "transfer neurons") -> Figure:
     """Accuracy, per-byte accuracy and p(right option) per condition, with intervals, seed dots and chance."""
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(5.2 * len(METRICS), 4.2))
+    fig = Figure(figsize=(5.2 * len(METRICS), 4.2))
+    axes = fig.subplots(1, len(METRICS))
     for ax, metric in zip(axes, METRICS):
         rows = [row for row in summary if row["metric"] == metric]
         ax.axhline(result.chance, color="gray", linestyle="--", linewidth=1, label="chance (mean 1 / options)")

@@ -6,11 +6,18 @@ import argparse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..analyses.qa import GENERATION_MODES, METRIC_TITLES, NEUTRAL_PROMPT, PROMPTS, answer_rows, plot_qa, qa_summary, run_qa
+from ..analyses.qa import (
+    GENERATION_MODES, PROTOCOLS, answer_rows, metric_titles, plot_f1_scatter, plot_qa, qa_protocol, qa_summary, run_qa,
+    scatter_rows, subset_counts,
+)
 from ..data import QASet, load_qa
 from ..detection import Detection
+from ..errors import TransferNeuronsError
+from ..interventions import applying
 from ..outputs import save_figure, write_csv, write_json
-from .common import add_condition_args, add_model_args, conditions_from_args, model_from_args, positive_int
+from .common import (
+    add_condition_args, add_model_args, conditions_from_args, intervention_from_args, model_from_args, positive_int,
+)
 from .similarity import check_fits, describe_conditions
 
 
@@ -58,32 +65,52 @@ def qa_set(args: argparse.Namespace, lang: str) -> QASet:
     return QASet(qa.name, qa.lang, qa.items[: args.limit]) if args.limit else qa
 
 
+def check_chat_template(args: argparse.Namespace, lm) -> None:
+    """Refuse --chat-template for a tokenizer without a chat template, naming the flag."""
+    if args.chat_template and not getattr(lm.tokenizer, "chat_template", None):
+        raise TransferNeuronsError(f"--chat-template: the tokenizer of {lm.name} has no chat template (base models "
+                                   "usually have none); drop --chat-template or pass an instruction-tuned --model")
+
+
 def run(args: argparse.Namespace) -> int:
     det, conditions = conditions_from_args(args)
+    protocol = qa_protocol(args.protocol)
+    max_new_tokens = args.max_new_tokens or protocol.max_new_tokens
     lm = model_from_args(args)
     check_fits(det, lm, args.detection)
+    check_chat_template(args, lm)
     out = Path(args.out)
-    summary, answers, sets = [], [], {}
+    summary, answers, scatter, sets = [], [], [], {}
     for lang in languages(args, det.lang):
         qa = qa_set(args, lang)
-        result = run_qa(lm, qa, conditions, args.mode, args.max_new_tokens, args.batch_size)
+        with applying(intervention_from_args(args, reference=[item.question for item in qa.items])):
+            result = run_qa(lm, qa, conditions, args.mode, max_new_tokens, args.batch_size, protocol=protocol,
+                            chat_template=args.chat_template)
         rows = qa_summary(result, conditions, seed=args.seed)
         save_figure(out / f"qa_{lang}.png", plot_qa(result, rows, conditions, lm.name, neuron_label(det)))
+        save_figure(out / f"qa_scatter_{lang}.png", plot_f1_scatter(result, conditions, lm.name, neuron_label(det)))
         summary += rows
         answers += answer_rows(result, conditions)
-        sets[lang] = {"data": qa.name, "questions": len(qa), "prompt": PROMPTS.get(lang, NEUTRAL_PROMPT)}
+        scatter += scatter_rows(result, conditions)
+        sets[lang] = {"data": qa.name, "questions": len(qa), "prompt": protocol.template(lang),
+                      "example_prompt": result.prompts[0], "f1_subset_questions": subset_counts(result)}
     write_csv(out / "qa_summary.csv", summary)
     write_csv(out / "qa_answers.csv", answers)
+    write_csv(out / "qa_scatter.csv", scatter)
+    answer_rule = ("the first line of the answer" if protocol.first_line
+                   else "all generated text (stopped only by end of sequence)")
     write_json(out / "qa.json", {
         "model": lm.name, "neurons_from": args.detection, "neuron_type": det.neuron_type, "neuron_lang": det.lang,
-        "mode": args.mode, "max_new_tokens": args.max_new_tokens, "seed": args.seed, "languages": sets,
-        "conditions": describe_conditions(conditions),
+        "protocol": protocol.name, "mode": args.mode, "intervention": args.intervention,
+        "max_new_tokens": max_new_tokens, "chat_template": args.chat_template, "f1_subsets": list(protocol.f1_subsets),
+        "seed": args.seed, "languages": sets, "conditions": describe_conditions(conditions),
         "scoring": "best token F1 / exact match over the gold answer and its aliases, language-aware normalisation "
-                   "(analyses/answer_norm.py); greedy decoding, first line of the answer",
+                   f"(analyses/answer_norm.py); greedy decoding, {answer_rule}",
         "drop": "none − condition (positive: deactivation lowered the score)", "summary": summary,
     })
-    print(summary_text(summary, METRIC_TITLES))
-    print(f"\nwrote {out}/qa_summary.csv, qa_answers.csv, qa.json, " + ", ".join(f"qa_{lang}.png" for lang in sets))
+    print(summary_text(summary, metric_titles(protocol.f1_subsets)))
+    figures = [f"qa_{lang}.png, qa_scatter_{lang}.png" for lang in sets]
+    print(f"\nwrote {out}/qa_summary.csv, qa_answers.csv, qa_scatter.csv, qa.json, " + ", ".join(figures))
     return 0
 
 
@@ -96,18 +123,28 @@ def add_question_args(parser: argparse.ArgumentParser, default_data: str, data_h
                         help="positions deactivated: all = every prompt token (the paper's QA mode, default), "
                         "prompt_last = the prompt's last token only; answer tokens are never deactivated")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap intervals (default 0)")
+    parser.add_argument("--chat-template", action="store_true",
+                        help="wrap each prompt as the user turn of the tokenizer's chat template, followed by the "
+                        "assistant's turn opening (instruction-tuned models)")
     parser.add_argument("--out", required=True, help="output folder")
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("qa", help="open QA (token F1 / exact match) under deactivation (SPEC 6.8)",
-                                   description="Answer questions by greedy generation (left-padded batches, short "
-                                   "per-language prompt, first line) under no, transfer-neuron and control "
+                                   description="Answer questions by greedy generation (left-padded batches, each "
+                                   "answer stopped at its own end) under no, transfer-neuron and control "
                                    "deactivation; score token F1 and exact match against the answer and its aliases. "
-                                   "Writes qa_summary.csv, qa_answers.csv, qa.json and qa_LANG.png.")
+                                   "Writes qa_summary.csv, qa_answers.csv, qa_scatter.csv (per-question F1 without "
+                                   "vs with deactivation), qa.json, qa_LANG.png and qa_scatter_LANG.png.")
     add_question_args(parser, "qa", "questions: bundled 'qa' (default) or a path to MKQA's mkqa.jsonl.gz "
                       "or a qa.jsonl of the bundled format")
-    parser.add_argument("--max-new-tokens", type=positive_int, default=12, help="answer length cap in tokens (default 12)")
+    parser.add_argument("--protocol", choices=tuple(PROTOCOLS), default="default",
+                        help="default: short instruction prompt in the question's language, first line of the "
+                        "answer, 12 tokens; paper: the paper's MKQA protocol, question + answer cue ('答え:'), all "
+                        "generated text, 10 tokens, F1 also on the questions with F1 >= 0.8 and >= 0.5 without "
+                        "deactivation")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=None,
+                        help="answer length cap in tokens (default: 12, or 10 under --protocol paper; the paper used 5 or 10)")
     add_condition_args(parser)
     add_model_args(parser)
     parser.set_defaults(func=run)

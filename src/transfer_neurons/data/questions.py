@@ -12,6 +12,17 @@ from transfer_neurons.errors import DataError
 
 T = TypeVar("T")
 
+ANSWER_CUES: dict[str, str] = {
+    "en": "Answer:", "ja": "答え:", "ko": "답:", "zh": "答案:", "nl": "Antwoord:", "it": "Risposta:",
+    "de": "Antwort:", "fr": "Réponse :", "es": "Respuesta:",
+}
+"""The word that cues an answer after a question, per bundled language (QA's paper prompt, reasoning's prompt)."""
+
+
+def answer_cue(lang: str) -> str:
+    """The language's answer cue; English for languages without one."""
+    return ANSWER_CUES.get(lang, ANSWER_CUES["en"])
+
 
 def localized(row: dict[str, Any], field: str, lang: str) -> Any:
     """row[field][lang], or a ValueError saying the field must map language codes to values."""
