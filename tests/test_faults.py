@@ -19,6 +19,7 @@ import fcntl
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -282,6 +283,13 @@ def test_detection_of_another_model_is_refused_naming_both(tiny, tmp_path, capsy
     assert not (tmp_path / "ablate").exists()
     assert main([*args, "--allow-model-mismatch"]) == 0
     assert (tmp_path / "ablate" / "ablate.json").is_file()
+
+
+def test_detection_follows_its_model_to_another_folder(tiny, tmp_path):
+    """The weights, not the path, decide: a copy of the model in another folder is the same model."""
+    shutil.copytree(tiny / "model_a", tmp_path / "moved")
+    assert main(["ablate", "--detection", str(tiny / "det_a"), "--model", str(tmp_path / "moved"), "--batch-size", "4",
+                 "--data", str(tiny / "pairs.jsonl"), "--controls", "", "--out", str(tmp_path / "ablate")]) == 0
 
 
 def test_commands_taking_detection_options_all_check_the_model(tiny, tmp_path, capsys):

@@ -203,12 +203,22 @@ def _describe(name: object, shape: dict) -> str:
     return f"{name!r} ({shape.get('num_layers', '?')} layers, d_ff {shape.get('d_ff', '?')}, d_model {shape.get('d_model', '?')})"
 
 
+def weights_id(fingerprint: object) -> str | None:
+    """What names the weights in a model fingerprint: a content hash, a hub commit or an in-memory name."""
+    if not isinstance(fingerprint, dict):
+        return None
+    value = fingerprint.get("sha256") or fingerprint.get("commit") or fingerprint.get("name")
+    return str(value) if value else None
+
+
 def check_detection_model(meta: dict, lm: LoadedModel, source: str, allow_mismatch: bool = False) -> None:
-    """Refuse a detection made on another model: a shape mismatch always, another model name unless allowed.
+    """Refuse a detection made on another model: a shape mismatch always, other weights unless allowed.
 
     A detection's neurons index one model's layers and MLP rows; on a model of the same shape
-    but other weights they are arbitrary neurons, so a different model name is an error unless
-    `allow_mismatch` (--allow-model-mismatch) says it is intended (a copied or renamed folder).
+    but other weights they are arbitrary neurons. The weights are compared by the fingerprint
+    meta.json records (content hash or hub commit: a moved folder still matches, a folder
+    retrained in place does not), else by model name; `allow_mismatch` (--allow-model-mismatch)
+    accepts a difference on purpose.
     """
     recorded = {key: meta[key] for key in SHAPE_KEYS if key in meta}
     shape = model_shape(lm)
@@ -219,8 +229,19 @@ def check_detection_model(meta: dict, lm: LoadedModel, source: str, allow_mismat
             f"{source} was made on model {made_on}, not on --model {applied_to}: {', '.join(differs)}; "
             "a detection applies only to a model of its shape"
         )
-    if "model" in meta and meta["model"] != lm.name and not allow_mismatch:
-        raise TransferNeuronsError(
-            f"{source} was made on model {made_on}, not on --model {lm.name!r} (same shape, another name); "
-            "pass the --model it was made on, or --allow-model-mismatch if this is the same model under another name"
-        )
+    if allow_mismatch or "model" not in meta:
+        return
+    then = weights_id(meta.get("model_fingerprint"))
+    now = weights_id(lm.fingerprint()) if then is not None else None
+    if then is not None and now is not None:
+        if then == now:
+            return
+        what = f"same shape, other weights: {then[:12]} then, {now[:12]} now"
+    elif meta["model"] == lm.name:
+        return
+    else:
+        what = "same shape, another name"
+    raise TransferNeuronsError(
+        f"{source} was made on model {made_on}, not on --model {lm.name!r} ({what}); "
+        "pass the --model it was made on, or --allow-model-mismatch if the difference is intended"
+    )
