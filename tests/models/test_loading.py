@@ -198,3 +198,35 @@ def test_unreachable_hub_loads_a_cached_model_from_local_files_only(monkeypatch)
     assert [kw.get("local_files_only") for kw in calls] == [True, True]
     with pytest.raises(ModelLoadError, match=r"'org/absent'.*the hub cannot be asked \(huggingface.co is unreachable"):
         load_model("org/absent")
+
+
+def test_cli_device_cuda_index_without_cuda_is_one_line(tmp_path, capsys, monkeypatch):
+    from transfer_neurons.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    save_model(tiny_lm("llama"), tmp_path / "model")
+    capsys.readouterr()  # drop the save's progress bar
+    code = main(["detect", "--type", "type2", "--lang", "ja", "--model", str(tmp_path / "model"), "--device", "cuda:1",
+                 "--out", str(tmp_path / "det")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("transfer-neurons detect: error: --device cuda:1: CUDA is not available here")
+    assert "\n" not in err
+
+
+def test_detect_meta_records_revision_and_fingerprint(tmp_path, monkeypatch):
+    import json
+
+    from tiny import SENTENCES, write_jsonl
+
+    from transfer_neurons.cli import main
+
+    monkeypatch.setenv("TRANSFER_NEURONS_CACHE", str(tmp_path / "cache"))
+    folder = save_model(tiny_lm("llama"), tmp_path / "model")
+    data = write_jsonl(tmp_path / "pairs.jsonl", [{"en": e, "ja": j} for e, j in zip(SENTENCES, SENTENCES[::-1])])
+    assert main(["detect", "--type", "type2", "--lang", "ja", "--model", str(folder), "--centroid-data", str(data),
+                 "--score-data", str(data), "--top-n", "3", "--batch-size", "2", "--out", str(tmp_path / "det")]) == 0
+    meta = json.loads((tmp_path / "det/meta.json").read_text())
+    assert meta["model_revision"] is None and meta["model_fingerprint"] == loading.model_fingerprint(str(folder))
+    assert meta["model_fingerprint"]["kind"] == "folder" and meta["neuron_module"] == "model.layers.{layer}.mlp.down_proj"
+    neurons = json.loads((tmp_path / "det/neurons.json").read_text())
+    assert neurons["model"]["fingerprint"] == meta["model_fingerprint"]

@@ -113,3 +113,23 @@ def test_unknown_architecture_loads_with_trust_remote_code_and_adapter(tmp_path)
     (tmp_path / "right.yaml").write_text("out_proj: mlp.down_proj\n")
     lm = load_model(str(folder), trust_remote_code=True, adapter=tmp_path / "right.yaml")
     assert type(lm.model).__name__ == "MysteryForCausalLM" and lm.view.num_layers == 4 and lm.view.d_ff == 64
+
+
+def test_cli_adapter_option_loads_or_fails_in_one_line(tmp_path, capsys):
+    from tiny import SENTENCES, write_jsonl
+
+    from transfer_neurons.cli import main
+
+    folder = remote_code_folder(tmp_path)
+    data = write_jsonl(tmp_path / "pairs.jsonl", [{"en": e, "ja": j} for e, j in zip(SENTENCES, SENTENCES[::-1])])
+    common = ["detect", "--type", "type2", "--lang", "ja", "--model", str(folder), "--trust-remote-code",
+              "--centroid-data", str(data), "--score-data", str(data), "--top-n", "3", "--batch-size", "2"]
+    (tmp_path / "wrong.json").write_text(json.dumps({"mlp_out_norm": "post_attention_layernorm"}))
+    capsys.readouterr()  # drop the save's progress bar
+    assert main([*common, "--adapter", str(tmp_path / "wrong.json"), "--out", str(tmp_path / "bad")]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("transfer-neurons")]
+    assert len(err) == 1 and "wrong.json does not reconstruct the model" in err[0] and "relative error" in err[0]
+    (tmp_path / "right.json").write_text(json.dumps({"out_proj": "mlp.down_proj"}))
+    assert main([*common, "--adapter", str(tmp_path / "right.json"), "--out", str(tmp_path / "det")]) == 0
+    doc = json.loads((tmp_path / "det/neurons.json").read_text())
+    assert doc["model"]["type"] == "mystery" and doc["count"] == 3
