@@ -6,8 +6,9 @@ import argparse
 from pathlib import Path
 
 from ..errors import TransferNeuronsError
+from ..interventions import applying
 from ..runs.comparison import run_alignment
-from .common import add_condition_args, add_data_args, add_model_args, positive_int
+from .common import add_condition_args, add_data_args, add_model_args, intervention_from_args, positive_int
 from .similarity import add_comparison_args, pair_inputs, print_summary
 
 
@@ -24,7 +25,9 @@ def parse_ks(text: str) -> tuple[int, ...]:
 
 def run(args: argparse.Namespace) -> int:
     ks = parse_ks(args.k)
-    return print_summary(run_alignment(pair_inputs(args), Path(args.out), ks, args.n_boot), Path(args.out))
+    inputs = pair_inputs(args)
+    with applying(intervention_from_args(args, inputs.pairs)):
+        return print_summary(run_alignment(inputs, Path(args.out), ks, args.n_boot), Path(args.out))
 
 
 def register(subparsers) -> None:

@@ -188,6 +188,9 @@ def intervention_from_args(
     if spec == "patch" and pairs is None:
         raise TransferNeuronsError("--intervention patch needs parallel pairs, which this command does not use; "
                                    "choose zero, scale:F or mean")
+    if spec == "mean" and reference is None and pairs is None:
+        raise TransferNeuronsError("--intervention mean needs sentences to average over, which this command does not "
+                                   "read; choose zero or scale:F")
     return parse_intervention(spec, reference=reference if reference is not None else pairs.l2 if pairs else None,
                               sources=pairs.hub if pairs else None, targets=pairs.l2 if pairs else None)
 

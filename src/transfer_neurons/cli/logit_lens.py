@@ -13,9 +13,10 @@ from ..conditions import Condition
 from ..data import load_parallel
 from ..data.catalog import BUNDLED_KINDS
 from ..detection import versions
+from ..interventions import applying
 from ..outputs import save_figure, write_csv, write_json
 from .common import (DATA_HELP, add_condition_args, add_data_args, add_model_args, conditions_from_args,
-                     data_options, model_from_args, positive_int, sentences_from_args)
+                     data_options, intervention_from_args, model_from_args, positive_int, sentences_from_args)
 
 SAMPLE_TOKENS = 30
 
@@ -35,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     sets = token_sets(lm, args.lang, en_texts, l2_texts)
     if not sets.l2.any() or not sets.en.any():
         print(f"warning: empty token set ({int(sets.l2.sum())} {args.lang}, {int(sets.en.sum())} en tokens)", file=sys.stderr)
-    result = logit_lens(lm, sentences.texts, conditions, sets, args.batch_size, args.chunk)
+    with applying(intervention_from_args(args, reference=sentences.texts)):
+        result = logit_lens(lm, sentences.texts, conditions, sets, args.batch_size, args.chunk)
     rows = lens_rows(result)
     sample = {name: lm.tokenizer.convert_ids_to_tokens(np.flatnonzero(mask)[:: max(1, int(mask.sum()) // SAMPLE_TOKENS)]
                                                        [:SAMPLE_TOKENS].tolist())
@@ -47,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         "conditions": [c.label for c in conditions], "token_rule": sets.rule, "vocab_data": vocab_source,
         "l2_tokens": int(sets.l2.sum()), "en_tokens": int(sets.en.sum()), "token_samples": sample,
         "head": "final norm -> unembedding -> final logit softcapping if the model has it -> softmax",
-        "mode": "last", "versions": versions(),
+        "mode": "last", "intervention": args.intervention, "versions": versions(),
     }
     out = Path(args.out)
     write_csv(out / "logit_lens.csv", rows)

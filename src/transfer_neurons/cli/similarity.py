@@ -12,7 +12,7 @@ from ..analyses.similarity import middle_layers
 from ..data import ParallelPairs
 from ..detection import Detection
 from ..errors import TransferNeuronsError
-from ..interventions import MODES
+from ..interventions import MODES, applying
 from ..models.loading import LoadedModel
 from ..runs.common import Summary, describe_conditions
 from ..runs.comparison import PairInputs, run_similarity
@@ -24,6 +24,7 @@ from .common import (
     add_data_args,
     add_model_args,
     conditions_from_args,
+    intervention_from_args,
     model_from_args,
     pairs_from_args,
     positive_int,
@@ -104,7 +105,9 @@ def print_summary(summary: Summary, out: Path) -> int:
 
 def run_comparison(args: argparse.Namespace, quantity: str) -> int:
     """Shared body of `similarity` (h) and `activations` (a)."""
-    return print_summary(run_similarity(pair_inputs(args), Path(args.out), quantity), Path(args.out))
+    inputs = pair_inputs(args)
+    with applying(intervention_from_args(args, inputs.pairs)):
+        return print_summary(run_similarity(inputs, Path(args.out), quantity), Path(args.out))
 
 
 def run(args: argparse.Namespace) -> int:
