@@ -195,13 +195,13 @@ def test_chat_template_without_one_is_a_clear_error(task_dir):
 
 @pytest.mark.parametrize("value, want", [("8", 8), ("auto", "auto"), ("auto:2", "auto:2")])
 def test_batch_size_values(value, want):
-    from transfer_neurons.analyses.lm_eval_bridge import check_batch_size
+    from transfer_neurons.analyses.lm_eval_bridge import lm_eval_batch_size
 
-    assert check_batch_size(value) == want
+    assert lm_eval_batch_size(value) == want
 
 
 def test_bad_batch_size_is_named():
-    from transfer_neurons.analyses.lm_eval_bridge import check_batch_size
+    from transfer_neurons.analyses.lm_eval_bridge import lm_eval_batch_size
 
     with pytest.raises(TransferNeuronsError, match="--batch-size must be a positive integer, 'auto' or 'auto:N'"):
-        check_batch_size("big")
+        lm_eval_batch_size("big")

@@ -86,7 +86,7 @@ class EvalOptions:
         return kwargs
 
 
-def check_batch_size(value: int | str) -> int | str:
+def lm_eval_batch_size(value: int | str) -> int | str:
     """lm-eval's batch size: a positive int, "auto" or "auto:N"; else a TransferNeuronsError."""
     text = str(value)
     if text.isdigit() and int(text) >= 1:
@@ -102,7 +102,7 @@ def wrap_model(lm: LoadedModel, batch_size: int | str = 8, max_batch_size: int |
     lm_eval = require_lm_eval()
     extra = {} if max_batch_size is None else {"max_batch_size": max_batch_size}
     return lm_eval.models.huggingface.HFLM(
-        pretrained=lm.model, tokenizer=lm.tokenizer, batch_size=check_batch_size(batch_size), **extra)
+        pretrained=lm.model, tokenizer=lm.tokenizer, batch_size=lm_eval_batch_size(batch_size), **extra)
 
 
 def task_manager(include_path: str | None = None, include_defaults: bool = True):

@@ -46,6 +46,15 @@ def _field_kinds() -> dict[str, tuple[type, bool]]:
     return kinds
 
 
+def _accepts(kind: type, value: object) -> bool:
+    """Whether a YAML/JSON value fits an Adapter field of this type (a bool is no float; a str is not empty)."""
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, str) and bool(value)
+
+
 def read_adapter(path: str | Path) -> Adapter:
     """Parse an adapter file (YAML or JSON mapping of Adapter fields) and check every value's type."""
     path = Path(path)
@@ -65,11 +74,7 @@ def read_adapter(path: str | Path) -> Adapter:
         raise ModelLoadError(f"--adapter {path}: unknown field(s) {', '.join(unknown)}; known: {', '.join(kinds)}")
     for name, value in fields.items():
         kind, nullable = kinds[name]
-        if value is None and nullable:
-            continue
-        ok = isinstance(value, bool) if kind is bool else (
-            isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float else isinstance(value, str) and value)
-        if not ok:
+        if not (value is None and nullable) and not _accepts(kind, value):
             raise ModelLoadError(f"--adapter {path}: field {name!r} must be a {kind.__name__}"
                                  f"{' or null' if nullable else ''}, got {value!r}")
     return Adapter(**fields)
@@ -79,8 +84,9 @@ def view_with(model: torch.nn.Module, adapter: Adapter, source: str) -> ModelVie
     """A ModelView over the model, or an error naming the adapter path that does not exist."""
     try:
         view = ModelView(model, adapter)
-        for layer in range(view.num_layers):
-            view.out_proj(layer), view.mlp_output(layer)
+        for layer in range(view.num_layers):  # resolve every path now, not mid-analysis
+            view.out_proj(layer)
+            view.mlp_output(layer)
     except (AttributeError, TypeError, IndexError) as err:
         raise ModelLoadError(f"--adapter {source}: a module path does not exist in {type(model).__name__} ({err})") from None
     return view
@@ -120,8 +126,8 @@ def reconstruction_errors(lm, probe: Sequence[str] = PROBE) -> dict[str, list[fl
             zeroed = capture(lm, list(probe), want=("h",), batch_size=len(probe), progress=None).h[:, layer]
         added.append(_relative_error(neuron_sum, base.h[:, layer] - zeroed))
         bias = view.out_bias(layer)
-        full = base.m[:, layer] + neuron_sum + (0 if bias is None else bias)
-        decomposition.append(_relative_error(full - base.m[:, layer], base.h[:, layer] - base.m[:, layer]))
+        mlp_part = neuron_sum if bias is None else neuron_sum + bias  # [n, d_model]; h - m is what the block added
+        decomposition.append(_relative_error(mlp_part, base.h[:, layer] - base.m[:, layer]))
     return {"mlp_added": added, "decomposition": decomposition}
 
 
