@@ -108,3 +108,11 @@ def assert_same_ranking(got, want, scores, atol: float = 1e-6) -> None:
     cutoff = s_want.min()
     for layer, neuron in {tuple(r) for r in got.tolist()} ^ {tuple(r) for r in want.tolist()}:
         assert abs(scores[layer, neuron] - cutoff) <= atol, f"({layer}, {neuron}) differs beyond a tie at the cut-off"
+
+
+def random_lm(model_type: str, seed: int = 0, **sizes) -> LoadedModel:
+    """A randomly initialised model of one architecture with the given config sizes (no learned structure)."""
+    torch.manual_seed(seed)
+    config = AutoConfig.for_model(model_type, **{**_SPECIAL.get(model_type, _COMMON), **sizes})
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    return prepare(model, byte_tokenizer(), f"random-{model_type}")
