@@ -114,6 +114,11 @@ class Intervention:
 
     def bind(self, lm: LoadedModel, groups: dict[int, torch.Tensor]) -> _Bound:
         """Values this intervention needs for these neurons (layer -> neuron indices) on this model."""
+        return _Bound(self)
+
+    def replace(self, chosen: torch.Tensor, values: torch.Tensor | None, rows: torch.Tensor | None) -> torch.Tensor:
+        """New values of the chosen activations [batch, seq, k], given the bound values of their layer
+        ([k] or [source, k]) and, for patch, each input row's source row [batch]."""
         raise NotImplementedError
 
 
@@ -127,16 +132,11 @@ class _Bound:
 
     def replace(self, layer: int, chosen: torch.Tensor, positions: _Positions) -> torch.Tensor:
         """The new values of the chosen activations (only read where positions.mask is set)."""
-        kind = self.intervention
-        if isinstance(kind, Zero):
-            return torch.zeros_like(chosen)
-        if isinstance(kind, Scale):
-            return chosen * kind.factor
-        value = self.values[layer].to(chosen.device, chosen.dtype)
-        if isinstance(kind, Mean):
-            return value.expand_as(chosen)
-        rows = source_rows(positions.tokens, self.rows, chosen.shape[0])  # [batch]
-        return value[rows.to(chosen.device)][:, None, :].expand_as(chosen)
+        values = self.values.get(layer)
+        if values is not None:
+            values = values.to(chosen.device, chosen.dtype)
+        rows = None if self.rows is None else source_rows(positions.tokens, self.rows, chosen.shape[0]).to(chosen.device)
+        return self.intervention.replace(chosen, values, rows)
 
 
 @dataclass(frozen=True)
@@ -147,8 +147,8 @@ class Zero(Intervention):
     def spec(self) -> str:
         return "zero"
 
-    def bind(self, lm: LoadedModel, groups: dict[int, torch.Tensor]) -> _Bound:
-        return _Bound(self)
+    def replace(self, chosen: torch.Tensor, values: torch.Tensor | None, rows: torch.Tensor | None) -> torch.Tensor:
+        return torch.zeros_like(chosen)
 
 
 @dataclass(frozen=True)
@@ -165,8 +165,8 @@ class Scale(Intervention):
     def spec(self) -> str:
         return f"scale:{self.factor:g}"
 
-    def bind(self, lm: LoadedModel, groups: dict[int, torch.Tensor]) -> _Bound:
-        return _Bound(self)
+    def replace(self, chosen: torch.Tensor, values: torch.Tensor | None, rows: torch.Tensor | None) -> torch.Tensor:
+        return chosen * self.factor
 
 
 @dataclass(frozen=True, eq=False)
@@ -202,6 +202,9 @@ class Mean(Intervention):
     def bind(self, lm: LoadedModel, groups: dict[int, torch.Tensor]) -> _Bound:
         means = self.means(lm)
         return _Bound(self, {layer: means[layer, index] for layer, index in groups.items()})
+
+    def replace(self, chosen: torch.Tensor, values: torch.Tensor | None, rows: torch.Tensor | None) -> torch.Tensor:
+        return values.expand_as(chosen)  # [k] -> [batch, seq, k]
 
 
 @dataclass(frozen=True, eq=False)
@@ -264,6 +267,9 @@ class Patch(Intervention):
             inverse[torch.tensor(order)] = torch.arange(len(order))
             self._values[key] = {layer: torch.cat(chunks)[inverse] for layer, chunks in parts.items()}  # [source, k]
         return _Bound(self, self._values[key], lookup)
+
+    def replace(self, chosen: torch.Tensor, values: torch.Tensor | None, rows: torch.Tensor | None) -> torch.Tensor:
+        return values[rows][:, None, :].expand_as(chosen)  # [source, k] -> [batch, seq, k]
 
 
 def source_rows(tokens: list[tuple[int, ...]] | None, lookup: dict[tuple[int, ...], int], batch: int) -> torch.Tensor:
