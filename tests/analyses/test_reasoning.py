@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from tiny import save_model, tiny_lm
+from tiny import byte_tokenizer, save_model, tiny_lm
 
 from transfer_neurons.analyses.reasoning import (
     _row_batches,
@@ -20,6 +20,8 @@ from transfer_neurons.cli import main
 from transfer_neurons.conditions import Condition
 from transfer_neurons.data import MCItem, MCSet
 from transfer_neurons.detection import Detection, write_detection
+from transfer_neurons.errors import TransferNeuronsError
+from transfer_neurons.models.loading import prepare
 from transfer_neurons.scoring import rank_neurons
 
 PROMPTS = ["Q: a?\nA:", "Question: what is the longer question here?\nAnswer:", "xyz:"]
@@ -27,11 +29,11 @@ OPTIONS = [[" yes", " no"], [" a much longer answer", " b", " c d"], [" no"]]
 NEURONS = np.array([(1, i) for i in range(0, 64, 3)] + [(2, i) for i in range(10)])
 
 
-def reference(lm, prompt, option, neurons=None, positions="prompt"):
+def reference(lm, prompt, option, neurons=None, positions="prompt", special=True):
     """log p(option | prompt) from ONE unbatched forward pass, zeroing `neurons` by hand at the prompt's
-    positions ("prompt": every prompt token, "last": the prompt's last token)."""
+    positions ("prompt": every prompt token, "last": the prompt's last token); special: add <bos>."""
     tok = lm.tokenizer
-    p_ids, o_ids = tok(prompt)["input_ids"], tok(option, add_special_tokens=False)["input_ids"]
+    p_ids, o_ids = tok(prompt, add_special_tokens=special)["input_ids"], tok(option, add_special_tokens=False)["input_ids"]
     zero_at = list(range(len(p_ids))) if positions == "prompt" else [len(p_ids) - 1]
     handles = []
     for layer in sorted({int(l) for l, _ in neurons}) if neurons is not None else []:
@@ -143,3 +145,40 @@ def test_cli_reasoning_writes_tables_and_figures(tmp_path):
 def test_row_batches_bound_the_option_rows():
     assert _row_batches([2, 0, 1], [2, 3, 1], 3) == [[2, 0], [1]]
     assert _row_batches([0, 1], [5, 1], 3) == [[0], [1]]  # an item larger than a batch stands alone
+
+
+# prompts of 3 to 95 tokens and options of 2 to 31 (byte tokens), so batches mix very different lengths
+UNEVEN_PROMPTS = ["Q?", "Which of these is the longest river that flows through more than three countries of Europe?\nAnswer:",
+                  "2+2=", "猫はどこにいますか？\n答え:"]
+UNEVEN_OPTIONS = [[" a", " b"], [" the Danube (ten countries)", " Rhine", " Po", " Loire"],
+                  [" 4", " 5", " 22"], [" 家", " 庭の木の上で寝ている"]]
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3_text", "gpt2"])
+@pytest.mark.parametrize("mode", [None, "all", "prompt_last"])
+def test_batched_scores_equal_one_at_a_time(arch, mode):
+    lm = tiny_lm(arch)
+    neurons = NEURONS if mode else None
+    single = option_logliks(lm, UNEVEN_PROMPTS, UNEVEN_OPTIONS, neurons, mode or "all", batch_size=1, progress=None)
+    for batch_size in (4, 64):  # several items per batch; every (item, option) row of the condition at once
+        batched = option_logliks(lm, UNEVEN_PROMPTS, UNEVEN_OPTIONS, neurons, mode or "all", batch_size=batch_size,
+                                 progress=None)
+        for got, want in zip(batched, single, strict=True):
+            # float32 sums over different padded shapes differ in the last digits; 1e-4 nats is far below
+            # any gap between options that decides a choice here (checked by the argmax below)
+            np.testing.assert_allclose(got, want, atol=1e-4)
+            assert int(np.argmax(got)) == int(np.argmax(want))
+
+
+def test_chat_template_scores_options_after_the_assistant_turn():
+    lm = tiny_lm("llama")
+    tokenizer = byte_tokenizer()
+    tokenizer.chat_template = ("{% for m in messages %}<bos>[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
+                               "{% if add_generation_prompt %}[assistant]{% endif %}")
+    chat = prepare(lm.model, tokenizer, "tiny-chat")
+    got = option_logliks(chat, PROMPTS, OPTIONS, batch_size=3, progress=None, chat_template=True)
+    for scores, prompt, options in zip(got, PROMPTS, OPTIONS):
+        text = f"<bos>[user] {prompt}\n[assistant]"  # the template holds <bos>: no second one is added
+        np.testing.assert_allclose(scores, [reference(chat, text, o, special=False) for o in options], atol=1e-4)
+    with pytest.raises(TransferNeuronsError, match="chat template"):
+        option_logliks(lm, PROMPTS, OPTIONS, progress=None, chat_template=True)

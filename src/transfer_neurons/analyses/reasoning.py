@@ -77,7 +77,8 @@ def _batch_logliks(lm: LoadedModel, prompts: list[list[int]], options: list[list
     cache = returned_cache(first)
     cache.reorder_cache(owner.to(device))
     c_ids, c_mask = _right_padded([ids for opts in options for ids in opts], pad)  # [row, option token]
-    positions = p_mask.sum(1)[owner, None] + torch.arange(c_ids.shape[1])  # [row, option token]
+    # [row, option token]; a padding slot repeats its row's last position, so no position exceeds the row's own
+    positions = p_mask.sum(1)[owner, None] + (c_mask.cumsum(1) - 1).clamp(min=0)
     rest = lm.model(
         input_ids=c_ids.to(device), attention_mask=torch.cat([p_mask[owner], c_mask], 1).to(device),
         position_ids=positions.to(device), use_cache=True, **cache_argument(lm.model, cache),
