@@ -127,7 +127,7 @@ def test_bfloat16_weights_score_close_to_the_slow_formula():
     centroids = language_centroids(lm, SENTENCES, batch_size=3)
     fast = score_neurons(lm, centroids, SENTENCES, batch_size=4, progress=None).scores
     slow = slow_scores(lm, centroids, SENTENCES)
-    # q = V^T b is multiplied in bfloat16 (8 significant bits) like the forward, not in float32
+    # q = V^T b is multiplied in bfloat16 (8 significant bits) like the forward: 0.2-0.6 % here, 2 % allowed
     assert np.abs(fast - slow).max() <= 2e-2 * np.abs(slow).max()
     assert np.corrcoef(fast.ravel(), slow.ravel())[0, 1] > 0.999
 
