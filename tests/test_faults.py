@@ -362,6 +362,17 @@ def test_second_run_on_a_busy_study_folder_is_refused(tiny, tmp_path, capsys):
         error_line(capsys, main(["run", "--config", str(study_config(tiny)), "--out", str(out)]), out, "another")
 
 
+def test_model_that_does_not_load_stops_the_study_at_once(tiny, tmp_path, capsys):
+    """A model folder without weights: one error line, not one failure per stage."""
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny / "model_a", broken, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    config = {**yaml.safe_load(study_config(tiny).read_text()), "model": str(broken)}
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(config))
+    error_line(capsys, main(["run", "--config", str(path), "--out", str(tmp_path / "s")]), broken, "could not be loaded")
+    assert not list((tmp_path / "s").rglob("manifest.json")) and not (tmp_path / "s" / "errors").exists()
+
+
 def test_config_error_names_its_key(tmp_path, capsys, no_model):
     path = tmp_path / "bad.yaml"
     path.write_text("seeds: -3\n")

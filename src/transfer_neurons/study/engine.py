@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..distributed import agree, any_rank, is_main, world_size
-from ..errors import OutputError, TransferNeuronsError
+from ..errors import ModelLoadError, OutputError, TransferNeuronsError
 from ..models.loading import LoadedModel
 from ..outputs import make_folder, output_error, read_manifest, write_bytes, write_json
 from ..states import StateProvider
@@ -233,8 +233,8 @@ def _run_stage(stage: Stage, ctx: StageContext, inputs: dict, key: str, blocked:
             ctx.step(stage.steps - ctx.bar.n)
             if is_main():
                 error_log.unlink(missing_ok=True)
-        except OutputError:  # a full disk or read-only folder stops the study: every later stage would fail too
-            raise
+        except (OutputError, ModelLoadError):  # a full disk, a read-only folder or a model that does not load
+            raise  # stops the study: every later stage would fail the same way
         except Exception as err:  # one failing analysis must not lose the others
             result.status, result.error = "failed", f"{type(err).__name__}: {err}"
             if is_main():
