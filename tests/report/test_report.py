@@ -120,3 +120,24 @@ def test_report_command_rerenders_and_marks_missing_stages(study, tmp_path):
     assert results["stages"]["qa/type1-ja"]["status"] == "not run"
     assert {c["number"]: c["status"] for c in results["claims"]}[5] == "not run"
     assert "not run" in html_path.read_text(encoding="utf-8")
+
+
+def test_banner_names_model_precision_sizes_and_quick():
+    from transfer_neurons.report.render import banner
+
+    stages = {
+        "detect/type1-ja": {"kind": "detect", "summary": {"data": {"num_score_sentences": 48, "num_centroid_items": 48,
+                                                                   "count": 80}}},
+        "similarity/type1-ja": {"kind": "similarity", "summary": {"data": {"pairs": 20}}},
+        "qa/type1-ja": {"kind": "qa", "summary": None},  # did not finish: no size
+    }
+    results = {"config": {"model": "embedded", "langs": ["ja", "ko"], "hub_lang": "en", "controls": ["random", "anti"],
+                          "seeds": 2, "quick": True, "dtype": None},
+               "model": {"model": "embedded:gemma.gguf", "dtype": "float32", "quantisation": "GGUF Q4_K_M"},
+               "stages": stages}
+    text = banner(results)
+    for part in ("embedded:gemma.gguf", "dtype float32", "quantisation GGUF Q4_K_M", "scoring sentences 48",
+                 "neurons per type 80", "test pairs 20", "--quick"):
+        assert part in text
+    assert "QA questions" not in text
+    assert "full sizes" in banner({**results, "config": {**results["config"], "quick": False}})

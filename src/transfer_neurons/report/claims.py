@@ -222,11 +222,11 @@ def _rows(data: dict | None, key: str, metric: str, pairs: str | None = "paralle
     return [r for r in data.get(key, []) if r["metric"] == metric and (pairs is None or r.get("pairs", pairs) == pairs)]
 
 
-def _with_layers(verdict: Verdict, data: dict, key: str = "mid_layers", prefix: str = "") -> Verdict:
+def _with_layers(verdict: Verdict, data: dict, key: str = "mid_layers") -> Verdict:
     """Prefix a verdict's statistic with the layers it averages over."""
     layers = (data or {}).get(key) or []
     if layers:
-        verdict.statistic = f"{prefix}{layers_text(layers)}: {verdict.statistic}"
+        verdict.statistic = f"{layers_text(layers)}: {verdict.statistic}"
     return verdict
 
 
