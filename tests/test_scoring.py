@@ -1,4 +1,4 @@
-"""Fast closed-form scores equal a literal reading of SPEC.md 4, batched or not."""
+"""Fast closed-form scores equal a literal reading of method.md §4, batched or not."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Batched capture of a model's internals at each sentence's last real token (SPEC.md 2).
+"""Batched capture of a model's internals at each sentence's last real token (method.md §2).
 
 For every decoder layer l it can keep `h[l]` (raw layer output), `m[l]` (the residual
 before the MLP block, `h[l]` minus what the MLP block adds) and the effective neuron

@@ -1,4 +1,4 @@
-"""Centroids of latent spaces (SPEC.md 3), from raw layer outputs at the last real token.
+"""Centroids of latent spaces (method.md §3), from raw layer outputs at the last real token.
 
 C1, the shared semantic space: mean over English-L2 pairs of (h(e) + h(x)) / 2.
 C2, an L2-specific space: mean over L2 sentences of h(x).

@@ -1,4 +1,4 @@
-"""Control neuron sets the transfer neurons are compared against (SPEC.md 5): random,
+"""Control neuron sets the transfer neurons are compared against (method.md §5): random,
 layer-matched, magnitude-matched and anti; deterministic given a seed."""
 
 from __future__ import annotations

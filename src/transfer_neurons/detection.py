@@ -77,7 +77,7 @@ def detect(
     top_n: int | None = None,
     batch_size: int | str = 16,
 ) -> Detection:
-    """Score every neuron against the centroids and rank the candidates (SPEC.md 4); batch_size may be "auto"."""
+    """Score every neuron against the centroids and rank the candidates (method.md §4); batch_size may be "auto"."""
     start = time.perf_counter()
     view = lm.view
     layers = tuple(layers) if layers is not None else default_candidate_layers(view.num_layers, neuron_type)

@@ -1,4 +1,4 @@
-"""Interventions on neuron activations (SPEC.md 5 and beyond): what a[l][i] becomes at chosen positions.
+"""Interventions on neuron activations (method.md §5 and beyond): what a[l][i] becomes at chosen positions.
 
 Kinds, each named by one spec string (`parse_intervention`):
 - `zero`: a = 0, the paper's deactivation (the default);
@@ -141,7 +141,7 @@ class _Bound:
 
 @dataclass(frozen=True)
 class Zero(Intervention):
-    """a = 0 (SPEC 5 deactivation)."""
+    """a = 0 (method.md §5 deactivation)."""
 
     @property
     def spec(self) -> str:

@@ -1,6 +1,6 @@
 """Neuron sets as files other tools read and write (schema in docs/neurons.md).
 
-A neuron (l, i) is a[l][i] (SPEC 2): input feature i of the MLP output projection of
+A neuron (l, i) is a[l][i] (method.md §2): input feature i of the MLP output projection of
 decoder layer l, 0-based, which deactivation sets to zero. `neurons.json` version 2
 records with the ranked list the model (id, revision, fingerprint), that definition as a
 module path, and per neuron the equivalent TransformerLens hook and nnsight path.

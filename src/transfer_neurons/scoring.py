@@ -1,4 +1,4 @@
-"""Neuron scores and rankings (SPEC.md 4), exact and at forward-pass speed.
+"""Neuron scores and rankings (method.md §4), exact and at forward-pass speed.
 
 For a layer with centroid C, a sentence's pre-MLP state b and effective activations a,
 the score of neuron i is cos(b + a_i v_i, C) - cos(b, C). With p_i = v_i.C,
@@ -121,7 +121,7 @@ def score_neurons(
 
 
 def default_candidate_layers(num_layers: int, neuron_type: str) -> tuple[int, ...]:
-    """Type-1: the first 62.5 % of layers (rounded); Type-2: the rest (SPEC 4)."""
+    """Type-1: the first 62.5 % of layers (rounded); Type-2: the rest (method.md §4)."""
     split = int(np.floor(num_layers * TYPE1_SHARE + 0.5))
     if neuron_type == "type1":
         return tuple(range(split))

@@ -1,4 +1,4 @@
-"""Activation-pattern similarity per layer (SPEC.md 6.2), raw and mean-centred.
+"""Activation-pattern similarity per layer (method.md §6.2), raw and mean-centred.
 
 The cosine between the effective activation vectors a[l] (all d_ff neurons of a layer,
 at the last real token) of an English sentence and an L2 sentence, parallel and

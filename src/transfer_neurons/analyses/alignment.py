@@ -1,4 +1,4 @@
-"""Kernel alignment between hub and L2 representations per layer (SPEC.md 6.3): mutual kNN and debiased linear CKA.
+"""Kernel alignment between hub and L2 representations per layer (method.md §6.3): mutual kNN and debiased linear CKA.
 
 Mutual k-nearest-neighbour alignment (the paper's measure) is per item: for pair i,
 N_en(i) are the k nearest other English sentences and N_L2(i) the k nearest other L2
@@ -220,7 +220,7 @@ def kernel_alignment(
     mode: str = "last",
     progress: bool = True,
 ) -> Alignment:
-    """SPEC 6.3: hub (never deactivated) vs L2 layer outputs h[l] under each condition, at the last token."""
+    """method.md §6.3: hub (never deactivated) vs L2 layer outputs h[l] under each condition, at the last token."""
     if min(ks) < 1 or max(ks) >= len(pairs):
         raise TransferNeuronsError(f"--k values must be between 1 and pairs − 1 = {len(pairs) - 1}; got {list(ks)}")
     states = provider_for(source, batch_size)

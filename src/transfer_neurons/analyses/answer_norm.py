@@ -1,4 +1,4 @@
-"""Language-aware answer normalisation and token-level F1 / exact match for open QA (SPEC.md 6.8).
+"""Language-aware answer normalisation and token-level F1 / exact match for open QA (method.md §6.8).
 
 Follows SQuAD's and MKQA's official evaluation, adapted per language:
 

@@ -1,5 +1,5 @@
 """LAPE language-specific neurons (Tang et al. 2024, "Language-Specific Neurons", ACL) and their
-overlap with transfer neurons (SPEC.md 6, item 6).
+overlap with transfer neurons (method.md §6.6).
 
 Per language j and neuron i, the activation probability P_ij is the share of that
 language's sentences on which the neuron is active. Normalised over languages,
@@ -15,7 +15,7 @@ fires for few languages. Selection, as in the authors' code (identify.py):
 4. each kept neuron belongs to every language j with P_ij > τ.
 
 Differences from Tang et al., deliberate: "active" means the *effective* activation a > 0
-(SPEC.md 2: the input of the output projection divided by the MLP-output norm's rms
+(method.md §2: the input of the output projection divided by the MLP-output norm's rms
 where one exists), not the activation function's output alone; for gated MLPs
 (SwiGLU, GeGLU: a = act(gate)·up) this is the sign of the product, so a neuron whose
 up-projection is negative counts as inactive; for GELU models a > 0 means the

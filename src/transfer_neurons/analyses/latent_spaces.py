@@ -1,4 +1,4 @@
-"""Language latent spaces over several languages (SPEC.md 6.4), with each language's own neurons deactivated.
+"""Language latent spaces over several languages (method.md §6.4), with each language's own neurons deactivated.
 
 For the hub language (never deactivated) and each L2, the last-token layer outputs h[l]
 of monolingual sentences give, per layer:
@@ -197,7 +197,7 @@ def latent_spaces(
     mode: str = "last",
     progress: bool = True,
 ) -> LatentSpaces:
-    """SPEC 6.4 for texts {lang: sentences} (hub_lang among them, never deactivated).
+    """method.md §6.4 for texts {lang: sentences} (hub_lang among them, never deactivated).
 
     neurons[label][lang] is the [n, 2] set deactivated on that language's sentences under the
     condition with that label (None: none). Holds the undeactivated states and one condition's.

@@ -1,4 +1,4 @@
-"""Where transfer neurons sit (SPEC.md 6.7): their distribution over layers and the overlap between languages' sets.
+"""Where transfer neurons sit (method.md §6.7): their distribution over layers and the overlap between languages' sets.
 
 Needs no model: it reads detection folders. Overlaps are compared with two chance levels:
 two random sets of the same sizes from the shared candidate layers (hypergeometric,

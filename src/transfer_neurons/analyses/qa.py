@@ -1,4 +1,4 @@
-"""Open QA under deactivation (SPEC.md 6.8): greedy answers, token F1 and exact match per condition.
+"""Open QA under deactivation (method.md §6.8): greedy answers, token F1 and exact match per condition.
 
 Two protocols (`PROTOCOLS`) fix everything that differs between our default and the paper's QA:
 - `default`: a short instruction prompt in the question's language (PROMPTS: "Answer briefly.

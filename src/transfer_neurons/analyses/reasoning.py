@@ -1,4 +1,4 @@
-"""Multiple-choice reasoning under deactivation (SPEC.md 6.8, MMLU-ProX style), by option log-likelihood.
+"""Multiple-choice reasoning under deactivation (method.md §6.8, MMLU-ProX style), by option log-likelihood.
 
 The prompt is the question, the lettered options ("A. ...") and the language's answer cue
 ("Answer:", "答え:", ...); each option is scored as the continuation " " + option text. An item is

@@ -1,4 +1,4 @@
-"""Cross-lingual hidden-state similarity per layer (SPEC.md 6.1), raw and mean-centred.
+"""Cross-lingual hidden-state similarity per layer (method.md §6.1), raw and mean-centred.
 
 Residual streams carry a few very large dimensions, so raw cosines of unrelated
 sentences can exceed 0.9; the centred cosine subtracts one mean state per layer
@@ -179,14 +179,14 @@ def hidden_similarity(
     mode: str = "last",
     progress: bool = True,
 ) -> ConditionCosines:
-    """SPEC 6.1: cosines of the layer outputs h[l] between hub and L2 sentences under each condition."""
+    """method.md §6.1: cosines of the layer outputs h[l] between hub and L2 sentences under each condition."""
     return compare_conditions(source, pairs, conditions, "h", seed, batch_size, mode, progress)
 
 
 def middle_layers(num_layers: int, neuron_type: str = "type1", candidate_layers: Sequence[int] | None = None) -> tuple[int, ...]:
     """Layers the mid-layer summary averages over.
 
-    Type-1: the middle third of the model's layers, where SPEC 1 puts the shared semantic
+    Type-1: the middle third of the model's layers, where method.md §1 puts the shared semantic
     space that Type-1 neurons should carry the L2 state into (their effect is measured
     where the transfer should have arrived, not inside it). Type-2: all its candidate
     layers (default candidates if none given), where the state should leave that space.

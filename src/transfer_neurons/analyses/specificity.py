@@ -1,4 +1,4 @@
-"""Language specificity of transfer neurons (SPEC.md 6, item 5), against its base rate (issue 10).
+"""Language specificity of transfer neurons (method.md §6.5), against its base rate (issue 10).
 
 Over monolingual sentences of several languages, each neuron's last-token effective
 activation a[l][i] is related to a one-vs-rest language label (target language vs the

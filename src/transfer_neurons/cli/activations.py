@@ -1,4 +1,4 @@
-"""`transfer-neurons activations`: per-layer English–L2 cosine of the activation vectors a[l] (SPEC 6.2)."""
+"""`transfer-neurons activations`: per-layer English–L2 cosine of the activation vectors a[l] (method.md §6.2)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("activations", help="per-layer English–L2 activation-pattern cosine under deactivation (SPEC 6.2)",
+    parser = subparsers.add_parser("activations", help="per-layer English–L2 activation-pattern cosine under deactivation (method.md §6.2)",
                                    description="Cosine of the last-token effective activation vectors a[l] (all neurons of "
                                    "a layer) between hub and L2 sentences, parallel and non-parallel pairs, raw and "
                                    "mean-centred, with the L2 side under no, transfer-neuron and control deactivation. "

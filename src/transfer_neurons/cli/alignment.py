@@ -1,4 +1,4 @@
-"""`transfer-neurons alignment`: per-layer mutual kNN and debiased CKA between hub and L2 states (SPEC 6.3)."""
+"""`transfer-neurons alignment`: per-layer mutual kNN and debiased CKA between hub and L2 states (method.md §6.3)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("alignment", help="per-layer mutual kNN and debiased CKA between hub and L2 states (SPEC 6.3)",
+    parser = subparsers.add_parser("alignment", help="per-layer mutual kNN and debiased CKA between hub and L2 states (method.md §6.3)",
                                    description="Kernel alignment of the last-token layer outputs h[l] of parallel hub–L2 "
                                    "pairs: mutual k-nearest-neighbour alignment (raw and mean-centred states) and debiased "
                                    "linear CKA, with the L2 side under no, transfer-neuron and control deactivation. "

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("centroids", help="compute Type-1 or Type-2 centroids only (SPEC 3)",
+    parser = subparsers.add_parser("centroids", help="compute Type-1 or Type-2 centroids only (method.md §3)",
                                    description="Compute centroids of raw layer outputs and write centroids.npy.")
     add_centroid_args(parser)
     add_model_args(parser)

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("detect", help="find Type-1 or Type-2 transfer neurons (SPEC 4)",
+    parser = subparsers.add_parser("detect", help="find Type-1 or Type-2 transfer neurons (method.md §4)",
                                    description="Score every neuron of every layer and rank the candidates. Writes "
                                    "scores.npy, magnitudes.npy, centroids.npy, neurons.json and meta.json to --out.")
     add_centroid_args(parser)

@@ -1,5 +1,5 @@
 """`transfer-neurons latent`: language latent spaces of several languages per layer, with and without each
-language's own Type-1 or Type-2 neurons deactivated (SPEC 6.4)."""
+language's own Type-1 or Type-2 neurons deactivated (method.md §6.4)."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("latent", help="language latent spaces of several languages per layer (SPEC 6.4)",
+    parser = subparsers.add_parser("latent", help="language latent spaces of several languages per layer (method.md §6.4)",
                                    description="Per layer: 2-D PCA scatter of the last-token states of the hub language and "
                                    "each L2, raw and centred cosine between language centroids, singular components "
                                    "reaching 90/95/99 %% of each language's variance, and the mean pairwise centroid "

@@ -1,4 +1,4 @@
-"""`transfer-neurons layers`: where transfer neurons sit and how languages' sets overlap (SPEC 6.7); no model needed."""
+"""`transfer-neurons layers`: where transfer neurons sit and how languages' sets overlap (method.md §6.7); no model needed."""
 
 from __future__ import annotations
 

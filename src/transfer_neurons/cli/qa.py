@@ -1,4 +1,4 @@
-"""`transfer-neurons qa`: open QA (token F1, exact match) under deactivation (SPEC 6.8)."""
+"""`transfer-neurons qa`: open QA (token F1, exact match) under deactivation (method.md §6.8)."""
 
 from __future__ import annotations
 
@@ -130,7 +130,7 @@ def add_question_args(parser: argparse.ArgumentParser, default_data: str, data_h
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("qa", help="open QA (token F1 / exact match) under deactivation (SPEC 6.8)",
+    parser = subparsers.add_parser("qa", help="open QA (token F1 / exact match) under deactivation (method.md §6.8)",
                                    description="Answer questions by greedy generation (left-padded batches, each "
                                    "answer stopped at its own end) under no, transfer-neuron and control "
                                    "deactivation; score token F1 and exact match against the answer and its aliases. "

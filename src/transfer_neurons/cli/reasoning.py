@@ -1,4 +1,4 @@
-"""`transfer-neurons reasoning`: multiple-choice accuracy by option log-likelihood under deactivation (SPEC 6.8)."""
+"""`transfer-neurons reasoning`: multiple-choice accuracy by option log-likelihood under deactivation (method.md §6.8)."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("reasoning", help="multiple-choice accuracy by option log-likelihood under "
-                                   "deactivation (SPEC 6.8)",
+                                   "deactivation (method.md §6.8)",
                                    description="Score each option's log-likelihood after the question and lettered "
                                    "options (MMLU-ProX style) under no, transfer-neuron and control deactivation; "
                                    "accuracy by total and per-byte log-likelihood and the right option's probability. "

@@ -1,4 +1,4 @@
-"""`transfer-neurons similarity`: per-layer English–L2 cosine of h[l] under deactivation (SPEC 6.1).
+"""`transfer-neurons similarity`: per-layer English–L2 cosine of h[l] under deactivation (method.md §6.1).
 
 Also holds the options that every hub–L2 comparison command (activations, alignment, ablate) shares.
 """
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("similarity", help="per-layer English–L2 hidden-state cosine under deactivation (SPEC 6.1)",
+    parser = subparsers.add_parser("similarity", help="per-layer English–L2 hidden-state cosine under deactivation (method.md §6.1)",
                                    description="Cosine of the last-token layer outputs h[l] between hub and L2 sentences, "
                                    "parallel and non-parallel pairs, raw and mean-centred, with the L2 side under no, "
                                    "transfer-neuron and control deactivation. Writes similarity.csv/_mid.csv/.json and figures.")

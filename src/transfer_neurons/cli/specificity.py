@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "specificity", help="language specificity (η², ANOVA, LAPE) of transfer neurons vs base rates (SPEC 6.5-6)",
+        "specificity", help="language specificity (η², ANOVA, LAPE) of transfer neurons vs base rates (method.md §6.5–6.6)",
         description="Stream last-token activations over monolingual sentences of several languages; per detection, "
         "the share of transfer neurons whose activation separates the target language (η² one-vs-rest, ANOVA p) "
         "beside the base rate of all neurons in the same layers, Type-1 vs Type-2, and the overlap with LAPE "

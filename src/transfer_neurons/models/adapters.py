@@ -1,4 +1,4 @@
-"""Architecture adapters: where each model family keeps the quantities of SPEC.md 2.
+"""Architecture adapters: where each model family keeps the quantities of method.md §2.
 
 One declarative `Adapter` entry per Hugging Face `model_type` tells the rest of the
 code where the decoder layers are, which module's input is the neuron activation
@@ -168,7 +168,7 @@ class ModelView:
 
     @torch.no_grad()
     def value_vectors(self, layer: int) -> torch.Tensor:
-        """Effective value vectors of one layer, float32: [d_ff, d_model] (SPEC 2)."""
+        """Effective value vectors of one layer, float32: [d_ff, d_model] (method.md §2)."""
         weight = self.out_proj(layer).weight.detach().float()
         values = weight if self.adapter.value_vectors_are_rows else weight.T
         gain = self.value_gain(layer)

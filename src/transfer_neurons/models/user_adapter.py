@@ -9,7 +9,7 @@ The file (YAML or JSON) holds the fields of `Adapter`, e.g. for a Llama-like mod
     norm_gain_offset: 1.0                      # only if the norm stores gain - 1
 
 An adapter is trusted only after it reconstructs the model at load time, on a short
-probe, at each sentence's last token and every layer l (SPEC 2):
+probe, at each sentence's last token and every layer l (method.md §2):
 - what the MLP block adds: `h[l] - h[l]` with a[l] zeroed equals `Σ_i a_i v_i`
   (effective activations and value vectors), which tests out_proj, the norm and its gain;
 - the decomposition `h[l] = m[l] + Σ_i a_i v_i (+ bias)`, which tests the module whose

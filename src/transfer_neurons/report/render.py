@@ -26,14 +26,14 @@ SECTIONS = (
     ("claims", "Claims", None),
     ("model", "Model and data", None),
     ("neurons", "Detected neurons", "detect"),
-    ("similarity", "Hidden-state similarity (SPEC 6.1)", "similarity"),
-    ("activations", "Activation-pattern similarity (SPEC 6.2)", "activations"),
-    ("alignment", "Mutual k-nearest-neighbour alignment (SPEC 6.3)", "alignment"),
-    ("latent_spaces", "Language latent spaces (SPEC 6.4)", "latent_spaces"),
-    ("layers", "Where transfer neurons sit (SPEC 6.7)", "layers"),
-    ("specificity", "Language specificity (SPEC 6.5, 6.6)", "specificity"),
-    ("qa", "Question answering (SPEC 6.8)", "qa"),
-    ("reasoning", "Multiple-choice reasoning (SPEC 6.8)", "reasoning"),
+    ("similarity", "Hidden-state similarity (method.md §6.1)", "similarity"),
+    ("activations", "Activation-pattern similarity (method.md §6.2)", "activations"),
+    ("alignment", "Mutual k-nearest-neighbour alignment (method.md §6.3)", "alignment"),
+    ("latent_spaces", "Language latent spaces (method.md §6.4)", "latent_spaces"),
+    ("layers", "Where transfer neurons sit (method.md §6.7)", "layers"),
+    ("specificity", "Language specificity (method.md §6.5, §6.6)", "specificity"),
+    ("qa", "Question answering (method.md §6.8)", "qa"),
+    ("reasoning", "Multiple-choice reasoning (method.md §6.8)", "reasoning"),
     ("dose", "Dose–response", "dose"),
     ("logit_lens", "Logit lens", "logit_lens"),
     ("run", "Run", None),
@@ -41,7 +41,7 @@ SECTIONS = (
 """(anchor id, heading, stage kind shown) of every report section, in order."""
 
 INTROS = {
-    "detect": "Centroids and neuron scores on the train split (SPEC 3–4); the top-n candidates of each type and language.",
+    "detect": "Centroids and neuron scores on the train split (method.md §3–4); the top-n candidates of each type and language.",
     "similarity": "Cosine of last-token layer outputs between English and L2 test sentences, L2 side deactivated; "
                   "drop = none − condition, transfer − control with 95 % bootstrap intervals.",
     "activations": "Cosine of the effective activation vectors a[l] between English and L2 test sentences, L2 side deactivated.",
