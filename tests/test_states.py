@@ -41,3 +41,16 @@ def test_memory_bound_forgets_the_least_recently_used():
     states.get(SENTENCES, NEURONS)
     states.get(SENTENCES)  # forgotten, so captured again
     assert states.captures == 3
+
+
+def test_each_intervention_is_its_own_capture():
+    from transfer_neurons.interventions import Scale, applying
+
+    lm = tiny_lm("llama")
+    states = StateProvider(lm, batch_size=4)
+    zeroed = states.get(SENTENCES, NEURONS).h
+    with applying(Scale(2.0)):
+        doubled = states.get(SENTENCES, NEURONS).h
+        assert states.get(SENTENCES, NEURONS).h is doubled
+    assert states.captures == 2 and not torch.allclose(zeroed, doubled)
+    assert states.get(SENTENCES, NEURONS).h is zeroed  # back to zeroing: the first capture again

@@ -20,7 +20,7 @@ import torch
 
 from .capture import Internals, capture
 from .distributed import gather_rows, shard, world_size
-from .interventions import deactivated
+from .interventions import Intervention, Scale, Zero, active_intervention, deactivated
 from .models.loading import LoadedModel
 
 DEFAULT_MAX_BYTES = 4 << 30
@@ -29,11 +29,12 @@ DEFAULT_MAX_BYTES = 4 << 30
 
 @dataclass(frozen=True)
 class StateKey:
-    """What identifies one capture: the sentences, the deactivated neurons and the positions."""
+    """What identifies one capture: the sentences, the neurons, the positions and what the neurons are set to."""
 
     texts: str  # sha256 of the sentences in order
     neurons: str  # sha256 of the [n, 2] neuron array, or "none"
     mode: str
+    intervention: str  # its spec; mean and patch also name their reference data (the object)
 
 
 def texts_digest(texts: Sequence[str]) -> str:
@@ -46,6 +47,14 @@ def neurons_digest(neurons: np.ndarray | None) -> str:
     if neurons is None:
         return "none"
     return hashlib.sha256(np.ascontiguousarray(neurons, dtype=np.int64).tobytes()).hexdigest()
+
+
+def intervention_key(intervention: Intervention) -> str:
+    """A name of an intervention that differs whenever its effect can: zero and scale:F are named by their spec,
+    mean and patch carry reference data, so each object is its own."""
+    if isinstance(intervention, (Zero, Scale)):
+        return intervention.spec
+    return f"{intervention.spec}#{id(intervention)}"
 
 
 def _nbytes(states: Internals) -> int:
@@ -79,7 +88,10 @@ class StateProvider:
         progress: str | None = None,
     ) -> Internals:
         """States of `texts` with `neurons` deactivated at `mode` positions (None: undeactivated)."""
-        key = StateKey(texts_digest(texts), neurons_digest(neurons), "none" if neurons is None else mode)
+        if neurons is None:
+            key = StateKey(texts_digest(texts), "none", "none", "none")
+        else:
+            key = StateKey(texts_digest(texts), neurons_digest(neurons), mode, intervention_key(active_intervention()))
         held = self._cache.get(key)
         if held is not None and all(getattr(held, q) is not None for q in want):
             self._cache.move_to_end(key)

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..distributed import init_from_env, is_main
 from ..models.loading import LoadedModel, load_model
 from ..states import StateProvider
+from ..tokens import limit_tokens
 from .config import ANALYSES, DEFAULTS, QUICK, read_config_file, resolve_config, validate_config
 from .engine import MANIFEST, PLAN, StudyRun, execute, read_manifest, summary_table
 from .identity import data_identity, model_identity
@@ -44,6 +45,8 @@ def run_study(
     def model() -> LoadedModel:
         if not loaded:
             loaded.append(load_model(cfg["model"], device=cfg["device"], dtype=cfg["dtype"]))
+            if cfg["max_tokens"] is not None:
+                limit_tokens(loaded[0], cfg["max_tokens"])
         return loaded[0]
 
     def provider() -> StateProvider:

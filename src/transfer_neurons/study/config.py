@@ -32,6 +32,9 @@ DEFAULTS: dict[str, Any] = {
     "device": "cpu",
     "dtype": None,
     "batch_size": 16,
+    "max_tokens": None,
+    "strict_pairs": False,
+    "dedupe": False,
     "langs": ["ja", "nl", "ko", "it"],
     "hub_lang": "en",
     "data": {"parallel": "parallel", "qa": "qa", "mc": "mc"},
@@ -127,6 +130,10 @@ def validate_config(cfg: dict) -> dict:
         if _positive_or_none(cfg[name], name) is None:
             raise TransferNeuronsError(f"config.{name}: expected a positive integer, got null")
     _positive_or_none(cfg["top_n"], "top_n")
+    _positive_or_none(cfg["max_tokens"], "max_tokens")
+    for name in ("strict_pairs", "dedupe"):
+        if not isinstance(cfg[name], bool):
+            raise TransferNeuronsError(f"config.{name}: expected true or false, got {cfg[name]!r}")
     for name in ("knn_k", "dose_counts"):
         values = cfg[name] if isinstance(cfg[name], list) else [cfg[name]]
         if not values or any(_positive_or_none(v, name) is None for v in values):

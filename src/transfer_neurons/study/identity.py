@@ -26,7 +26,7 @@ def model_identity(cfg: dict) -> dict:
             ident = f"path:{path.resolve()}:{digest(stats)}"
         else:
             ident = f"hub:{spec}"
-    return {"model": ident, "device": cfg["device"], "dtype": cfg["dtype"]}
+    return {"model": ident, "device": cfg["device"], "dtype": cfg["dtype"], "max_tokens": cfg["max_tokens"]}
 
 
 def data_identity(spec: str) -> str:

@@ -34,7 +34,7 @@ def _split(spec: str, default: str) -> str | None:
 def corpus(cfg: dict, split: str) -> ParallelCorpus:
     """The study's parallel corpus, train rows for detection and test rows for analyses."""
     spec = cfg["data"]["parallel"]
-    return load_parallel(spec, split=_split(spec, split))
+    return load_parallel(spec, split=_split(spec, split), strict_pairs=cfg["strict_pairs"], dedupe=cfg["dedupe"])
 
 
 def limit_pairs(pairs: ParallelPairs, size: int | None) -> ParallelPairs:
@@ -296,7 +296,8 @@ def plan(cfg: dict) -> list[Stage]:
     """Every stage of the study the config asks for, dependencies first."""
     langs, wanted, types = cfg["langs"], set(cfg["stages"]), cfg["types"]
     parallel = (cfg["data"]["parallel"],)
-    common = {"hub_lang": cfg["hub_lang"], "seed": cfg["seed"]}
+    common = {"hub_lang": cfg["hub_lang"], "seed": cfg["seed"], "strict_pairs": cfg["strict_pairs"],
+              "dedupe": cfg["dedupe"]}
     conditions = {"controls": cfg["controls"], "seeds": cfg["seeds"]}
     test = {**common, "size": cfg["sizes"]["test"], "mode": cfg["mode"]}
     stages = []
@@ -332,7 +333,7 @@ def plan(cfg: dict) -> list[Stage]:
         stages.append(Stage("layers", "layers", {"langs": langs}, (), every, _layers_stage))
     if "specificity" in wanted:
         stages.append(Stage("specificity", "specificity", {
-            "langs": specificity_langs(cfg), "size": cfg["sizes"]["specificity"], "eta2": CLAIM_ETA2,
+            **common, "langs": specificity_langs(cfg), "size": cfg["sizes"]["specificity"], "eta2": CLAIM_ETA2,
         }, parallel, every, _specificity_stage))
     question = {"seed": cfg["seed"], **conditions, "mode": cfg["qa_mode"]}
     if "qa" in wanted:
