@@ -185,6 +185,14 @@ def test_out_below_a_file_is_refused(tiny, tmp_path, capsys, no_model):
     assert f"{blocker} is a file" in line
 
 
+def test_output_file_below_a_file_or_that_is_a_folder_is_refused(tiny, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    out = blocker / "neurons.json"
+    error_line(capsys, main(["neurons", "export", str(tiny / "det_a"), "--out", str(out)]), "--out", out, f"{blocker} is a file")
+    error_line(capsys, main(["neurons", "export", str(tiny / "det_a"), "--out", str(tmp_path)]), "--out", tmp_path, "is a folder")
+
+
 def test_out_in_a_read_only_folder_is_refused(tiny, read_only, capsys, no_model):
     out = read_only / "det"
     line = error_line(capsys, main(detect_args(tiny, out)), "--out", out, read_only)

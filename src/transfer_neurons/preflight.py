@@ -31,20 +31,34 @@ def nearest_existing(path: Path) -> Path:
     return Path(path.anchor or ".")
 
 
-def check_writable_dir(path: str | Path, option: str) -> Path:
-    """An output folder that exists and takes new files, or can be created (no file in the way, not read-only)."""
-    path = Path(path).expanduser()
-    blocker = blocking_file(path)
+def _check_creatable(folder: Path, shown: Path, option: str) -> None:
+    """`folder` exists and takes new files, or can be created; errors name the option and `shown`."""
+    blocker = blocking_file(folder)
     if blocker is not None:
-        where = "it is" if blocker == path else f"{blocker} is"
-        raise TransferNeuronsError(f"{option} {path}: cannot write results there ({where} a file, not a folder)")
-    base = nearest_existing(path)
+        where = "it is" if blocker == shown else f"{blocker} is"
+        raise TransferNeuronsError(f"{option} {shown}: cannot write results there ({where} a file, not a folder)")
+    base = nearest_existing(folder)
     try:
         fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=base)
     except OSError as err:
-        raise TransferNeuronsError(f"{option} {path}: cannot write in {base} ({err.strerror or err})") from None
+        raise TransferNeuronsError(f"{option} {shown}: cannot write in {base} ({err.strerror or err})") from None
     os.close(fd)
     os.unlink(probe)
+
+
+def check_writable_dir(path: str | Path, option: str) -> Path:
+    """An output folder that exists and takes new files, or can be created (no file in the way, not read-only)."""
+    path = Path(path).expanduser()
+    _check_creatable(path, path, option)
+    return path
+
+
+def check_writable_file(path: str | Path, option: str) -> Path:
+    """An output file whose folder takes new files (or can be created) and that is not itself a folder."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise TransferNeuronsError(f"{option} {path}: is a folder; expected a file name")
+    _check_creatable(path.parent, path, option)
     return path
 
 

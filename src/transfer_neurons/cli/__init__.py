@@ -95,6 +95,8 @@ def check_options(args: argparse.Namespace) -> None:
     """Before any model loads: output folder writable, input files present, device and model available."""
     for out in _values(args, "out"):
         preflight.check_writable_dir(out, "--out")
+    for out in _values(args, "out_file"):
+        preflight.check_writable_file(out, "--out")
     for dest in DATA_OPTIONS:
         for spec in _values(args, dest):
             preflight.check_data_spec(spec, f"--{dest.replace('_', '-')}")
