@@ -8,6 +8,7 @@ from tiny import SENTENCES, assert_same_ranking, tiny_lm
 
 from transfer_neurons.capture import capture
 from transfer_neurons.centroids import language_centroids, shared_centroids
+from transfer_neurons import scoring
 from transfer_neurons.errors import TransferNeuronsError
 from transfer_neurons.scoring import (
     default_candidate_layers, default_top_n, parse_layers, rank_neurons, score_neurons,
@@ -138,3 +139,14 @@ def test_auto_batch_size_gives_the_same_scores():
     auto = score_neurons(lm, centroids, SENTENCES, batch_size="auto", progress=None)
     fixed = score_neurons(lm, centroids, SENTENCES, batch_size=2, progress=None)
     assert np.abs(auto.scores - fixed.scores).max() <= 1e-5  # float32 sums of other batches
+
+
+def test_value_vectors_in_chunks_give_the_same_scores(monkeypatch):
+    lm = tiny_lm("gemma3_text")
+    centroids = language_centroids(lm, SENTENCES, batch_size=3)
+    whole = score_neurons(lm, centroids, SENTENCES, batch_size=4, progress=None)
+    monkeypatch.setattr(scoring, "_CHUNK", 24)  # d_ff 64: chunks of 24, 24 and 16 neurons
+    chunked = score_neurons(lm, centroids, SENTENCES, batch_size=4, progress=None)
+    # p and n are float64 dot products per neuron; a BLAS may order them differently by chunk
+    np.testing.assert_allclose(chunked.scores, whole.scores, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(chunked.magnitudes, whole.magnitudes, rtol=1e-6, atol=0)

@@ -29,6 +29,7 @@ PAPER_TOP_N = 1000
 PAPER_NEURONS = 458_752  # 32 layers x 14,336 neurons (LLaMA3-8B, Mistral-7B, Aya-expanse-8B)
 TYPE1_SHARE = 0.625  # Type-1 candidates: the first 62.5 % of layers (paper: 20 of 32)
 _TINY = 1e-30
+_CHUNK = 2048  # neurons whose value vectors are in float64 at once while setting up
 
 
 @dataclass
@@ -41,15 +42,25 @@ class NeuronScores:
 
 
 class _LayerTerms:
-    """Per-layer constants of the closed form: p = V C, n = |v|^2, |C|, on the weight's device."""
+    """Per-layer constants of the closed form: p = V C, n = |v|^2, |C|, on the weight's device (float64).
+
+    Value vectors are converted _CHUNK neurons at a time, so setting up needs tens of MB
+    beside the weights, not a float64 copy of a layer's [d_ff, d_model] weight (470 MB on LLaMA3-8B).
+    """
 
     def __init__(self, lm: LoadedModel, centroids: torch.Tensor):
         self.p, self.n, self.c_norm, self.c = [], [], [], []
-        for layer in range(lm.view.num_layers):
-            values = lm.view.value_vectors(layer).double()  # [d_ff, d_model]
-            c = centroids[layer].to(values.device, torch.float64)
-            self.p.append(values @ c)
-            self.n.append(values.pow(2).sum(dim=1))
+        view = lm.view
+        for layer in range(view.num_layers):
+            device = view.out_proj(layer).weight.device
+            c = centroids[layer].to(device, torch.float64)
+            p, n = [], []
+            for start in range(0, view.d_ff, _CHUNK):
+                values = view.value_vectors(layer, slice(start, start + _CHUNK)).double()  # [chunk, d_model]
+                p.append(values @ c)
+                n.append(values.pow(2).sum(dim=1))
+            self.p.append(torch.cat(p))
+            self.n.append(torch.cat(n))
             self.c_norm.append(c.norm())
             self.c.append(c)
 

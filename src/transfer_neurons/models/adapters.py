@@ -167,10 +167,10 @@ class ModelView:
         return norm.weight.detach().float() + self.adapter.norm_gain_offset
 
     @torch.no_grad()
-    def value_vectors(self, layer: int) -> torch.Tensor:
-        """Effective value vectors of one layer, float32: [d_ff, d_model] (method.md §2)."""
-        weight = self.out_proj(layer).weight.detach().float()
-        values = weight if self.adapter.value_vectors_are_rows else weight.T
+    def value_vectors(self, layer: int, neurons: slice = slice(None)) -> torch.Tensor:
+        """Effective value vectors of one layer's neurons (all, or a slice), float32: [neuron, d_model] (method.md §2)."""
+        weight = self.out_proj(layer).weight.detach()
+        values = (weight[neurons] if self.adapter.value_vectors_are_rows else weight[:, neurons].T).float()
         gain = self.value_gain(layer)
         return values if gain is None else values * gain.to(values.device)[None, :]
 
