@@ -93,3 +93,5 @@ def test_precision_names_dtype_and_quantisation():
     assert view.precision("embedded:gemma-3-270m-it-Q4_K_M.gguf")["quantisation"] == "GGUF Q4_K_M, de-quantised to float32 on load"
     view.model.config.quantization_config = {"quant_method": "bitsandbytes", "bits": 4}
     assert view.precision("x")["quantisation"] == "bitsandbytes 4-bit"
+    view.model.config.quantization_config = {"quant_method": "gguf"}  # what a folder converted from GGUF records
+    assert view.precision("embedded:gemma-3-270m-q4_k_m.gguf")["quantisation"] == "GGUF Q4_K_M, de-quantised to float32 on load"

@@ -136,11 +136,12 @@ class ModelView:
         """The dtype the weights run in and any quantisation (bitsandbytes etc., or a GGUF source de-quantised on load)."""
         dtype = str(next(self.model.parameters()).dtype).removeprefix("torch.")
         config = getattr(self.model.config, "quantization_config", None)
-        if config is not None:
-            method = config.get("quant_method") if isinstance(config, dict) else getattr(config, "quant_method", None)
-            bits = config.get("bits") if isinstance(config, dict) else getattr(config, "bits", None)
-            return {"dtype": dtype, "quantisation": f"{method}" + (f" {bits}-bit" if bits else "")}
-        if ".gguf" in source.lower():
+        get = (lambda key: config.get(key)) if isinstance(config, dict) else (lambda key: getattr(config, key, None))
+        method = str(getattr(get("quant_method"), "value", get("quant_method"))) if config is not None else ""
+        if config is not None and method.lower() != "gguf":  # GGUF weights are de-quantised when loaded
+            bits = get("bits")
+            return {"dtype": dtype, "quantisation": method + (f" {bits}-bit" if bits else "")}
+        if ".gguf" in source.lower() or method.lower() == "gguf":
             found = re.search(r"(?i)(i?q\d+_[a-z0-9_]+?|bf16|f16|f32)(?=\.gguf)", source)
             kind = found.group(1).upper() if found else "quantised"
             return {"dtype": dtype, "quantisation": f"GGUF {kind}, de-quantised to {dtype} on load"}
