@@ -33,10 +33,11 @@ from ..controls import anti_neurons, random_control  # noqa: E402
 from ..data import ParallelPairs  # noqa: E402
 from ..detection import Detection  # noqa: E402
 from ..errors import TransferNeuronsError  # noqa: E402
-from ..interventions import Intervention, Scale, capture_under  # noqa: E402
+from ..interventions import Intervention, Scale, active_intervention, applying  # noqa: E402
 from ..log import progress_enabled  # noqa: E402
 from ..models.loading import LoadedModel  # noqa: E402
 from ..scoring import rank_neurons  # noqa: E402
+from ..states import StateProvider, provider_for  # noqa: E402
 from .effects import summarise, summarise_layer_range  # noqa: E402
 from .similarity import COLOURS, METRIC_TITLES, METRICS, centring_mean, cosine_rows  # noqa: E402
 
@@ -99,7 +100,7 @@ def dose_conditions(det: Detection, ranked: np.ndarray, count: int, seeds: int) 
 
 
 def dose_response(
-    lm: LoadedModel,
+    source: LoadedModel | StateProvider,
     pairs: ParallelPairs,
     det: Detection,
     counts: Sequence[int],
@@ -116,7 +117,7 @@ def dose_response(
     ranked = ranked_neurons(det, max(counts))
     conditions = {c: dose_conditions(det, ranked, c, seeds) for c in counts}
     jobs = [(c, cond, intervention) for c in counts for cond in conditions[c]]
-    values = _sweep(lm, pairs, jobs, batch_size, mode, progress and progress_enabled(), f"dose {pairs.lang}")
+    values = _sweep(source, pairs, jobs, batch_size, mode, progress and progress_enabled(), f"dose {pairs.lang}")
     return DoseResult(counts, conditions, values, tuple(mid_layers))
 
 
@@ -132,7 +133,7 @@ def scale_conditions(det: Detection, count: int | None, seeds: int) -> list[Cond
 
 
 def scale_response(
-    lm: LoadedModel,
+    source: LoadedModel | StateProvider,
     pairs: ParallelPairs,
     det: Detection,
     scales: Sequence[float] = DEFAULT_SCALES,
@@ -150,7 +151,7 @@ def scale_response(
         raise TransferNeuronsError(f"scales must be finite numbers, got {scales}")
     conditions = scale_conditions(det, count, seeds)
     jobs = [(f, cond, Scale(f)) for f in scales for cond in conditions if not (f == 1.0 and cond.neurons is not None)]
-    values = _sweep(lm, pairs, jobs, batch_size, mode, progress and progress_enabled(), f"scale {pairs.lang}")
+    values = _sweep(source, pairs, jobs, batch_size, mode, progress and progress_enabled(), f"scale {pairs.lang}")
     for metric in METRICS:
         if 1.0 in values[metric]:  # multiplying by 1 changes nothing: every condition is the undeactivated run
             values[metric][1.0].update({c.label: values[metric][1.0]["none"] for c in conditions})
@@ -158,7 +159,7 @@ def scale_response(
 
 
 def _sweep(
-    lm: LoadedModel,
+    source: LoadedModel | StateProvider,
     pairs: ParallelPairs,
     jobs: Sequence[tuple[float, Condition, Intervention | None]],
     batch_size: int,
@@ -170,8 +171,9 @@ def _sweep(
 
     The hub side is never intervened on; the centring mean is the undeactivated hub and L2 states', shared by all jobs.
     """
-    hub = capture_under(lm, pairs.hub, None, ("h",), batch_size, progress=None).h  # [pair, layer, d]
-    l2_none = capture_under(lm, pairs.l2, None, ("h",), batch_size, progress=None).h
+    states = provider_for(source, batch_size)  # shared with the other analyses in a study
+    hub = states.get(pairs.hub).h  # [pair, layer, d]
+    l2_none = states.get(pairs.l2).h
     mean = centring_mean(hub, l2_none)  # [layer, d]
     hub_c = hub.double() - mean
 
@@ -184,8 +186,8 @@ def _sweep(
         if cond.neurons is None:
             result = none
         else:
-            states = capture_under(lm, pairs.l2, cond.neurons, ("h",), batch_size, mode, None, intervention)
-            result = cosines(states.h)
+            with applying(intervention or active_intervention()):
+                result = cosines(states.get(pairs.l2, cond.neurons, mode).h)
         for metric in METRICS:
             values[metric][dose][cond.label] = result[metric]
     return values

@@ -14,7 +14,7 @@ from ..data.catalog import BUNDLED_KINDS
 from ..distributed import init_from_env
 from ..detection import Detection, check_detection_model, read_detection, read_meta
 from ..errors import TransferNeuronsError
-from ..interventions import Intervention, parse_intervention
+from ..interventions import Intervention, intervention_for, parse_intervention
 from ..models.loading import DEVICES, DTYPES, EMBEDDED, LoadedModel, load_model
 from ..tokens import limit_tokens
 
@@ -184,15 +184,10 @@ def intervention_from_args(
     args: argparse.Namespace, pairs: ParallelPairs | None = None, reference: Sequence[str] | None = None
 ) -> Intervention:
     """--intervention as an Intervention: mean over `reference` (default the pairs' L2 side), patch hub -> L2."""
-    spec = getattr(args, "intervention", "zero")
-    if spec == "patch" and pairs is None:
-        raise TransferNeuronsError("--intervention patch needs parallel pairs, which this command does not use; "
-                                   "choose zero, scale:F or mean")
-    if spec == "mean" and reference is None and pairs is None:
-        raise TransferNeuronsError("--intervention mean needs sentences to average over, which this command does not "
-                                   "read; choose zero or scale:F")
-    return parse_intervention(spec, reference=reference if reference is not None else pairs.l2 if pairs else None,
-                              sources=pairs.hub if pairs else None, targets=pairs.l2 if pairs else None)
+    try:
+        return intervention_for(getattr(args, "intervention", "zero"), pairs, reference)
+    except TransferNeuronsError as err:
+        raise TransferNeuronsError(f"--intervention: {err}") from None
 
 
 def conditions_from_args(args: argparse.Namespace) -> tuple[Detection, list[Condition]]:

@@ -8,17 +8,18 @@ import logging
 import math
 from pathlib import Path
 
-from ..analyses.dose import (
-    DEFAULT_COUNTS, dose_counts, dose_response, plot_dose, plot_scale, ranked_neurons, scale_response, sweep_rows,
-)
-from ..analyses.similarity import effects_text, middle_layers
-from ..detection import read_detection, versions
-from ..outputs import save_figure, write_csv, write_json
+from ..analyses.dose import DEFAULT_COUNTS, dose_counts
+from ..analyses.similarity import middle_layers
+from ..detection import read_detection
+from ..interventions import applying
+from ..runs.dose import DoseInputs, run_dose
+from ..states import StateProvider
 from ..scoring import parse_layers
 from .common import (
     DATA_HELP, add_data_args, add_intervention_arg, add_model_args, add_model_check_arg, intervention_from_args,
     model_from_args, pairs_from_args, positive_int,
 )
+from .similarity import print_summary
 
 LOG = logging.getLogger("transfer_neurons.cli.dose")
 
@@ -55,53 +56,10 @@ def run(args: argparse.Namespace) -> int:
     pairs = pairs_from_args(args, args.data, args.hub_lang, lang, "test")
     mid = parse_layers(args.mid_layers, lm.view.num_layers) if args.mid_layers else middle_layers(
         lm.view.num_layers, det.neuron_type, det.layers)
-    meta = {
-        "model": lm.name, "detection": str(Path(args.detection).resolve()), "type": det.neuron_type,
-        "detection_language": det.lang, "language": lang, "hub_language": args.hub_lang, "data": pairs.name,
-        "pairs": len(pairs), "seeds": args.seeds, "detection_top_n": len(det.neurons),
-        "candidate_layers": list(det.layers), "mid_layers": list(mid), "mode": "last", "versions": versions(),
-    }
-    out = Path(args.out)
-    what = f"{det.neuron_type} {det.lang} detection, top-n {len(det.neurons)}; {len(pairs)} pairs"
-    written = []
-    if counts:
-        intervention = intervention_from_args(args, pairs)
-        result = dose_response(lm, pairs, det, counts, args.seeds, mid, args.batch_size, intervention=intervention)
-        mid_rows, layer_rows = sweep_rows(result)
-        ranked = ranked_neurons(det, len(det.neurons))
-        counts_meta = {
-            **meta, "counts": counts, "counts_skipped": dropped, "intervention": intervention.spec,
-            "ranking": "rank_neurons(scores.npy, candidate layers); counts capped at half the candidate neurons",
-            "ranking_matches_neurons_json": bool((ranked == det.neurons).all()),
-        }
-        write_csv(out / "dose.csv", mid_rows)
-        write_csv(out / "dose_layers.csv", layer_rows)
-        write_json(out / "dose.json", {"meta": counts_meta, "mid_layers": mid_rows, "per_layer": layer_rows})
-        title = (f"{lm.name}: {args.hub_lang}–{lang} parallel-pair similarity drop vs neurons deactivated "
-                 f"({intervention.spec})\n({what})")
-        save_figure(out / "dose.png", plot_dose(result, mid_rows, title, len(det.neurons)))
-        for count in counts:
-            print(f"\n== {count} neurons ({intervention.spec}) ==")
-            print(effects_text([{"pairs": "parallel", **r} for r in mid_rows if r["count"] == count]))
-        written += ["dose.csv", "dose_layers.csv", "dose.json", "dose.png"]
-    if args.scales:
-        result = scale_response(lm, pairs, det, args.scales, None, args.seeds, mid, args.batch_size)
-        mid_rows, layer_rows = sweep_rows(result)
-        scale_meta = {**meta, "scales": result.scales, "neurons": len(det.neurons),
-                      "intervention": "scale:F of the detection's neurons.json (transfer) or as many random "
-                      "neurons of the candidate layers; F = 1 is the undeactivated run"}
-        write_csv(out / "dose_scale.csv", mid_rows)
-        write_csv(out / "dose_scale_layers.csv", layer_rows)
-        write_json(out / "dose_scale.json", {"meta": scale_meta, "mid_layers": mid_rows, "per_layer": layer_rows})
-        title = (f"{lm.name}: {args.hub_lang}–{lang} parallel-pair similarity drop vs scale factor of the neurons\n"
-                 f"({what})")
-        save_figure(out / "dose_scale.png", plot_scale(result, mid_rows, title))
-        for scale in result.scales:
-            print(f"\n== {len(det.neurons)} neurons scaled by {scale:g} ==")
-            print(effects_text([{"pairs": "parallel", **r} for r in mid_rows if r["scale"] == scale]))
-        written += ["dose_scale.csv", "dose_scale_layers.csv", "dose_scale.json", "dose_scale.png"]
-    print(f"\nwrote {out}/" + ", ".join(written))
-    return 0
+    inputs = DoseInputs(StateProvider(lm, args.batch_size), lm.name, pairs, det, counts, args.scales or [], args.seeds,
+                        mid, counts_skipped=dropped, detection=str(Path(args.detection).resolve()))
+    with applying(intervention_from_args(args, pairs)):
+        return print_summary(run_dose(inputs, Path(args.out)), Path(args.out))
 
 
 def register(subparsers) -> None:

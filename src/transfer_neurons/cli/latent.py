@@ -10,10 +10,13 @@ from ..analyses.similarity import middle_layers
 from ..conditions import language_conditions
 from ..detection import NEURON_TYPES, Detection, read_detection
 from ..errors import TransferNeuronsError
-from ..interventions import MODES
+from ..interventions import MODES, applying
 from ..runs.latent import LatentInputs, run_latent
 from ..states import StateProvider
-from .common import DATA_HELP, add_data_args, add_model_args, model_from_args, positive_int, sentences_from_args
+from .common import (
+    DATA_HELP, add_data_args, add_intervention_arg, add_model_args, add_model_check_arg, intervention_from_args,
+    model_from_args, positive_int, sentences_from_args,
+)
 from .similarity import check_fits, print_summary
 
 
@@ -61,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
     inputs = LatentInputs(StateProvider(lm, args.batch_size), lm.name, texts, args.hub_lang, neuron_type, conditions,
                           neurons, middle_layers(lm.view.num_layers, "type2", candidates), args.seed, args.mode,
                           args.n_boot, args.data, folders)
-    return print_summary(run_latent(inputs, Path(args.out)), Path(args.out))
+    reference = [text for lang in langs for text in texts[lang]]  # mean: over every L2's sentences
+    with applying(intervention_from_args(args, reference=reference)):
+        return print_summary(run_latent(inputs, Path(args.out)), Path(args.out))
 
 
 def register(subparsers) -> None:
@@ -82,10 +87,12 @@ def register(subparsers) -> None:
     parser.add_argument("--controls", default="random", help="comma-separated control specs built per language from its own "
                         "detection: random[:SEEDS], layer-matched[:SEEDS], magnitude-matched, anti; empty for none (default random)")
     parser.add_argument("--seeds", type=positive_int, default=3, help="seeds per seeded control (default 3)")
+    add_intervention_arg(parser)
     parser.add_argument("--n-boot", type=positive_int, default=500, help="bootstrap resamples of sentences (default 500)")
     parser.add_argument("--mode", choices=MODES, default="last", help="token positions deactivated (default last)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the PCA (default 0)")
     parser.add_argument("--out", required=True, help="output folder")
     add_model_args(parser)
+    add_model_check_arg(parser)
     add_data_args(parser)
     parser.set_defaults(func=run)

@@ -19,6 +19,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(file_options, quick=args.quick, overrides={
         "model": args.model, "device": args.device, "dtype": args.dtype, "batch_size": args.batch_size,
         "langs": args.langs, "stages": args.stages,
+        "figure_format": None if args.figure_format == "png" else args.figure_format,
     })
     out = Path(args.out)
     check_study(cfg, out)

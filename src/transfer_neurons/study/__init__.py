@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..distributed import init_from_env, is_main
 from ..models.loading import LoadedModel, load_model
+from ..outputs import figure_format
 from ..states import StateProvider
 from ..tokens import limit_tokens
 from .config import ANALYSES, DEFAULTS, QUICK, read_config_file, resolve_config, validate_config
@@ -57,8 +58,9 @@ def run_study(
 
     stages = plan(cfg)
     data = {spec: data_identity(spec) for spec in sorted({s for stage in stages for s in stage.data})}
-    run = execute(stages, cfg, out, model_identity(cfg), data, model, provider, verbose,
-                  stream if stream is not None else sys.stderr)
+    with figure_format(cfg["figure_format"]):
+        run = execute(stages, cfg, out, model_identity(cfg), data, model, provider, verbose,
+                      stream if stream is not None else sys.stderr)
     if render and is_main():
         from ..report import write_report
 

@@ -7,6 +7,7 @@ validated in one place (`validate_config`), which names the offending key.
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,9 @@ from ..conditions import DEFAULT_CONTROLS
 from ..controls import parse_control
 from ..detection import NEURON_TYPES
 from ..errors import TransferNeuronsError
-from ..interventions import MODES
+from ..interventions import MODES, parse_intervention
 from ..models.loading import DEVICES, DTYPES, EMBEDDED
-from ..outputs import write_bytes
+from ..outputs import FIGURE_FORMATS, write_bytes
 
 ANALYSES = (
     "similarity", "activations", "alignment", "latent_spaces", "layers",
@@ -45,6 +46,9 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "knn_k": [5, 10],
     "dose_counts": [10, 30, 100, 300, 1000],
+    "dose_scales": [0.0, 0.5, 1.5, 2.0],
+    "intervention": "zero",
+    "figure_format": "png",
     "qa_mode": "all",
     "qa_max_new_tokens": 12,
     "mode": "last",
@@ -66,11 +70,12 @@ QUICK: dict[str, Any] = {
     "controls": ["random", "magnitude-matched", "anti"],
     "knn_k": [5],
     "dose_counts": [10, 100],
+    "dose_scales": [0.0, 2.0],
     "types": {"activations": ["type1"], "alignment": ["type1"], "dose": ["type1"], "logit_lens": ["type2"]},
 }
 """--quick: sizes for a whole study on the embedded model in a few minutes on 2 CPU cores."""
 
-_CHOICES = {"device": DEVICES, "dtype": (None, *DTYPES), "qa_mode": ("all", "prompt_last"), "mode": MODES}
+_CHOICES = {"figure_format": FIGURE_FORMATS, "device": DEVICES, "dtype": (None, *DTYPES), "qa_mode": ("all", "prompt_last"), "mode": MODES}
 _POSITIVE = ("batch_size", "seeds", "qa_max_new_tokens")
 # ---------------------------------------------------------------- configuration
 
@@ -131,6 +136,12 @@ def validate_config(cfg: dict) -> dict:
             raise TransferNeuronsError(f"config.{name}: expected a positive integer, got null")
     _positive_or_none(cfg["top_n"], "top_n")
     _positive_or_none(cfg["max_tokens"], "max_tokens")
+    cfg["dose_scales"] = _scales(cfg["dose_scales"])
+    if not isinstance(cfg["intervention"], str) or cfg["intervention"].partition(":")[0] not in ("zero", "scale", "mean",
+                                                                                                "patch"):
+        raise TransferNeuronsError(f"config.intervention: expected zero, scale:F, mean or patch, got {cfg['intervention']!r}")
+    if cfg["intervention"].startswith("scale"):
+        parse_intervention(cfg["intervention"])
     for name in ("strict_pairs", "dedupe"):
         if not isinstance(cfg[name], bool):
             raise TransferNeuronsError(f"config.{name}: expected true or false, got {cfg[name]!r}")
@@ -153,6 +164,14 @@ def validate_config(cfg: dict) -> dict:
         if not isinstance(spec, str) or not spec:
             raise TransferNeuronsError(f"config.data.{name}: expected a data spec string, got {spec!r}")
     return cfg
+
+
+def _scales(value: Any) -> list[float]:
+    """dose_scales: a list of finite numbers (empty: no scale sweep)."""
+    values = value if isinstance(value, list) else [value]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+        raise TransferNeuronsError(f"config.dose_scales: expected a list of numbers, e.g. [0, 0.5, 2], got {value!r}")
+    return [float(v) for v in values]
 
 
 def read_config_file(path: str | Path) -> dict:

@@ -11,7 +11,9 @@ from functools import partial
 from typing import Any
 
 
+from ..analyses.dose import dose_counts
 from ..analyses.similarity import middle_layers
+from ..interventions import applying, intervention_for
 from ..conditions import Condition, build_conditions, language_conditions
 from ..data import ParallelCorpus, ParallelPairs, load_parallel
 from ..data.catalog import BUNDLED_KINDS
@@ -20,6 +22,7 @@ from ..errors import TransferNeuronsError
 from ..outputs import save_figure, write_csv, write_json
 from ..runs.common import describe_conditions, effects_table
 from ..runs.comparison import PairInputs, run_alignment, run_similarity
+from ..runs.dose import DoseInputs, run_dose
 from ..runs.latent import LatentInputs, run_latent
 from ..runs.layers import run_layers
 from ..runs.specificity import CLAIM_ETA2, SpecificityInputs, run_specificity
@@ -116,7 +119,9 @@ def pair_inputs(ctx: StageContext, neuron_type: str, lang: str) -> PairInputs:
 
 def _comparison_stage(quantity: str, ctx: StageContext, neuron_type: str, lang: str) -> dict:
     """Hidden-state (h) or activation-pattern (a) similarity of hub–L2 test pairs under each condition."""
-    summary = run_similarity(pair_inputs(ctx, neuron_type, lang), ctx.folder, quantity)
+    inputs = pair_inputs(ctx, neuron_type, lang)
+    with applying(intervention_for(ctx.config["intervention"], inputs.pairs)):
+        summary = run_similarity(inputs, ctx.folder, quantity)
     ctx.step()
     return summary.record()
 
@@ -152,7 +157,8 @@ def _alignment_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
     ks = tuple(k for k in ctx.config["knn_k"] if k < len(inputs.pairs))
     if not ks:
         raise TransferNeuronsError(f"knn_k {ctx.config['knn_k']} needs more than {len(inputs.pairs)} test pairs")
-    summary = run_alignment(inputs, ctx.folder, ks)
+    with applying(intervention_for(ctx.config["intervention"], inputs.pairs)):
+        summary = run_alignment(inputs, ctx.folder, ks)
     ctx.step()
     return summary.record()
 
@@ -169,7 +175,9 @@ def _latent_stage(ctx: StageContext, neuron_type: str) -> dict:
     inputs = LatentInputs(ctx.states, ctx.lm.name, texts, cfg["hub_lang"], neuron_type, conditions, neurons, final,
                           cfg["seed"], cfg["mode"], data=cfg["data"]["parallel"],
                           detections={lang: detection_name(neuron_type, lang) for lang in dets})
-    summary = run_latent(inputs, ctx.folder)
+    reference = [text for lang in cfg["langs"] for text in texts[lang]]  # mean: over every L2's sentences
+    with applying(intervention_for(cfg["intervention"], reference=reference)):
+        summary = run_latent(inputs, ctx.folder)
     ctx.step()
     return summary.record()
 
@@ -225,35 +233,20 @@ def _reasoning_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
 
 
 def _dose_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
-    """Mid-layer similarity drop as more top-ranked neurons are deactivated, vs random and anti."""
-    from ..analyses.dose import dose_counts, dose_response, dose_rows, plot_dose
-    from ..analyses.similarity import middle_layers
-
-    cfg, lm = ctx.config, ctx.lm
+    """Mid-layer similarity drop as more top-ranked neurons are deactivated, and as they are scaled."""
+    cfg = ctx.config
     det = read_detection(ctx.dep(detection_name(neuron_type, lang)))
     counts, dropped = dose_counts(cfg["dose_counts"], det)
-    if not counts:
+    if not counts and not cfg["dose_scales"]:
         raise TransferNeuronsError(f"dose_counts {cfg['dose_counts']} all exceed half the candidate neurons")
     pairs = test_pairs(cfg, lang)
-    mid = middle_layers(lm.view.num_layers, neuron_type, det.layers)
-    result = dose_response(lm, pairs, det, counts, cfg["seeds"], mid, cfg["batch_size"], progress=False)
+    inputs = DoseInputs(ctx.states, ctx.lm.name, pairs, det, counts, cfg["dose_scales"], cfg["seeds"],
+                        middle_layers(det.scores.shape[0], neuron_type, det.layers), cfg["seed"], dropped,
+                        detection_name(neuron_type, lang))
+    with applying(intervention_for(cfg["intervention"], pairs)):
+        summary = run_dose(inputs, ctx.folder)
     ctx.step()
-    mid_rows, layer_rows = dose_rows(result, cfg["seed"])
-    write_csv(ctx.folder / "dose.csv", mid_rows)
-    write_csv(ctx.folder / "dose_layers.csv", layer_rows)
-    write_json(ctx.folder / "dose.json", {"counts": counts, "counts_skipped": dropped, "pairs": len(pairs),
-                                          "mid_layers": list(mid), "mid_rows": mid_rows})
-    title = (f"{lm.name}: {pairs.hub_lang}–{lang} similarity drop vs neurons deactivated\n"
-             f"({neuron_type} {lang}, top-n {len(det.neurons)}; {len(pairs)} pairs)")
-    save_figure(ctx.folder / "dose.png", plot_dose(result, mid_rows, title, len(det.neurons)))
-    shown = [{**r, "condition": f"{r['condition']} ×{r['count']}"} for r in mid_rows
-             if r["metric"] == "centred" and r["condition"] != "none"]
-    return {
-        "title": f"dose–response, {neuron_type} {lang} (counts {', '.join(map(str, counts))})",
-        "type": neuron_type, "lang": lang, "figures": ["dose.png"],
-        "tables": [effects_table(shown, f"centred cosine, layers {mid[0]}–{mid[-1]}: drop = none − condition")],
-        "data": {"counts": counts, "mid_rows": mid_rows},
-    }
+    return summary.record()
 
 
 def _logit_lens_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
@@ -297,8 +290,8 @@ def plan(cfg: dict) -> list[Stage]:
     langs, wanted, types = cfg["langs"], set(cfg["stages"]), cfg["types"]
     parallel = (cfg["data"]["parallel"],)
     common = {"hub_lang": cfg["hub_lang"], "seed": cfg["seed"], "strict_pairs": cfg["strict_pairs"],
-              "dedupe": cfg["dedupe"]}
-    conditions = {"controls": cfg["controls"], "seeds": cfg["seeds"]}
+              "dedupe": cfg["dedupe"], "figure_format": cfg["figure_format"]}
+    conditions = {"controls": cfg["controls"], "seeds": cfg["seeds"], "intervention": cfg["intervention"]}
     test = {**common, "size": cfg["sizes"]["test"], "mode": cfg["mode"]}
     stages = []
     for lang in langs:
@@ -330,19 +323,21 @@ def plan(cfg: dict) -> list[Stage]:
             stages.append(Stage(f"latent_spaces/{t}", "latent_spaces", {**test, **conditions, "type": t, "langs": langs},
                                 parallel, tuple(detection_name(t, lang) for lang in langs), partial(_latent_stage, neuron_type=t)))
     if "layers" in wanted:
-        stages.append(Stage("layers", "layers", {"langs": langs}, (), every, _layers_stage))
+        stages.append(Stage("layers", "layers", {"langs": langs, "figure_format": cfg["figure_format"]}, (), every,
+                            _layers_stage))
     if "specificity" in wanted:
         stages.append(Stage("specificity", "specificity", {
             **common, "langs": specificity_langs(cfg), "size": cfg["sizes"]["specificity"], "eta2": CLAIM_ETA2,
         }, parallel, every, _specificity_stage))
-    question = {"seed": cfg["seed"], **conditions, "mode": cfg["qa_mode"]}
+    question = {"seed": cfg["seed"], **conditions, "mode": cfg["qa_mode"], "figure_format": cfg["figure_format"]}
     if "qa" in wanted:
         per_lang("qa", _qa_stage, {**question, "size": cfg["sizes"]["qa"], "max_new_tokens": cfg["qa_max_new_tokens"]},
                  (cfg["data"]["qa"],))
     if "reasoning" in wanted:
         per_lang("reasoning", _reasoning_stage, {**question, "size": cfg["sizes"]["mc"]}, (cfg["data"]["mc"],))
     if "dose" in wanted:
-        per_lang("dose", _dose_stage, {**test, "seeds": cfg["seeds"], "counts": cfg["dose_counts"]}, parallel)
+        per_lang("dose", _dose_stage, {**test, "seeds": cfg["seeds"], "counts": cfg["dose_counts"],
+                                        "scales": cfg["dose_scales"], "intervention": cfg["intervention"]}, parallel)
     if "logit_lens" in wanted:
         per_lang("logit_lens", _logit_lens_stage, {**test, **conditions, "lens_size": cfg["sizes"]["lens"]}, parallel)
     return stages
