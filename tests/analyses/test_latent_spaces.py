@@ -143,13 +143,15 @@ def test_latent_cli_writes_tables_and_figures(saved, capsys):
     assert record["langs"] == ["en", "ja", "ko"] and record["type"] == "type2"
     assert {r["condition"] for r in record["merge_rows"]} == {"none", "transfer", "random"}
     assert {(r["lang_a"], r["lang_b"]) for r in record["centroid_pairs"]} == {("en", "ja"), ("en", "ko"), ("ja", "ko")}
+    assert {(r["lang"], r["metric"]) for r in record["l2_rows"]} == {(l, m) for l in ("ja", "ko") for m in ("own_nearest", "hub_cosine")}
     for name in ("latent_pca_none", "latent_pca_transfer", "latent_centroids_raw_none", "latent_centroids_centred_transfer",
                  "latent_components", "latent_merge"):
         assert (out / f"{name}.png").stat().st_size > 10_000
     assert "centroid distance" in capsys.readouterr().out
     assert main(["latent", "--langs", "ja", "--type", "none", "--data", str(data), "--n-boot", "10",
                  "--out", str(root / "plain"), *model]) == 0
-    assert {r["condition"] for r in json.loads((root / "plain/latent.json").read_text())["merge_rows"]} == {"none"}
+    plain = json.loads((root / "plain/latent.json").read_text())
+    assert {r["condition"] for r in plain["merge_rows"]} == {"none"} and plain["l2_rows"] == []  # nothing to compare
     assert main(["latent", "--detections", str(root / "det-ja"), "--langs", "ja,ko", "--data", str(data),
                  "--out", str(root / "bad"), *model]) == 2
     assert "no type2 detection folder for ko" in capsys.readouterr().err

@@ -250,7 +250,10 @@ def merge_rows(ls: LatentSpaces) -> list[dict]:
 
 
 def l2_rows(ls: LatentSpaces, layers: Sequence[int], seed: int = 0) -> list[dict]:
-    """Effects rows (effects.summarise_layer_range, plus "lang") of claim 2's statistics per L2, mean over `layers`."""
+    """Effects rows (effects.summarise_layer_range, plus "lang") of claim 2's statistics per L2, mean over `layers`;
+    none without a transfer condition (nothing deactivated, nothing to compare)."""
+    if "transfer" not in ls.l2:
+        return []
     rows = []
     for lang in ls.langs[1:]:
         for metric in L2_METRICS:

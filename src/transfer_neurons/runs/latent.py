@@ -99,7 +99,7 @@ def run_latent(inputs: LatentInputs, out: Path) -> Summary:
                               "(positive: the language spaces moved closer)"),
                 *[effects_table([r for r in claim_rows if r["lang"] == lang],
                                 f"{lang}, final layers {span}: {L2_TITLES[L2_METRICS[0]]} and {L2_TITLES[L2_METRICS[1]]} "
-                                "(drop = none − condition)") for lang in ls.langs[1:]]],
+                                "(drop = none − condition)") for lang in ls.langs[1:] if claim_rows]],
         data={"final_layers": list(final), "final_rows": final_rows, "l2_rows": claim_rows, "sentences": ls.sentences},
         text=f"latent spaces of {', '.join(ls.langs)} ({sizes} sentences), {what} deactivated\n\n{text}",
         files=["latent_merge.csv", "latent_l2.csv", "latent_components.csv", "latent_centroids.csv", "latent.json", *figures],
