@@ -323,10 +323,10 @@ def intervention_for(spec: str, pairs=None, reference: Sequence[str] | None = No
     """The intervention a spec names for one analysis: mean over `reference` (default the pairs' L2 side),
     patch from each pair's hub sentence to its L2 sentence; `pairs` is a ParallelPairs or None."""
     if spec == "patch" and pairs is None:
-        raise TransferNeuronsError("intervention 'patch' needs parallel pairs, which this analysis does not use; "
+        raise TransferNeuronsError("intervention patch needs parallel pairs, which this analysis does not use; "
                                    "choose zero, scale:F or mean")
     if spec == "mean" and reference is None and pairs is None:
-        raise TransferNeuronsError("intervention 'mean' needs sentences to average over, which this analysis does not "
+        raise TransferNeuronsError("intervention mean needs sentences to average over, which this analysis does not "
                                    "read; choose zero or scale:F")
     return parse_intervention(spec, reference=reference if reference is not None else pairs.l2 if pairs else None,
                               sources=pairs.hub if pairs else None, targets=pairs.l2 if pairs else None)

@@ -9,7 +9,7 @@ from ..errors import TransferNeuronsError
 from ..interventions import applying
 from ..runs.comparison import run_alignment
 from .common import add_condition_args, add_data_args, add_model_args, intervention_from_args, positive_int
-from .similarity import add_comparison_args, pair_inputs, print_summary
+from .similarity import add_comparison_args, pair_inputs, write_and_print
 
 
 def parse_ks(text: str) -> tuple[int, ...]:
@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     ks = parse_ks(args.k)
     inputs = pair_inputs(args)
     with applying(intervention_from_args(args, inputs.pairs)):
-        return print_summary(run_alignment(inputs, Path(args.out), ks, args.n_boot), Path(args.out))
+        return write_and_print(Path(args.out), lambda folder: run_alignment(inputs, folder, ks, args.n_boot))
 
 
 def register(subparsers) -> None:

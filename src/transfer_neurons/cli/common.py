@@ -187,7 +187,7 @@ def intervention_from_args(
     try:
         return intervention_for(getattr(args, "intervention", "zero"), pairs, reference)
     except TransferNeuronsError as err:
-        raise TransferNeuronsError(f"--intervention: {err}") from None
+        raise TransferNeuronsError(f"--{err}" if str(err).startswith("intervention ") else f"--intervention: {err}") from None
 
 
 def conditions_from_args(args: argparse.Namespace) -> tuple[Detection, list[Condition]]:

@@ -19,7 +19,7 @@ from .common import (
     DATA_HELP, add_data_args, add_intervention_arg, add_model_args, add_model_check_arg, intervention_from_args,
     model_from_args, pairs_from_args, positive_int,
 )
-from .similarity import print_summary
+from .similarity import write_and_print
 
 LOG = logging.getLogger("transfer_neurons.cli.dose")
 
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = DoseInputs(StateProvider(lm, args.batch_size), lm.name, pairs, det, counts, args.scales or [], args.seeds,
                         mid, counts_skipped=dropped, detection=str(Path(args.detection).resolve()))
     with applying(intervention_from_args(args, pairs)):
-        return print_summary(run_dose(inputs, Path(args.out)), Path(args.out))
+        return write_and_print(Path(args.out), lambda folder: run_dose(inputs, folder))
 
 
 def register(subparsers) -> None:

@@ -17,7 +17,7 @@ from .common import (
     DATA_HELP, add_data_args, add_intervention_arg, add_model_args, add_model_check_arg, intervention_from_args,
     model_from_args, positive_int, sentences_from_args,
 )
-from .similarity import check_fits, print_summary
+from .similarity import check_fits, write_and_print
 
 
 def choose_detections(folders: list[str], langs: list[str], neuron_type: str | None,
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
                           args.n_boot, args.data, folders)
     reference = [text for lang in langs for text in texts[lang]]  # mean: over every L2's sentences
     with applying(intervention_from_args(args, reference=reference)):
-        return print_summary(run_latent(inputs, Path(args.out)), Path(args.out))
+        return write_and_print(Path(args.out), lambda folder: run_latent(inputs, folder))
 
 
 def register(subparsers) -> None:

@@ -8,12 +8,12 @@ from pathlib import Path
 from ..detection import read_detection
 from ..runs.layers import run_layers
 from .common import positive_int
-from .similarity import print_summary
+from .similarity import write_and_print
 
 
 def run(args: argparse.Namespace) -> int:
     dets = [read_detection(f, args.top_k) for f in args.detections]
-    return print_summary(run_layers(dets, args.detections, Path(args.out), args.top_k), Path(args.out))
+    return write_and_print(Path(args.out), lambda folder: run_layers(dets, args.detections, folder, args.top_k))
 
 
 def register(subparsers) -> None:

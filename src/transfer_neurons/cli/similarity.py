@@ -6,6 +6,7 @@ Also holds the options that every hub–L2 comparison command (activations, alig
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 from ..analyses.similarity import middle_layers
@@ -14,6 +15,7 @@ from ..detection import Detection
 from ..errors import TransferNeuronsError
 from ..interventions import MODES, applying
 from ..models.loading import LoadedModel
+from ..outputs import staged_folder
 from ..runs.common import Summary, describe_conditions
 from ..runs.comparison import PairInputs, run_similarity
 from ..scoring import parse_layers
@@ -96,8 +98,10 @@ def pair_inputs(args: argparse.Namespace) -> PairInputs:
                       args.mode, args.detection)
 
 
-def print_summary(summary: Summary, out: Path) -> int:
-    """Print a run's text and the files it wrote."""
+def write_and_print(out: Path, run: Callable[[Path], Summary]) -> int:
+    """Run an analysis into a staged folder (all its files land in `out`, or none), then print its text and files."""
+    with staged_folder(out) as folder:
+        summary = run(folder)
     print(summary.text)
     print(f"\nwrote {out}/" + ", ".join(summary.files))
     return 0
@@ -107,7 +111,7 @@ def run_comparison(args: argparse.Namespace, quantity: str) -> int:
     """Shared body of `similarity` (h) and `activations` (a)."""
     inputs = pair_inputs(args)
     with applying(intervention_from_args(args, inputs.pairs)):
-        return print_summary(run_similarity(inputs, Path(args.out), quantity), Path(args.out))
+        return write_and_print(Path(args.out), lambda folder: run_similarity(inputs, folder, quantity))
 
 
 def run(args: argparse.Namespace) -> int:

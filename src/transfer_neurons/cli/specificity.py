@@ -14,7 +14,7 @@ from ..runs.specificity import SpecificityInputs, run_specificity
 from .common import (
     DATA_HELP, add_model_args, add_model_check_arg, data_options, model_from_args, positive_int, resolve_split,
 )
-from .similarity import print_summary
+from .similarity import write_and_print
 
 
 def _fraction_list(text: str) -> tuple[float, ...]:
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     _check_detections(dets, langs, lm)
     inputs = SpecificityInputs(lm, texts, sources, dets, list(args.detections), args.batch_size, args.thresholds,
                                args.alpha, args.lape_share, args.lape_quantile)
-    return print_summary(run_specificity(inputs, Path(args.out)), Path(args.out))
+    return write_and_print(Path(args.out), lambda folder: run_specificity(inputs, folder))
 
 
 def register(subparsers) -> None:
