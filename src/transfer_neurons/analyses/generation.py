@@ -115,8 +115,8 @@ def _greedy_batch(
             break
         cache = returned_cache(result)
         if len(keep) < len(live):
-            chosen = torch.tensor(keep)
-            cache.batch_select_indices(chosen.to(device))
+            chosen = torch.tensor(keep)  # on the CPU: indexes each layer's cache on whatever device it sits
+            cache.batch_select_indices(chosen)
             live, mask, next_position = live[chosen], mask[chosen], next_position[chosen]
         ids = torch.tensor([out[row][-1] for row in live.tolist()])[:, None]  # [live, 1]
         mask = torch.cat([mask, torch.ones(len(live), 1, dtype=mask.dtype)], 1)  # [live, prompt + step + 1]
