@@ -225,3 +225,25 @@ def test_each_sentence_set_runs_once_per_condition_across_analyses(study, tmp_pa
     assert calls and len(calls) == len(set(calls)), "a batch of sentences ran twice under the same condition"
     conditions = {marker for _, marker in calls}
     assert len(conditions) > 4  # none, transfer and the controls of both types and languages
+
+
+def test_a_new_hub_revision_changes_every_stage_key(monkeypatch):
+    """The resolved commit of a hub model (not its id) names the weights, so a moved branch recomputes."""
+    from transfer_neurons.models import loading
+    from transfer_neurons.study import identity, plan
+    from transfer_neurons.study.engine import stage_inputs
+
+    branch = {"main": "a" * 40}
+    monkeypatch.setattr(loading, "resolve_hub_commit", lambda repo, revision=None, kind="model": {
+        "commit": branch[revision or "main"]})
+    cfg = resolve_config({"model": "org/some-model", "stages": ["similarity"]})
+    stages = plan(cfg)
+
+    def keys() -> list[str]:
+        ident = identity.model_identity(cfg)
+        return [identity.digest(stage_inputs(s, ident, {"parallel": "bundled"}, {})) for s in stages]
+
+    before = keys()
+    assert before == keys()
+    branch["main"] = "b" * 40  # the hub's main branch moved
+    assert all(a != b for a, b in zip(before, keys()))

@@ -7,17 +7,19 @@ import json
 from pathlib import Path
 
 from ..distributed import init_from_env, is_main
-from ..models.loading import DEVICES, DTYPES, EMBEDDED
+from ..models.loading import DTYPES, EMBEDDED
 from ..preflight import check_study
 from ..study import ANALYSES, read_config_file, resolve_config, run_study, summary_table
-from .common import positive_int
+from .common import batch_size_arg, device_arg
 
 
 def run(args: argparse.Namespace) -> int:
     init_from_env()  # under torchrun: join the process group before anything prints
     file_options = read_config_file(args.config) if args.config else {}
     cfg = resolve_config(file_options, quick=args.quick, overrides={
-        "model": args.model, "device": args.device, "dtype": args.dtype, "batch_size": args.batch_size,
+        "model": args.model, "revision": args.revision, "adapter": args.adapter,
+        "trust_remote_code": args.trust_remote_code or None, "device": args.device, "dtype": args.dtype,
+        "batch_size": args.batch_size,
         "langs": args.langs, "stages": args.stages,
         "figure_format": None if args.figure_format == "png" else args.figure_format,
     })
@@ -49,9 +51,13 @@ def register(subparsers) -> None:
     parser.add_argument("--config", help="a YAML (or TOML) study config; the effective one is saved as OUT/config.yaml")
     parser.add_argument("--quick", action="store_true", help="small sizes (2 languages, few sentences, 2 seeds): minutes on a CPU")
     parser.add_argument("--model", default=None, help=f"model to study (default: config, else {EMBEDDED})")
-    parser.add_argument("--device", default=None, choices=DEVICES, help="cpu (default), cuda or auto")
+    parser.add_argument("--revision", default=None, help="hub ids: branch, tag or commit (its commit enters every cache key)")
+    parser.add_argument("--trust-remote-code", action="store_true", help="run the model repository's own code (off by default)")
+    parser.add_argument("--adapter", default=None, metavar="FILE", help="module paths of an architecture without a built-in adapter")
+    parser.add_argument("--device", default=None, type=device_arg, help="cpu (default), cuda, cuda:N or auto")
     parser.add_argument("--dtype", default=None, choices=tuple(DTYPES), help="weights dtype (default float32 on CPU)")
-    parser.add_argument("--batch-size", type=positive_int, default=None, help="sentences per forward pass (default 16)")
+    parser.add_argument("--batch-size", type=batch_size_arg, default=None,
+                        help="sentences per forward pass, or auto: the largest that fits (default: auto on a GPU, 16 on CPU)")
     parser.add_argument("--langs", default=None, help="comma-separated L2 codes (default ja,nl,ko,it; quick: ja,ko)")
     parser.add_argument("--stages", default=None, help=f"comma-separated analyses to run (default all: {','.join(ANALYSES)})")
     parser.add_argument("--verbose", action="store_true", help="also show the analyses' own progress bars")

