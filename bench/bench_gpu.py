@@ -113,7 +113,10 @@ def timed(device: str, fn: Callable[[], object], repeats: int) -> float:
 
 @torch.no_grad()
 def floor(lm: LoadedModel, texts: Sequence[str], batch_size: int) -> None:
-    """The decoder stack over length-sorted batches: what nothing that runs the model can beat."""
+    """The decoder stack over length-sorted batches: what nothing that runs the model can beat.
+
+    Tokenising is inside, as it is inside score_neurons, so both timings include it.
+    """
     device = lm.view.device
     for batch in make_batches(lm, texts, batch_size):
         lm.view.decoder(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device),
@@ -165,20 +168,22 @@ def bench_shape(shape: str, args: argparse.Namespace, tokenizer) -> None:
     for label, size in sizes.items():
         base = timed(args.device, lambda: floor(lm, l2, size), args.repeats) / len(l2)
         row = f"   {label + (f' ({size})' if label == 'auto' else ''):>10} {base:13.6f}"
-        peaks, copies = [], None
+        peaks, copies = [], (None, None)
         for kind in KINDS:
             run = lambda: score_neurons(lm, cents[kind], l2, size, progress=None)  # noqa: E731
             seconds = timed(args.device, run, args.repeats) / len(l2)
             row += f" {seconds:13.6f} {seconds / base:5.2f}x"
             peaks.append(peak_memory(args.device, run))
             if kind == "type1":
-                copies = device_to_host_copies(args.device, lambda: score_neurons(lm, cents[kind], l2[: 4 * size], size,
-                                                                                  progress=None))
+                texts = l2[: 4 * size]
+                copies = (device_to_host_copies(args.device, lambda: floor(lm, texts, size)),
+                          device_to_host_copies(args.device, lambda: score_neurons(lm, cents[kind], texts, size,
+                                                                                   progress=None)))
         peak = "n/a" if peaks[0] is None else f"{max(peaks):.2f}"
-        row += f" {peak:>9} {'n/a' if copies is None else copies:>11}"
+        row += f" {peak:>9} {'n/a' if copies[0] is None else f'{copies[0]} / {copies[1]}':>11}"
         print(row)
     print("   ratio = detect / floor (target <= 1.25); peak = max GPU memory allocated during detection, weights "
-          "included; D->H copies: device-to-host copies of one detection over 4 batches")
+          "included; D->H copies: device-to-host copies over 4 batches, floor / detection")
     del lm
     if args.device.startswith("cuda"):
         torch.cuda.empty_cache()
