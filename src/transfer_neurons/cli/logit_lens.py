@@ -3,28 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 from pathlib import Path
 
-import numpy as np
-
-from ..analyses.logit_lens import SCRIPT_LANGS, lens_rows, logit_lens, plot_lens, token_sets
+from ..analyses.logit_lens import SCRIPT_LANGS, token_sets
 from ..conditions import Condition
 from ..data import load_parallel
 from ..data.catalog import BUNDLED_KINDS
-from ..detection import versions
 from ..interventions import applying
-from ..outputs import save_figure, write_csv, write_json
+from ..runs.logit_lens import LensInputs, run_logit_lens
 from .common import (DATA_HELP, add_condition_args, add_data_args, add_model_args, conditions_from_args,
                      data_options, intervention_from_args, model_from_args, positive_int, sentences_from_args)
+from .similarity import write_and_print
 
-SAMPLE_TOKENS = 30
+LOG = logging.getLogger("transfer_neurons.cli.logit_lens")
 
 
 def run(args: argparse.Namespace) -> int:
     det, conditions = conditions_from_args(args) if args.detection else (None, [Condition("none", None)])
     if det is not None and det.lang != args.lang:
-        print(f"note: deactivating {det.lang} neurons on {args.lang} sentences", file=sys.stderr)
+        LOG.warning("deactivating %s neurons on %s sentences", det.lang, args.lang)
     lm = model_from_args(args)
     sentences = sentences_from_args(args, args.data, args.lang, "test")
     en_texts, l2_texts, vocab_source = (), (), None
@@ -35,40 +33,12 @@ def run(args: argparse.Namespace) -> int:
         en_texts, l2_texts, vocab_source = pairs.hub, pairs.l2, pairs.name
     sets = token_sets(lm, args.lang, en_texts, l2_texts)
     if not sets.l2.any() or not sets.en.any():
-        print(f"warning: empty token set ({int(sets.l2.sum())} {args.lang}, {int(sets.en.sum())} en tokens)", file=sys.stderr)
+        LOG.warning("empty token set (%d %s, %d en tokens)", int(sets.l2.sum()), args.lang, int(sets.en.sum()))
+    inputs = LensInputs(lm, args.lang, sentences.texts, sentences.name, sets, conditions, det,
+                        None if det is None else str(Path(args.detection).resolve()), vocab_source, args.batch_size,
+                        args.chunk)
     with applying(intervention_from_args(args, reference=sentences.texts)):
-        result = logit_lens(lm, sentences.texts, conditions, sets, args.batch_size, args.chunk)
-    rows = lens_rows(result)
-    sample = {name: lm.tokenizer.convert_ids_to_tokens(np.flatnonzero(mask)[:: max(1, int(mask.sum()) // SAMPLE_TOKENS)]
-                                                       [:SAMPLE_TOKENS].tolist())
-              for name, mask in (("l2", sets.l2), ("en", sets.en))}
-    meta = {
-        "model": lm.name, "language": args.lang, "data": sentences.name, "sentences": len(sentences),
-        "detection": None if det is None else str(Path(args.detection).resolve()),
-        "type": None if det is None else det.neuron_type, "detection_language": None if det is None else det.lang,
-        "conditions": [c.label for c in conditions], "token_rule": sets.rule, "vocab_data": vocab_source,
-        "l2_tokens": int(sets.l2.sum()), "en_tokens": int(sets.en.sum()), "token_samples": sample,
-        "head": "final norm -> unembedding -> final logit softcapping if the model has it -> softmax",
-        "mode": "last", "intervention": args.intervention, "versions": versions(),
-    }
-    out = Path(args.out)
-    write_csv(out / "logit_lens.csv", rows)
-    write_json(out / "logit_lens.json", {"meta": meta, "rows": rows})
-    what = "no deactivation" if det is None else f"{det.neuron_type} {det.lang} deactivation vs controls"
-    title = (f"{lm.name}: logit lens on {len(sentences)} {args.lang} sentences (last token), {what}\n"
-             f"L2 tokens: {sets.l2.sum()} ({sets.rule.split(':')[0]} rule), English tokens: {sets.en.sum()}")
-    save_figure(out / "logit_lens.png", plot_lens(result, title))
-    print(f"{args.lang}: {int(sets.l2.sum())} L2 tokens, {int(sets.en.sum())} English tokens ({sets.rule})")
-    print("layer  " + "  ".join(f"{c:>22}" for c in dict.fromkeys(c.name for c in conditions)))
-    for layer in range(lm.view.num_layers):
-        cells = []
-        for name in dict.fromkeys(c.name for c in conditions):
-            mean = {m: np.mean([result.values[m][c.label][:, layer].mean() for c in conditions if c.name == name])
-                    for m in ("l2_mass", "en_mass")}
-            cells.append(f"L2 {mean['l2_mass']:.4f} en {mean['en_mass']:.4f}")
-        print(f"{layer:>5}  " + "  ".join(f"{c:>22}" for c in cells))
-    print(f"wrote {out}/logit_lens.csv, logit_lens.json, logit_lens.png")
-    return 0
+        return write_and_print(Path(args.out), lambda folder: run_logit_lens(inputs, folder))
 
 
 def register(subparsers) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 
 from ..analyses.dose import dose_counts
+from ..analyses.logit_lens import SCRIPT_LANGS, token_sets
 from ..analyses.similarity import middle_layers
 from ..interventions import applying, intervention_for
 from ..conditions import Condition, build_conditions, language_conditions
@@ -23,6 +24,7 @@ from ..outputs import save_figure, write_csv, write_json
 from ..runs.common import describe_conditions, effects_table
 from ..runs.comparison import PairInputs, run_alignment, run_similarity
 from ..runs.dose import DoseInputs, run_dose
+from ..runs.logit_lens import LensInputs, run_logit_lens
 from ..runs.latent import LatentInputs, run_latent
 from ..runs.layers import run_layers
 from ..runs.specificity import CLAIM_ETA2, SpecificityInputs, run_specificity
@@ -251,33 +253,21 @@ def _dose_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
 
 def _logit_lens_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
     """Per-layer L2 and English token mass through the model's head, under deactivation."""
-    from ..analyses.logit_lens import SCRIPT_LANGS, lens_rows, logit_lens, plot_lens, token_sets
-
     cfg, lm = ctx.config, ctx.lm
     _, conditions = study_conditions(ctx, neuron_type, lang)
-    texts = corpus(cfg, "test").sentences(lang).texts[: cfg["sizes"]["lens"] or cfg["sizes"]["test"]]
-    en_texts, l2_texts = (), ()
+    test = corpus(cfg, "test")
+    texts = test.sentences(lang).texts[: cfg["sizes"]["lens"] or cfg["sizes"]["test"]]
+    en_texts, l2_texts, vocab = (), (), None
     if lang not in SCRIPT_LANGS:  # Latin-script languages: token sets from the train side, never the lens sentences
         pairs = corpus(cfg, "train").pairs(cfg["hub_lang"], lang)
-        en_texts, l2_texts = pairs.hub, pairs.l2
-    sets = token_sets(lm, lang, en_texts, l2_texts)
-    result = logit_lens(lm, texts, conditions, sets, cfg["batch_size"], mode=cfg["mode"], progress=False)
+        en_texts, l2_texts, vocab = pairs.hub, pairs.l2, pairs.name
+    inputs = LensInputs(lm, lang, texts, f"{test.name}:{lang}", token_sets(lm, lang, en_texts, l2_texts), conditions,
+                        read_detection(ctx.dep(detection_name(neuron_type, lang))), detection_name(neuron_type, lang),
+                        vocab, cfg["batch_size"], mode=cfg["mode"], seed=cfg["seed"])
+    with applying(intervention_for(cfg["intervention"], reference=texts)):
+        summary = run_logit_lens(inputs, ctx.folder)
     ctx.step()
-    rows = lens_rows(result, cfg["seed"])
-    write_csv(ctx.folder / "logit_lens.csv", rows)
-    write_json(ctx.folder / "logit_lens.json", {"sentences": len(texts), "token_rule": sets.rule,
-                                                "l2_tokens": int(sets.l2.sum()), "en_tokens": int(sets.en.sum()), "rows": rows})
-    title = (f"{lm.name}: logit lens on {len(texts)} {lang} sentences, {neuron_type} {lang} deactivation vs controls\n"
-             f"L2 tokens: {int(sets.l2.sum())}, English tokens: {int(sets.en.sum())}")
-    save_figure(ctx.folder / "logit_lens.png", plot_lens(result, title))
-    last = str(lm.view.num_layers - 1)
-    return {
-        "title": f"logit lens, {lang} sentences, {neuron_type} neurons deactivated",
-        "type": neuron_type, "lang": lang, "figures": ["logit_lens.png"],
-        "tables": [effects_table([r for r in rows if r["layer"] == last], f"last layer ({last}): token mass, "
-                                 "drop = none − condition")],
-        "data": {"last_layer_rows": [r for r in rows if r["layer"] == last]},
-    }
+    return summary.record()
 
 
 def test_pairs(cfg: dict, lang: str) -> ParallelPairs:
