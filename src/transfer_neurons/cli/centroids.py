@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..detection import NEURON_TYPES, compute_centroids, versions
+from ..data import ParallelPairs, Sentences
+from ..detection import NEURON_TYPES, versions
+from ..distributed import is_main
 from ..outputs import save_npy, staged_folder, write_json
+from ..runs.detection import centroids_for
 from .common import DATA_HELP, add_data_args, add_model_args, model_from_args, pairs_from_args, sentences_from_args
 
 
@@ -20,21 +23,19 @@ def add_centroid_args(parser: argparse.ArgumentParser) -> None:
                         help=f"type1: hub–LANG pairs; type2: LANG sentences. {DATA_HELP} (default: bundled 'parallel')")
 
 
-def centroids_from_args(args: argparse.Namespace, lm) -> tuple:
-    """Compute the centroids the options ask for; returns (centroids [layer, d_model], data description)."""
+def centroid_source(args: argparse.Namespace) -> ParallelPairs | Sentences:
+    """What the centroid averages: hub–LANG pairs for Type-1, LANG sentences for Type-2."""
     if args.neuron_type == "type1":
-        pairs = pairs_from_args(args, args.centroid_data, args.hub_lang, args.lang, "train")
-        cents = compute_centroids(lm, "type1", pairs.l2, pairs.hub, args.batch_size)
-        return cents, {"centroid_data": pairs.name, "num_centroid_pairs": len(pairs), "hub_lang": args.hub_lang}
-    sentences = sentences_from_args(args, args.centroid_data, args.lang, "train")
-    cents = compute_centroids(lm, "type2", sentences.texts, batch_size=args.batch_size)
-    return cents, {"centroid_data": sentences.name, "num_centroid_sentences": len(sentences)}
+        return pairs_from_args(args, args.centroid_data, args.hub_lang, args.lang, "train")
+    return sentences_from_args(args, args.centroid_data, args.lang, "train")
 
 
 def run(args: argparse.Namespace) -> int:
     lm = model_from_args(args)
-    cents, data = centroids_from_args(args, lm)
+    cents, data = centroids_for(lm, args.neuron_type, centroid_source(args), args.batch_size)
     out = Path(args.out)
+    if not is_main():  # under torchrun every rank helps compute; rank 0 writes
+        return 0
     with staged_folder(out) as tmp:  # both files or none
         save_npy(tmp / "centroids.npy", cents.numpy())
         write_json(tmp / "centroids_meta.json", {

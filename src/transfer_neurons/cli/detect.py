@@ -3,41 +3,33 @@
 from __future__ import annotations
 
 import argparse
-import time
+from pathlib import Path
 
 import torch
 
-from .. import distributed
-from ..detection import detect, write_detection
 from ..errors import TransferNeuronsError
 from ..outputs import load_npy
+from ..runs.detection import DetectInputs, run_detection
 from ..scoring import parse_layers
-from .centroids import add_centroid_args, centroids_from_args
+from .centroids import add_centroid_args, centroid_source
 from .common import DATA_HELP, add_data_args, add_model_args, model_from_args, positive_int, sentences_from_args
+from .similarity import write_and_print
 
 
 def run(args: argparse.Namespace) -> int:
     lm = model_from_args(args)
     layers = parse_layers(args.layers, lm.view.num_layers) if args.layers else None
-    start = time.perf_counter()
+    meta = {}
     if args.centroids:
         try:
-            cents, data = torch.from_numpy(load_npy(args.centroids)), {"centroids_file": args.centroids}
+            source, meta = torch.from_numpy(load_npy(args.centroids)), {"centroids_file": args.centroids}
         except (OSError, ValueError) as err:
             raise TransferNeuronsError(f"--centroids {args.centroids}: cannot read a centroids.npy ({err})") from None
     else:
-        cents, data = centroids_from_args(args, lm)
-    seconds_centroids = time.perf_counter() - start
+        source = centroid_source(args)
     scoring = sentences_from_args(args, args.score_data, args.lang, "train")
-    det = detect(lm, args.neuron_type, args.lang, scoring.texts, cents, layers, args.top_n, args.batch_size)
-    det.meta.update(data, score_data=scoring.name, seed=0, seconds_centroids=round(seconds_centroids, 3))
-    write_detection(det, args.out)
-    if not distributed.is_main():
-        return 0
-    best = ", ".join(f"L{l}/{i}" for l, i in det.neurons[:5])
-    print(f"{args.neuron_type} {args.lang}: top {len(det.neurons)} of layers "
-          f"{det.layers[0]}-{det.layers[-1]} ({det.meta['top_n_rule']}); best: {best}; wrote {args.out}")
-    return 0
+    inputs = DetectInputs(lm, args.neuron_type, args.lang, scoring, source, meta, layers, args.top_n, args.batch_size)
+    return write_and_print(Path(args.out), lambda folder: run_detection(inputs, folder))
 
 
 def register(subparsers) -> None:

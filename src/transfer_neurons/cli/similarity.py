@@ -6,12 +6,14 @@ Also holds the options that every hub–L2 comparison command (activations, alig
 from __future__ import annotations
 
 import argparse
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from ..analyses.similarity import middle_layers
 from ..data import ParallelPairs
 from ..detection import Detection
+from ..distributed import is_main
 from ..errors import TransferNeuronsError
 from ..interventions import MODES, applying
 from ..models.loading import LoadedModel
@@ -100,6 +102,10 @@ def pair_inputs(args: argparse.Namespace) -> PairInputs:
 
 def write_and_print(out: Path, run: Callable[[Path], Summary]) -> int:
     """Run an analysis into a staged folder (all its files land in `out`, or none), then print its text and files."""
+    if not is_main():  # under torchrun, the other ranks compute alongside rank 0, which alone writes
+        with tempfile.TemporaryDirectory() as folder:
+            run(Path(folder))
+        return 0
     with staged_folder(out) as folder:
         summary = run(folder)
     print(summary.text)

@@ -16,13 +16,14 @@ from ..analyses.logit_lens import SCRIPT_LANGS, token_sets
 from ..analyses.similarity import middle_layers
 from ..interventions import applying, intervention_for
 from ..conditions import Condition, build_conditions, language_conditions
-from ..data import ParallelCorpus, ParallelPairs, load_parallel
+from ..data import ParallelCorpus, ParallelPairs, Sentences, load_parallel
 from ..data.catalog import BUNDLED_KINDS
-from ..detection import NEURON_TYPES, compute_centroids, detect, read_detection, write_detection
+from ..detection import NEURON_TYPES, read_detection
 from ..errors import TransferNeuronsError
 from ..outputs import save_figure, write_csv, write_json
 from ..runs.common import describe_conditions, effects_table
 from ..runs.comparison import PairInputs, run_alignment, run_similarity
+from ..runs.detection import DetectInputs, run_detection
 from ..runs.dose import DoseInputs, run_dose
 from ..runs.logit_lens import LensInputs, run_logit_lens
 from ..runs.latent import LatentInputs, run_latent
@@ -62,51 +63,17 @@ def study_conditions(ctx: StageContext, neuron_type: str, lang: str) -> tuple[An
 
 def _detect_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
     """Centroids and neuron scores of one type and language on the train split; the detection folder."""
-    cfg, lm = ctx.config, ctx.lm
+    cfg = ctx.config
     train = corpus(cfg, "train")
-    pairs = limit_pairs(train.pairs(cfg["hub_lang"], lang), cfg["sizes"]["detect"])
-    sentences = train.sentences(lang).texts[: cfg["sizes"]["detect"]]
-    if neuron_type == "type1":
-        cents = compute_centroids(lm, "type1", pairs.l2, pairs.hub, cfg["batch_size"])
-        data = {"centroid_data": pairs.name, "num_centroid_pairs": len(pairs), "hub_lang": cfg["hub_lang"]}
-    else:
-        cents = compute_centroids(lm, "type2", sentences, batch_size=cfg["batch_size"])
-        data = {"centroid_data": f"{train.name}:{lang}", "num_centroid_sentences": len(sentences)}
-    ctx.step()
-    det = detect(lm, neuron_type, lang, sentences, cents, None, cfg["top_n"], cfg["batch_size"])
-    det.meta.update(data, score_data=f"{train.name}:{lang}", seed=cfg["seed"])
-    write_detection(det, ctx.folder)
-    ctx.step()
-    from ..report.figures import detection_figure
-
-    save_figure(ctx.folder / "layers.png", detection_figure(det, lm.name))
-    summary = detection_summary(det)
-    summary["data"].update(lm.view.precision(lm.name))  # dtype and quantisation, for the report's banner
-    return summary
-
-
-def detection_summary(det) -> dict:
-    """Counts, layers, top neurons and magnitudes of one detection, for the report."""
-    layers = det.neurons[:, 0]
-    per_layer = {int(l): int((layers == l).sum()) for l in det.layers}
-    cand = det.magnitudes[list(det.layers)]
-    chosen = det.magnitudes[det.neurons[:, 0], det.neurons[:, 1]]
-    top = [{"layer": int(l), "neuron": int(i), "score": float(det.scores[l, i]), "magnitude": float(det.magnitudes[l, i])}
-           for l, i in det.neurons[:10]]
-    return {
-        "title": f"{det.neuron_type} neurons, {det.lang}",
-        "type": det.neuron_type, "lang": det.lang,
-        "figures": ["layers.png"],
-        "data": {
-            "count": int(len(det.neurons)), "candidate_layers": list(det.layers), "per_layer": per_layer,
-            "top": top, "top_n_rule": det.meta.get("top_n_rule"),
-            "num_score_sentences": det.meta.get("num_score_sentences"),
-            "num_centroid_items": det.meta.get("num_centroid_pairs", det.meta.get("num_centroid_sentences")),
-            "magnitude_ratio": float(chosen.mean() / cand.mean()) if cand.mean() > 0 else None,
-            "model": det.meta.get("model"), "num_layers": det.meta.get("num_layers"),
-            "d_ff": det.meta.get("d_ff"), "d_model": det.meta.get("d_model"),
-        },
-    }
+    size = cfg["sizes"]["detect"]
+    sentences = train.sentences(lang)
+    sentences = Sentences(sentences.name, lang, sentences.texts[:size])
+    source = limit_pairs(train.pairs(cfg["hub_lang"], lang), size) if neuron_type == "type1" else sentences
+    inputs = DetectInputs(ctx.lm, neuron_type, lang, sentences, source, top_n=cfg["top_n"],
+                          batch_size=cfg["batch_size"], seed=cfg["seed"])
+    summary = run_detection(inputs, ctx.folder)
+    ctx.step(2)
+    return summary.record()
 
 
 def pair_inputs(ctx: StageContext, neuron_type: str, lang: str) -> PairInputs:
