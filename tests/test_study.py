@@ -247,3 +247,13 @@ def test_a_new_hub_revision_changes_every_stage_key(monkeypatch):
     assert before == keys()
     branch["main"] = "b" * 40  # the hub's main branch moved
     assert all(a != b for a, b in zip(before, keys()))
+
+
+def test_batch_size_auto_reaches_every_stage_as_a_number(study, tmp_path):
+    root, options, _, _ = study
+    out = tmp_path / "copy"
+    shutil.copytree(root / "out", out)
+    cfg = resolve_config({**options, "batch_size": "auto", "langs": ["ja"], "stages": ["qa", "reasoning", "logit_lens"]})
+    run = run_study(cfg, out, render=False)
+    assert all(s.status in ("computed", "cached") for s in run.stages), [(s.name, s.error) for s in run.stages]
+    assert yaml.safe_load((out / "config.yaml").read_text())["batch_size"] == "auto"  # the saved config keeps it

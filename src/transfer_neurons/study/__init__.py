@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..batching import resolve_batch_size
 from ..distributed import init_from_env, is_main
 from ..models.loading import LoadedModel, load_model
 from ..outputs import figure_format
@@ -40,17 +41,21 @@ def run_study(
 ) -> StudyRun:
     """Run (or reuse) every stage of a study into `out`, then write results.json and report.html."""
     out = Path(out)
+    cfg = dict(cfg)  # batch_size "auto" becomes a number once the model is loaded; the caller's config keeps it
     init_from_env()  # under torchrun: every rank runs each stage on its share of the sentences; rank 0 writes
-    loaded: list = [lm] if lm is not None else []
-    shared: list[StateProvider] = []
+    ready: list[LoadedModel] = []
 
     def model() -> LoadedModel:
-        if not loaded:
-            loaded.append(load_model(cfg["model"], device=cfg["device"], dtype=cfg["dtype"], revision=cfg["revision"],
-                                     trust_remote_code=cfg["trust_remote_code"], adapter=cfg["adapter"]))
+        if not ready:
+            ready.append(lm if lm is not None else load_model(
+                cfg["model"], device=cfg["device"], dtype=cfg["dtype"], revision=cfg["revision"],
+                trust_remote_code=cfg["trust_remote_code"], adapter=cfg["adapter"]))
             if cfg["max_tokens"] is not None:
-                limit_tokens(loaded[0], cfg["max_tokens"])
-        return loaded[0]
+                limit_tokens(ready[0], cfg["max_tokens"])
+            cfg["batch_size"] = resolve_batch_size(ready[0], cfg["batch_size"])  # every stage gets a number
+        return ready[0]
+
+    shared: list[StateProvider] = []
 
     def provider() -> StateProvider:
         if not shared:
