@@ -257,3 +257,18 @@ def test_batch_size_auto_reaches_every_stage_as_a_number(study, tmp_path):
     run = run_study(cfg, out, render=False)
     assert all(s.status in ("computed", "cached") for s in run.stages), [(s.name, s.error) for s in run.stages]
     assert yaml.safe_load((out / "config.yaml").read_text())["batch_size"] == "auto"  # the saved config keeps it
+
+
+def test_protocol_paper_runs_the_papers_qa_and_the_report_says_so(study, tmp_path):
+    root, options, _, _ = study
+    out = tmp_path / "copy"
+    shutil.copytree(root / "out", out)
+    cfg = resolve_config({**options, "protocol": "paper", "langs": ["ja"], "stages": ["qa"]})
+    assert cfg["dtype"] == "float32" and cfg["qa_max_new_tokens"] is None
+    run = run_study(cfg, out)
+    assert all(s.status in ("computed", "cached") for s in run.stages), [(s.name, s.error) for s in run.stages]
+    record = json.loads((out / "qa/type1-ja/qa.json").read_text())
+    assert record["protocol"] == "paper" and record["max_new_tokens"] == 10
+    assert record["languages"]["ja"]["example_prompt"].endswith("答え: ")
+    assert (out / "qa/type1-ja/qa_scatter_ja.png").is_file() and (out / "qa/type1-ja/qa_scatter.csv").is_file()
+    assert "protocol <b>paper</b>" in (out / "report.html").read_text()

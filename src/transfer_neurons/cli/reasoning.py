@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..analyses.generation import prompt_texts
-from ..analyses.reasoning import METRIC_TITLES, item_rows, mc_prompt, plot_reasoning, reasoning_summary, run_reasoning
 from ..data import MCSet, load_mc
 from ..interventions import applying
-from ..outputs import save_figure, write_csv, write_json
+from ..runs.qa import QuestionInputs
+from ..runs.reasoning import run_multiple_choice
 from .common import add_condition_args, add_model_args, conditions_from_args, intervention_from_args, model_from_args
-from .qa import add_question_args, check_chat_template, languages, neuron_label, summary_text
-from .similarity import check_fits, describe_conditions
+from .qa import add_question_args, check_chat_template, languages
+from .similarity import check_fits, write_and_print
 
 
 def mc_set(args: argparse.Namespace, lang: str) -> MCSet:
@@ -26,32 +25,11 @@ def run(args: argparse.Namespace) -> int:
     lm = model_from_args(args)
     check_fits(det, lm, args.detection)
     check_chat_template(args, lm)
-    out = Path(args.out)
-    summary, items, sets = [], [], {}
-    for lang in languages(args, det.lang):
-        mc = mc_set(args, lang)
-        with applying(intervention_from_args(args, reference=[item.question for item in mc.items])):
-            result = run_reasoning(lm, mc, conditions, args.mode, args.batch_size, chat_template=args.chat_template)
-        rows = reasoning_summary(result, conditions, seed=args.seed)
-        save_figure(out / f"reasoning_{lang}.png", plot_reasoning(result, rows, conditions, lm.name, neuron_label(det)))
-        summary += rows
-        items += item_rows(result, conditions)
-        sets[lang] = {"data": mc.name, "items": len(mc), "chance": result.chance,
-                      "example_prompt": prompt_texts(lm.tokenizer, [mc_prompt(mc.items[0], lang)], args.chat_template)[0]}
-    write_csv(out / "reasoning_summary.csv", summary)
-    write_csv(out / "reasoning_items.csv", items)
-    write_json(out / "reasoning.json", {
-        "model": lm.name, "neurons_from": args.detection, "neuron_type": det.neuron_type, "neuron_lang": det.lang,
-        "mode": args.mode, "intervention": args.intervention, "chat_template": args.chat_template, "seed": args.seed, "languages": sets, "conditions": describe_conditions(conditions),
-        "scoring": "log-likelihood of ' ' + option text after the prompt; acc: highest total, acc_norm: highest per "
-                   "UTF-8 byte, p_correct: softmax over the options' totals at the right option; prompt positions "
-                   "deactivated, option tokens never (analyses/reasoning.py)",
-        "drop": "none − condition (positive: deactivation lowered the score)", "summary": summary,
-    })
-    print(summary_text(summary, METRIC_TITLES))
-    print(f"\nwrote {out}/reasoning_summary.csv, reasoning_items.csv, reasoning.json, "
-          + ", ".join(f"reasoning_{lang}.png" for lang in sets))
-    return 0
+    sets = [mc_set(args, lang) for lang in languages(args, det.lang)]
+    inputs = QuestionInputs(lm, det, conditions, sets, args.mode, args.batch_size, args.seed, args.chat_template,
+                            args.detection)
+    with applying(intervention_from_args(args, reference=[item.question for mc in sets for item in mc.items])):
+        return write_and_print(Path(args.out), lambda folder: run_multiple_choice(inputs, folder))
 
 
 def register(subparsers) -> None:

@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
         "model": args.model, "revision": args.revision, "adapter": args.adapter,
         "trust_remote_code": args.trust_remote_code or None, "device": args.device, "dtype": args.dtype,
         "batch_size": args.batch_size,
-        "langs": args.langs, "stages": args.stages,
+        "langs": args.langs, "stages": args.stages, "protocol": args.protocol,
         "figure_format": None if args.figure_format == "png" else args.figure_format,
     })
     out = Path(args.out)
@@ -58,6 +58,9 @@ def register(subparsers) -> None:
     parser.add_argument("--dtype", default=None, choices=tuple(DTYPES), help="weights dtype (default float32 on CPU)")
     parser.add_argument("--batch-size", type=batch_size_arg, default=None,
                         help="sentences per forward pass, or auto: the largest that fits (default: auto on a GPU, 16 on CPU)")
+    parser.add_argument("--protocol", default=None, choices=("default", "paper"),
+                        help="paper: the paper's QA prompt (question + answer cue), 10 new tokens, F1 subsets, float32 "
+                        "weights (default: config, else default)")
     parser.add_argument("--langs", default=None, help="comma-separated L2 codes (default ja,nl,ko,it; quick: ja,ko)")
     parser.add_argument("--stages", default=None, help=f"comma-separated analyses to run (default all: {','.join(ANALYSES)})")
     parser.add_argument("--verbose", action="store_true", help="also show the analyses' own progress bars")

@@ -199,7 +199,7 @@ def sample_sizes(stages: dict) -> dict[str, Any]:
 
 
 def banner(results: dict) -> str:
-    """What the claims rest on: model, dtype, quantisation, sample sizes, and whether --quick ran."""
+    """What the claims rest on: model, dtype, quantisation, sample sizes, whether --quick ran, and the protocol."""
     cfg, model = results["config"], results["model"]
     sizes = sample_sizes(results["stages"])
     facts = [
@@ -210,6 +210,7 @@ def banner(results: dict) -> str:
         "sizes: " + (esc("; ".join(f"{k} {v}" for k, v in sizes.items())) or "none finished"),
         f"controls {esc(', '.join(cfg['controls']))}, {cfg['seeds']} seeds",
         "<b>--quick</b> (small samples: expect wide intervals)" if cfg.get("quick") else "full sizes (not --quick)",
+        f"protocol <b>{esc(cfg.get('protocol', 'default'))}</b>",
     ]
     return f'<div class="banner">{" · ".join(facts)}</div>'
 

@@ -55,7 +55,9 @@ DEFAULTS: dict[str, Any] = {
     "intervention": "zero",
     "figure_format": "png",
     "qa_mode": "all",
-    "qa_max_new_tokens": 12,
+    "qa_max_new_tokens": None,  # None: the protocol's (12 default, 10 paper)
+    "chat_template": False,
+    "protocol": "default",
     "mode": "last",
     "specificity_langs": None,
     "types": {
@@ -80,8 +82,8 @@ QUICK: dict[str, Any] = {
 }
 """--quick: sizes for a whole study on the embedded model in a few minutes on 2 CPU cores."""
 
-_CHOICES = {"figure_format": FIGURE_FORMATS, "dtype": (None, *DTYPES), "qa_mode": ("all", "prompt_last"), "mode": MODES}
-_POSITIVE = ("seeds", "qa_max_new_tokens")
+_CHOICES = {"protocol": ("default", "paper"), "figure_format": FIGURE_FORMATS, "dtype": (None, *DTYPES), "qa_mode": ("all", "prompt_last"), "mode": MODES}
+_POSITIVE = ("seeds",)
 # ---------------------------------------------------------------- configuration
 
 
@@ -141,6 +143,8 @@ def validate_config(cfg: dict) -> dict:
             raise TransferNeuronsError(f"config.{name}: expected a positive integer, got null")
     _positive_or_none(cfg["top_n"], "top_n")
     _positive_or_none(cfg["max_tokens"], "max_tokens")
+    if cfg["protocol"] == "paper" and cfg["dtype"] is None:
+        cfg["dtype"] = "float32"  # the paper ran its models in float32
     if cfg["batch_size"] is None:
         cfg["batch_size"] = AUTO if str(cfg["device"]).startswith(("cuda", "auto")) else CPU_BATCH
     cfg["batch_size"] = check_batch_size(cfg["batch_size"], "config.batch_size")
@@ -155,7 +159,8 @@ def validate_config(cfg: dict) -> dict:
     for name in ("revision", "adapter"):
         if cfg[name] is not None and (not isinstance(cfg[name], str) or not cfg[name]):
             raise TransferNeuronsError(f"config.{name}: expected a string or null, got {cfg[name]!r}")
-    for name in ("strict_pairs", "dedupe", "trust_remote_code"):
+    _positive_or_none(cfg["qa_max_new_tokens"], "qa_max_new_tokens")
+    for name in ("strict_pairs", "dedupe", "trust_remote_code", "chat_template"):
         if not isinstance(cfg[name], bool):
             raise TransferNeuronsError(f"config.{name}: expected true or false, got {cfg[name]!r}")
     for name in ("knn_k", "dose_counts"):

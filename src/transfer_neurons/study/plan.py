@@ -16,7 +16,7 @@ from ..analyses.logit_lens import SCRIPT_LANGS, token_sets
 from ..analyses.similarity import middle_layers
 from ..interventions import applying, intervention_for
 from ..conditions import Condition, build_conditions, language_conditions
-from ..data import ParallelCorpus, ParallelPairs, Sentences, load_parallel
+from ..data import MCSet, ParallelCorpus, ParallelPairs, QASet, Sentences, load_mc, load_parallel, load_qa
 from ..data.catalog import BUNDLED_KINDS
 from ..detection import NEURON_TYPES, read_detection
 from ..errors import TransferNeuronsError
@@ -28,6 +28,8 @@ from ..runs.dose import DoseInputs, run_dose
 from ..runs.logit_lens import LensInputs, run_logit_lens
 from ..runs.latent import LatentInputs, run_latent
 from ..runs.layers import run_layers
+from ..runs.qa import QuestionInputs, run_open_qa
+from ..runs.reasoning import run_multiple_choice
 from ..runs.specificity import CLAIM_ETA2, SpecificityInputs, run_specificity
 from .engine import Stage, StageContext
 
@@ -151,54 +153,36 @@ def _latent_stage(ctx: StageContext, neuron_type: str) -> dict:
     return summary.record()
 
 
+def question_inputs(ctx: StageContext, neuron_type: str, lang: str, items) -> QuestionInputs:
+    """The detection, conditions and one language's question set of a QA or reasoning stage."""
+    cfg = ctx.config
+    det, conditions = study_conditions(ctx, neuron_type, lang)
+    return QuestionInputs(ctx.lm, det, conditions, [items], cfg["qa_mode"], cfg["batch_size"], cfg["seed"],
+                          cfg["chat_template"], detection_name(neuron_type, lang))
+
+
 def _qa_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
     """Open QA in one language under deactivation of that language's neurons and the controls."""
-    from ..analyses.qa import answer_rows, plot_qa, qa_summary, run_qa
-    from ..data import QASet, load_qa
-
-    cfg, lm = ctx.config, ctx.lm
-    _, conditions = study_conditions(ctx, neuron_type, lang)
+    cfg = ctx.config
     qa = load_qa(cfg["data"]["qa"], lang)
     qa = QASet(qa.name, qa.lang, qa.items[: cfg["sizes"]["qa"]])
-    result = run_qa(lm, qa, conditions, cfg["qa_mode"], cfg["qa_max_new_tokens"], cfg["batch_size"], progress=False)
+    inputs = question_inputs(ctx, neuron_type, lang, qa)
+    with applying(intervention_for(cfg["intervention"], reference=[item.question for item in qa.items])):
+        summary = run_open_qa(inputs, ctx.folder, QA_PROTOCOL[cfg["protocol"]], cfg["qa_max_new_tokens"])
     ctx.step()
-    rows = qa_summary(result, conditions, seed=cfg["seed"])
-    write_csv(ctx.folder / "qa_summary.csv", rows)
-    write_csv(ctx.folder / "qa_answers.csv", answer_rows(result, conditions))
-    write_json(ctx.folder / "qa.json", {"data": qa.name, "questions": len(qa), "mode": cfg["qa_mode"],
-                                        "conditions": describe_conditions(conditions), "summary": rows})
-    save_figure(ctx.folder / f"qa_{lang}.png", plot_qa(result, rows, conditions, lm.name))
-    return {
-        "title": f"open QA in {lang} ({len(qa)} questions), {neuron_type} neurons deactivated (mode {cfg['qa_mode']})",
-        "type": neuron_type, "lang": lang, "figures": [f"qa_{lang}.png"],
-        "tables": [effects_table(rows, "per-question token F1 and exact match: drop = none − condition")],
-        "data": {"rows": rows, "claim_metric": "f1", "questions": len(qa)},
-    }
+    return summary.record()
 
 
 def _reasoning_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
     """Multiple-choice reasoning in one language under deactivation."""
-    from ..analyses.reasoning import item_rows, plot_reasoning, reasoning_summary, run_reasoning
-    from ..data import MCSet, load_mc
-
-    cfg, lm = ctx.config, ctx.lm
-    _, conditions = study_conditions(ctx, neuron_type, lang)
+    cfg = ctx.config
     mc = load_mc(cfg["data"]["mc"], lang)
     mc = MCSet(mc.name, mc.lang, mc.items[: cfg["sizes"]["mc"]])
-    result = run_reasoning(lm, mc, conditions, cfg["qa_mode"], cfg["batch_size"], progress=False)
+    inputs = question_inputs(ctx, neuron_type, lang, mc)
+    with applying(intervention_for(cfg["intervention"], reference=[item.question for item in mc.items])):
+        summary = run_multiple_choice(inputs, ctx.folder)
     ctx.step()
-    rows = reasoning_summary(result, conditions, seed=cfg["seed"])
-    write_csv(ctx.folder / "reasoning_summary.csv", rows)
-    write_csv(ctx.folder / "reasoning_items.csv", item_rows(result, conditions))
-    write_json(ctx.folder / "reasoning.json", {"data": mc.name, "items": len(mc), "chance": result.chance, "summary": rows})
-    save_figure(ctx.folder / f"reasoning_{lang}.png", plot_reasoning(result, rows, conditions, lm.name))
-    return {
-        "title": f"multiple-choice reasoning in {lang} ({len(mc)} items, chance {result.chance:.2f}), {neuron_type} neurons deactivated",
-        "type": neuron_type, "lang": lang, "figures": [f"reasoning_{lang}.png"],
-        "tables": [effects_table([r for r in rows if r["metric"] in ("acc", "p_correct")],
-                                 "accuracy and p(right option): drop = none − condition")],
-        "data": {"rows": rows, "items": len(mc), "chance": result.chance},
-    }
+    return summary.record()
 
 
 def _dose_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
@@ -235,6 +219,10 @@ def _logit_lens_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
         summary = run_logit_lens(inputs, ctx.folder)
     ctx.step()
     return summary.record()
+
+
+QA_PROTOCOL = {"default": "default", "paper": "paper"}
+"""The QA protocol each study protocol runs (analyses/qa.py PROTOCOLS)."""
 
 
 def test_pairs(cfg: dict, lang: str) -> ParallelPairs:
@@ -286,9 +274,11 @@ def plan(cfg: dict) -> list[Stage]:
         stages.append(Stage("specificity", "specificity", {
             **common, "langs": specificity_langs(cfg), "size": cfg["sizes"]["specificity"], "eta2": CLAIM_ETA2,
         }, parallel, every, _specificity_stage))
-    question = {"seed": cfg["seed"], **conditions, "mode": cfg["qa_mode"], "figure_format": cfg["figure_format"]}
+    question = {"seed": cfg["seed"], **conditions, "mode": cfg["qa_mode"], "figure_format": cfg["figure_format"],
+                "chat_template": cfg["chat_template"]}
     if "qa" in wanted:
-        per_lang("qa", _qa_stage, {**question, "size": cfg["sizes"]["qa"], "max_new_tokens": cfg["qa_max_new_tokens"]},
+        per_lang("qa", _qa_stage, {**question, "size": cfg["sizes"]["qa"], "max_new_tokens": cfg["qa_max_new_tokens"],
+                                    "protocol": cfg["protocol"]},
                  (cfg["data"]["qa"],))
     if "reasoning" in wanted:
         per_lang("reasoning", _reasoning_stage, {**question, "size": cfg["sizes"]["mc"]}, (cfg["data"]["mc"],))
