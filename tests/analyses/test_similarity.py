@@ -9,7 +9,6 @@ from transfer_neurons.analyses.similarity import (
     compare_conditions,
     condition_cosines,
     effect_tables,
-    effects_text,
     hidden_similarity,
     magnitude_ratios,
     middle_layers,
@@ -19,6 +18,7 @@ from transfer_neurons.analyses.similarity import (
 from transfer_neurons.capture import capture
 from transfer_neurons.conditions import Condition
 from transfer_neurons.data import ParallelPairs
+from transfer_neurons.runs.common import effects_text
 
 PAIRS = ParallelPairs("tiny", "en", "xx", SENTENCES, SENTENCES[1:] + SENTENCES[:1])
 OFFSET = torch.tensor([1000.0, 1000.0, 1000.0])
@@ -100,6 +100,6 @@ def test_magnitude_ratios_and_text_table():
     values = {"none": np.ones((5, 1)), "transfer": np.full((5, 1), 0.5), "random#0": np.ones((5, 1)), "random#1": np.ones((5, 1))}
     from transfer_neurons.analyses.effects import summarise
     rows = [{"pairs": "parallel", **r} for r in summarise(values, conditions, "raw")]
-    lines = effects_text(rows).splitlines()[1:]
+    lines = effects_text(rows, "raw cosine").splitlines()[1:]
     assert len(lines) == 4 and len({len(line) for line in lines}) == 1  # aligned columns
     assert "+0.5000" in lines[2]

@@ -245,34 +245,6 @@ def with_magnitude_ratios(rows: Sequence[dict], conditions: Sequence[Condition],
     return [{**row, "magnitude_ratio": ratios.get(row["condition"])} for row in rows]
 
 
-def _fmt(value: float | None, spec: str = "+.4f") -> str:
-    """A number for the text table, or '-' when absent."""
-    return "-" if value is None or (isinstance(value, float) and np.isnan(value)) else format(value, spec)
-
-
-def effects_text(rows: Sequence[dict]) -> str:
-    """Mid-layer effects rows as aligned text tables, one per metric and pair kind, for the terminal."""
-    header = ("condition", "seeds", "mean", "drop", "95% CI", "p vs none", "transfer−control", "95% CI",
-              "seed sd", "|a|·‖v‖ ratio")
-    blocks = []
-    for (kind, metric) in dict.fromkeys((r["pairs"], r["metric"]) for r in rows):
-        table = [header]
-        for r in (r for r in rows if r["pairs"] == kind and r["metric"] == metric):
-            table.append((
-                r["condition"], _fmt(r["seeds"], "d"), _fmt(r["mean"], ".4f"), _fmt(r["drop"]),
-                f"[{_fmt(r['drop_low'])}, {_fmt(r['drop_high'])}]", _fmt(r["p_vs_none"], ".2g"),
-                _fmt(r["transfer_minus_control"]),
-                "-" if r["tmc_low"] is None else f"[{_fmt(r['tmc_low'])}, {_fmt(r['tmc_high'])}]",
-                _fmt(r["seed_drop_std"], ".4f"), _fmt(r.get("magnitude_ratio"), ".2f"),
-            ))
-        widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-        lines = [f"{METRIC_TITLES[metric]}, {KIND_TITLES[kind]}, layers {rows[0]['layer']} (drop = none − condition)"]
-        lines += ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
-                  for row in table]
-        blocks.append("\n".join(lines))
-    return "\n\n".join(blocks)
-
-
 def _curve(values: Mapping[str, np.ndarray], members: Sequence[Condition]) -> tuple[np.ndarray, np.ndarray | None]:
     """Per-layer mean over items and seeds [layer], and the seeds' min/max band [2, layer] if seeded."""
     per_seed = np.stack([np.asarray(values[m.label]).mean(axis=0) for m in members])  # [seed, layer]

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analyses.similarity import ablate_rows, effects_text, hidden_similarity, plot_mid_drop
+from ..analyses.similarity import METRIC_TITLES, ablate_rows, hidden_similarity, plot_mid_drop
 from ..conditions import DEFAULT_CONTROLS, Condition, build_conditions
 from ..detection import Detection, read_detection, read_neurons
 from ..errors import TransferNeuronsError
 from ..models.loading import LoadedModel
-from ..outputs import save_figure, staged_folder, write_csv, write_json
 from ..interventions import applying
+from ..outputs import save_figure, staged_folder, write_csv, write_json
+from ..runs.common import effects_text
 from .common import (
     add_data_args, add_intervention_arg, add_model_args, add_model_check_arg, intervention_from_args, model_from_args,
     positive_int,
@@ -85,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
         save_figure(tmp / "ablate.png", plot_mid_drop(cos, conditions, rows, mid, title, kinds=("parallel",)))
     print(f"{lm.name}: {len(conditions[1].neurons)} neurons from {source}, {pairs.hub_lang}–{pairs.lang}, "
           f"{len(pairs)} parallel pairs ({pairs.name}); mid layers {mid[0]}-{mid[-1]} ({rule})\n")
-    print(effects_text(rows))
+    print("\n\n".join(effects_text([r for r in rows if r["metric"] == m], f"{METRIC_TITLES[m]}, parallel pairs, layers "
+                                    f"{rows[0]['layer']} (drop = none − condition)") for m in dict.fromkeys(r["metric"] for r in rows)))
     ratio = next((c.note["magnitude_ratio"] for c in conditions if "magnitude_ratio" in c.note), None)
     if ratio is not None:
         print(f"\nmagnitude-matched neurons reach {ratio:.0%} of the transfer neurons' mean contribution norm |a|·‖v‖"

@@ -10,24 +10,21 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-
 from ..analyses.dose import dose_counts
 from ..analyses.logit_lens import SCRIPT_LANGS, token_sets
 from ..analyses.similarity import middle_layers
-from ..interventions import applying, intervention_for
 from ..conditions import Condition, build_conditions, language_conditions
 from ..data import MCSet, ParallelCorpus, ParallelPairs, QASet, Sentences, load_mc, load_parallel, load_qa
 from ..data.catalog import BUNDLED_KINDS
 from ..detection import NEURON_TYPES, read_detection
 from ..errors import TransferNeuronsError
-from ..outputs import save_figure, write_csv, write_json
-from ..runs.common import describe_conditions, effects_table
+from ..interventions import applying, intervention_for
 from ..runs.comparison import PairInputs, run_alignment, run_similarity
 from ..runs.detection import DetectInputs, run_detection
 from ..runs.dose import DoseInputs, run_dose
-from ..runs.logit_lens import LensInputs, run_logit_lens
 from ..runs.latent import LatentInputs, run_latent
 from ..runs.layers import run_layers
+from ..runs.logit_lens import LensInputs, run_logit_lens
 from ..runs.qa import QuestionInputs, run_open_qa
 from ..runs.reasoning import run_multiple_choice
 from ..runs.specificity import CLAIM_ETA2, SpecificityInputs, run_specificity
