@@ -22,8 +22,8 @@ from ..interventions import applying
 from ..outputs import save_figure, staged_folder, write_csv, write_json
 from ..runs.common import effects_text
 from .common import (
-    add_data_args, add_intervention_arg, add_model_args, add_model_check_arg, intervention_from_args, model_from_args,
-    positive_int,
+    add_data_args, add_intervention_arg, add_model_args, add_model_check_arg, intervention_from_args,
+    model_from_args, positive_int,
 )
 from .similarity import add_comparison_args, check_fits, comparison_pairs, resolve_mid_layers, run_meta
 

@@ -8,8 +8,10 @@ from pathlib import Path
 from ..errors import TransferNeuronsError
 from ..interventions import applying
 from ..runs.comparison import run_alignment
-from .common import add_condition_args, add_data_args, add_model_args, intervention_from_args, positive_int
-from .similarity import add_comparison_args, pair_inputs, write_and_print
+from .common import (
+    add_condition_args, add_data_args, add_model_args, intervention_from_args, positive_int, write_and_print,
+)
+from .similarity import add_comparison_args, pair_inputs
 
 
 def parse_ks(text: str) -> tuple[int, ...]:

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..batching import check_batch_size, default_batch_size, resolve_batch_size
 from ..conditions import DEFAULT_CONTROLS, Condition, build_conditions
 from ..data import ParallelPairs, Sentences, load_parallel, load_sentences
 from ..data.catalog import BUNDLED_KINDS
-from ..distributed import init_from_env
+from ..distributed import init_from_env, is_main
 from ..detection import Detection, check_detection_model, read_detection, read_meta
 from ..errors import TransferNeuronsError
 from ..interventions import Intervention, intervention_for, parse_intervention
 from ..models.loading import DEVICES, DTYPES, EMBEDDED, LoadedModel, load_model
+from ..outputs import staged_folder
+from ..runs.common import Summary
 from ..tokens import limit_tokens
 
 DATA_HELP = "a file path (.jsonl/.tsv/.csv/.txt), a bundled set name (see `data list`) or hf:DATASET[:CONFIG]"
@@ -195,3 +198,16 @@ def conditions_from_args(args: argparse.Namespace) -> tuple[Detection, list[Cond
     det = read_detection(args.detection, args.top_k)
     controls = [spec for spec in args.controls.split(",") if spec.strip()]
     return det, build_conditions(det, controls, seeds=args.seeds)
+
+
+def write_and_print(out: Path, run: Callable[[Path], Summary]) -> int:
+    """Run an analysis into a staged folder (all its files land in `out`, or none), then print its text and files."""
+    if not is_main():  # under torchrun, the other ranks compute alongside rank 0, which alone writes
+        with tempfile.TemporaryDirectory() as folder:
+            run(Path(folder))
+        return 0
+    with staged_folder(out) as folder:
+        summary = run(folder)
+    print(summary.text)
+    print(f"\nwrote {out}/" + ", ".join(summary.files))
+    return 0

@@ -12,8 +12,9 @@ from ..outputs import load_npy
 from ..runs.detection import DetectInputs, run_detection
 from ..scoring import parse_layers
 from .centroids import add_centroid_args, centroid_source
-from .common import DATA_HELP, add_data_args, add_model_args, model_from_args, positive_int, sentences_from_args
-from .similarity import write_and_print
+from .common import (
+    DATA_HELP, add_data_args, add_model_args, model_from_args, positive_int, sentences_from_args, write_and_print,
+)
 
 
 def run(args: argparse.Namespace) -> int:

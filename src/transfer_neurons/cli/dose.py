@@ -17,9 +17,9 @@ from ..states import StateProvider
 from ..scoring import parse_layers
 from .common import (
     DATA_HELP, add_data_args, add_intervention_arg, add_model_args, add_model_check_arg, intervention_from_args,
-    model_from_args, pairs_from_args, positive_int,
+    model_from_args, pairs_from_args, positive_int, write_and_print,
 )
-from .similarity import write_and_print
+
 
 LOG = logging.getLogger("transfer_neurons.cli.dose")
 

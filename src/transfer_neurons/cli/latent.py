@@ -15,9 +15,9 @@ from ..runs.latent import LatentInputs, run_latent
 from ..states import StateProvider
 from .common import (
     DATA_HELP, add_data_args, add_intervention_arg, add_model_args, add_model_check_arg, intervention_from_args,
-    model_from_args, positive_int, sentences_from_args,
+    model_from_args, positive_int, sentences_from_args, write_and_print,
 )
-from .similarity import check_fits, write_and_print
+from .similarity import check_fits
 
 
 def choose_detections(folders: list[str], langs: list[str], neuron_type: str | None,

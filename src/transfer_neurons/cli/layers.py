@@ -7,8 +7,7 @@ from pathlib import Path
 
 from ..detection import read_detection
 from ..runs.layers import run_layers
-from .common import positive_int
-from .similarity import write_and_print
+from .common import positive_int, write_and_print
 
 
 def run(args: argparse.Namespace) -> int:

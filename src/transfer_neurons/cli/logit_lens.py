@@ -12,9 +12,11 @@ from ..data import load_parallel
 from ..data.catalog import BUNDLED_KINDS
 from ..interventions import applying
 from ..runs.logit_lens import LensInputs, run_logit_lens
-from .common import (DATA_HELP, add_condition_args, add_data_args, add_model_args, conditions_from_args,
-                     data_options, intervention_from_args, model_from_args, positive_int, sentences_from_args)
-from .similarity import write_and_print
+from .common import (
+    DATA_HELP, add_condition_args, add_data_args, add_model_args, conditions_from_args, data_options,
+    intervention_from_args, model_from_args, positive_int, sentences_from_args, write_and_print,
+)
+
 
 LOG = logging.getLogger("transfer_neurons.cli.logit_lens")
 

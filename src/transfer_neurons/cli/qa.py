@@ -12,8 +12,9 @@ from ..interventions import applying
 from ..runs.qa import QuestionInputs, run_open_qa
 from .common import (
     add_condition_args, add_model_args, conditions_from_args, intervention_from_args, model_from_args, positive_int,
+    write_and_print,
 )
-from .similarity import check_fits, write_and_print
+from .similarity import check_fits
 
 
 def languages(args: argparse.Namespace, default: str) -> list[str]:

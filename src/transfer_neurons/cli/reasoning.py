@@ -9,9 +9,12 @@ from ..data import MCSet, load_mc
 from ..interventions import applying
 from ..runs.qa import QuestionInputs
 from ..runs.reasoning import run_multiple_choice
-from .common import add_condition_args, add_model_args, conditions_from_args, intervention_from_args, model_from_args
+from .common import (
+    add_condition_args, add_model_args, conditions_from_args, intervention_from_args, model_from_args,
+    write_and_print,
+)
 from .qa import add_question_args, check_chat_template, languages
-from .similarity import check_fits, write_and_print
+from .similarity import check_fits
 
 
 def mc_set(args: argparse.Namespace, lang: str) -> MCSet:

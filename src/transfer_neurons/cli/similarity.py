@@ -6,32 +6,21 @@ Also holds the options that every hub–L2 comparison command (activations, alig
 from __future__ import annotations
 
 import argparse
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 from ..analyses.similarity import middle_layers
 from ..data import ParallelPairs
 from ..detection import Detection
-from ..distributed import is_main
 from ..errors import TransferNeuronsError
 from ..interventions import MODES, applying
 from ..models.loading import LoadedModel
-from ..outputs import staged_folder
-from ..runs.common import Summary, describe_conditions
+from ..runs.common import describe_conditions
 from ..runs.comparison import PairInputs, run_similarity
 from ..scoring import parse_layers
 from ..states import StateProvider
 from .common import (
-    DATA_HELP,
-    add_condition_args,
-    add_data_args,
-    add_model_args,
-    conditions_from_args,
-    intervention_from_args,
-    model_from_args,
-    pairs_from_args,
-    positive_int,
+    DATA_HELP, add_condition_args, add_data_args, add_model_args, conditions_from_args, intervention_from_args,
+    model_from_args, pairs_from_args, positive_int, write_and_print,
 )
 
 
@@ -98,19 +87,6 @@ def pair_inputs(args: argparse.Namespace) -> PairInputs:
     mid, rule = resolve_mid_layers(args, lm, det)
     return PairInputs(StateProvider(lm, args.batch_size), lm.name, pairs, det, conditions, mid, rule, args.seed,
                       args.mode, args.detection)
-
-
-def write_and_print(out: Path, run: Callable[[Path], Summary]) -> int:
-    """Run an analysis into a staged folder (all its files land in `out`, or none), then print its text and files."""
-    if not is_main():  # under torchrun, the other ranks compute alongside rank 0, which alone writes
-        with tempfile.TemporaryDirectory() as folder:
-            run(Path(folder))
-        return 0
-    with staged_folder(out) as folder:
-        summary = run(folder)
-    print(summary.text)
-    print(f"\nwrote {out}/" + ", ".join(summary.files))
-    return 0
 
 
 def run_comparison(args: argparse.Namespace, quantity: str) -> int:

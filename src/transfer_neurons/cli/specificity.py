@@ -13,8 +13,8 @@ from ..errors import TransferNeuronsError
 from ..runs.specificity import SpecificityInputs, run_specificity
 from .common import (
     DATA_HELP, add_model_args, add_model_check_arg, data_options, model_from_args, positive_int, resolve_split,
+    write_and_print,
 )
-from .similarity import write_and_print
 
 
 def _fraction_list(text: str) -> tuple[float, ...]:
