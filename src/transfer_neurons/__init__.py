@@ -11,11 +11,13 @@ __version__ = "0.1.0"
 from .capture import capture  # noqa: E402  (modules below read __version__)
 from .centroids import language_centroids, shared_centroids
 from .detection import compute_centroids, detect, read_detection, write_detection
-from .interventions import deactivated
+from .interventions import Mean, Patch, Scale, Zero, applying, deactivated, parse_intervention
 from .models.loading import load_model
 from .scoring import rank_neurons, score_neurons
+from .states import StateProvider
 
 __all__ = [
-    "capture", "compute_centroids", "deactivated", "detect", "language_centroids", "load_model",
-    "rank_neurons", "read_detection", "score_neurons", "shared_centroids", "write_detection",
+    "Mean", "Patch", "Scale", "StateProvider", "Zero", "applying", "capture", "compute_centroids", "deactivated",
+    "detect", "language_centroids", "load_model", "parse_intervention", "rank_neurons", "read_detection",
+    "score_neurons", "shared_centroids", "write_detection",
 ]
