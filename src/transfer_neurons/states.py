@@ -127,10 +127,6 @@ class StateProvider:
         while len(self._cache) > 1 and sum(_nbytes(s) for s in self._cache.values()) > self.max_bytes:
             self._cache.popitem(last=False)
 
-    def clear(self) -> None:
-        """Forget every held state."""
-        self._cache.clear()
-
 
 def provider_for(source: LoadedModel | StateProvider, batch_size: int = 16) -> StateProvider:
     """The given provider, or a fresh one over a model (an analysis run on its own)."""
