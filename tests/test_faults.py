@@ -36,6 +36,8 @@ from tiny import save_model, tiny_lm, write_jsonl
 from transfer_neurons.cli import main
 from transfer_neurons.detection import read_neurons
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 ROWS = [
     ("The cat sleeps.", "猫が寝ている。"),
     ("I like green tea.", "緑茶が好きです。"),
@@ -45,15 +47,6 @@ ROWS = [
     ("The book is on the table.", "本は机の上にあります。"),
 ]
 REL, ABS = 1e-5, 1e-6  # float32 sums may differ in the last digits between processes and thread counts
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run far faster on one thread, above all on a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

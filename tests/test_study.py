@@ -8,13 +8,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from tiny import save_model, tiny_lm, write_jsonl
 
 from transfer_neurons.cli import main
 from transfer_neurons.errors import TransferNeuronsError
 from transfer_neurons.study import read_manifest, resolve_config, run_study
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 ROWS = [
     ("The cat sleeps.", "猫が寝ている。", "고양이가 잔다."),
@@ -51,15 +52,6 @@ def make_setup(root: Path) -> dict:
         "data": {"parallel": str(parallel), "qa": str(qa), "mc": str(mc)},
         "controls": ["random:2", "magnitude-matched", "anti"], "seeds": 2, "knn_k": 2,
     }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run far faster on one thread, above all on a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -158,28 +158,30 @@ def question_inputs(ctx: StageContext, neuron_type: str, lang: str, items) -> Qu
                           cfg["chat_template"], detection_name(neuron_type, lang))
 
 
+def _question_stage(ctx: StageContext, neuron_type: str, lang: str, items, run: Callable) -> dict:
+    """Run a QA or reasoning analysis on one language's items; `mean` averages over their questions."""
+    inputs = question_inputs(ctx, neuron_type, lang, items)
+    with applying(intervention_for(ctx.config["intervention"], reference=[item.question for item in items.items])):
+        summary = run(inputs, ctx.folder)
+    ctx.step()
+    return summary.record()
+
+
 def _qa_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
     """Open QA in one language under deactivation of that language's neurons and the controls."""
     cfg = ctx.config
     qa = load_qa(cfg["data"]["qa"], lang)
     qa = QASet(qa.name, qa.lang, qa.items[: cfg["sizes"]["qa"]])
-    inputs = question_inputs(ctx, neuron_type, lang, qa)
-    with applying(intervention_for(cfg["intervention"], reference=[item.question for item in qa.items])):
-        summary = run_open_qa(inputs, ctx.folder, QA_PROTOCOL[cfg["protocol"]], cfg["qa_max_new_tokens"])
-    ctx.step()
-    return summary.record()
+    return _question_stage(ctx, neuron_type, lang, qa, lambda inputs, folder: run_open_qa(
+        inputs, folder, cfg["protocol"], cfg["qa_max_new_tokens"]))
 
 
 def _reasoning_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
     """Multiple-choice reasoning in one language under deactivation."""
     cfg = ctx.config
     mc = load_mc(cfg["data"]["mc"], lang)
-    mc = MCSet(mc.name, mc.lang, mc.items[: cfg["sizes"]["mc"]])
-    inputs = question_inputs(ctx, neuron_type, lang, mc)
-    with applying(intervention_for(cfg["intervention"], reference=[item.question for item in mc.items])):
-        summary = run_multiple_choice(inputs, ctx.folder)
-    ctx.step()
-    return summary.record()
+    return _question_stage(ctx, neuron_type, lang, MCSet(mc.name, mc.lang, mc.items[: cfg["sizes"]["mc"]]),
+                           run_multiple_choice)
 
 
 def _dose_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
@@ -216,10 +218,6 @@ def _logit_lens_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
         summary = run_logit_lens(inputs, ctx.folder)
     ctx.step()
     return summary.record()
-
-
-QA_PROTOCOL = {"default": "default", "paper": "paper"}
-"""The QA protocol each study protocol runs (analyses/qa.py PROTOCOLS)."""
 
 
 def test_pairs(cfg: dict, lang: str) -> ParallelPairs:
