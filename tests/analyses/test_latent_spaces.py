@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from sklearn.decomposition import PCA
 from tiny import save_model, tiny_lm, write_jsonl
 
 from transfer_neurons.analyses.latent_spaces import (
@@ -11,14 +12,17 @@ from transfer_neurons.analyses.latent_spaces import (
     centroid_cosines,
     components_for_variance,
     l2_rows,
+    latent_protocol,
     latent_spaces,
     merge_numbers,
     merge_rows,
     own_nearest,
 )
+from transfer_neurons.capture import capture
 from transfer_neurons.cli import main
 from transfer_neurons.conditions import Condition
 from transfer_neurons.errors import TransferNeuronsError
+from transfer_neurons.states import StateProvider
 
 
 def with_variances(shares, n=50, d=9, seed=0):
@@ -35,6 +39,16 @@ def test_component_counts_on_known_variance_shares():
     x = with_variances([0.7, 0.22, 0.06, 0.02])  # cumulative 0.70, 0.92, 0.98, 1.00
     assert components_for_variance(x).tolist() == [2, 3, 4]
     assert components_for_variance(x, (0.5,)).tolist() == [1]
+
+
+def test_uncentred_counts_let_a_common_offset_fill_the_first_component():
+    x = with_variances([0.7, 0.22, 0.06, 0.02])  # every row offset by 5 in all 9 dimensions
+    assert components_for_variance(x, centred=True).tolist() == [2, 3, 4]
+    # about zero, the offset (50 rows x 9 x 25 = 11250) dwarfs the spread (1): one component holds > 99 %
+    assert components_for_variance(x, centred=False).tolist() == [1, 1, 1]
+    # without the offset the rows are already centred, so both spectra agree
+    assert components_for_variance(x - 5.0, centred=False).tolist() == [2, 3, 4]
+    assert components_for_variance(np.ones((5, 4)), centred=False).tolist() == [1, 1, 1]  # rank one about zero
 
 
 def test_component_counts_on_clusters_of_known_rank():
@@ -118,6 +132,53 @@ def test_latent_spaces_hub_untouched_and_empty_sets_change_nothing():
         latent_spaces(lm, {"ja": TEXTS["ja"]}, "en", conditions, neurons, progress=False)
 
 
+def test_paper_protocol_refits_the_frame_per_condition_and_takes_uncentred_spectra():
+    lm = tiny_lm("qwen2")
+    provider = StateProvider(lm, 2)  # one cache, so both protocols and the checks below see the same states
+    conditions = [Condition("none", None), Condition("transfer", np.array([[3, 0]]))]
+    neurons = {"transfer": {"ja": np.array([[3, 0], [3, 5]]), "ko": np.array([[3, 2]])}}
+    runs = {name: latent_spaces(provider, TEXTS, "en", conditions, neurons, n_boot=10, progress=False, protocol=name)
+            for name in ("default", "paper")}
+    default, paper = runs["default"], runs["paper"]
+    assert default.protocol.name == "default" and paper.protocol.name == "paper"
+    # default: one frame, so the hub (never deactivated) lands on the same points under every condition
+    for l in range(4):
+        np.testing.assert_array_equal(default.spaces["transfer"].projection[0][:, l], default.spaces["none"].projection[0][:, l])
+    np.testing.assert_array_equal(default.spaces["transfer"].explained, default.explained)
+    # paper: the undeactivated panel is the same frame; the transfer panel is refitted, which matters only at
+    # layer 3, the one layer whose states the deactivation changed (tolerance: float32 states under hooks may
+    # differ in the last bits below layer 3, and a refit moves the projection by as little)
+    for i in range(3):
+        np.testing.assert_allclose(paper.spaces["none"].projection[i], default.spaces["none"].projection[i], atol=1e-5)
+        np.testing.assert_allclose(paper.spaces["transfer"].projection[i][:, :3], default.spaces["none"].projection[i][:, :3],
+                                   atol=1e-5)
+    assert not np.allclose(paper.spaces["transfer"].projection[0][:, 3], default.spaces["transfer"].projection[0][:, 3])
+    # ... and that frame is a PCA of the transfer condition's own layer-3 states of all languages (tolerance:
+    # the same float64 fit repeated, so only rounding differs)
+    states = [provider.get(TEXTS["en"]).h, provider.get(TEXTS["ja"], neurons["transfer"]["ja"]).h,
+              provider.get(TEXTS["ko"], neurons["transfer"]["ko"]).h]  # [n, layer, d] each
+    layer3 = [s[:, 3].double().numpy() for s in states]
+    own = PCA(n_components=2, random_state=0).fit(np.concatenate(layer3))
+    for i, x in enumerate(layer3):
+        np.testing.assert_allclose(paper.spaces["transfer"].projection[i][:, 3], own.transform(x), atol=1e-9)
+    np.testing.assert_allclose(paper.spaces["transfer"].explained[3], own.explained_variance_ratio_, atol=1e-9)
+    # spectra: centred under default, uncentred under paper, for every language, layer and condition
+    for label in ("none", "transfer"):
+        for i, s in enumerate(states if label == "transfer" else [provider.get(TEXTS[lang]).h for lang in TEXTS]):
+            x = s.double().numpy()
+            for l in range(4):
+                assert default.spaces[label].components[i, l].tolist() == components_for_variance(x[:, l]).tolist()
+                assert paper.spaces[label].components[i, l].tolist() == components_for_variance(x[:, l], centred=False).tolist()
+    # nothing else changes: centroids, merge numbers and claim 2's statistics are the same under both protocols
+    for label in ("none", "transfer"):
+        np.testing.assert_array_equal(paper.spaces[label].centroids, default.spaces[label].centroids)
+        for metric in default.spaces[label].merge:
+            np.testing.assert_array_equal(paper.spaces[label].merge[metric], default.spaces[label].merge[metric])
+    assert l2_rows(paper, (2, 3)) == l2_rows(default, (2, 3))
+    with pytest.raises(TransferNeuronsError, match="latent-space protocol"):
+        latent_protocol("papers")
+
+
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     """A tiny saved model, a small parallel JSONL file and Type-2 detections for ja and ko made by the CLI."""
@@ -148,6 +209,14 @@ def test_latent_cli_writes_tables_and_figures(saved, capsys):
                  "latent_components", "latent_merge"):
         assert (out / f"{name}.png").stat().st_size > 10_000
     assert "centroid distance" in capsys.readouterr().out
+    assert record["protocol"] == "default" and "uncentred" not in record["spectra"] and "undeactivated" in record["pca_frame"]
+    assert main(["latent", "--detections", str(root / "det-ja"), str(root / "det-ko"), "--langs", "ja,ko", "--data", str(data),
+                 "--controls", "", "--n-boot", "10", "--protocol", "paper", "--out", str(root / "paper"), *model]) == 0
+    paper = json.loads((root / "paper/latent.json").read_text())
+    assert paper["protocol"] == "paper" and "uncentred" in paper["spectra"] and "own PCA" in paper["pca_frame"]
+    assert "protocol paper" in capsys.readouterr().out
+    shared = [r for r in record["centroid_pairs"] if r["condition"] in ("none", "transfer")]
+    assert paper["centroid_pairs"] == shared  # the frame and spectra change, the centroids do not
     assert main(["latent", "--langs", "ja", "--type", "none", "--data", str(data), "--n-boot", "10",
                  "--out", str(root / "plain"), *model]) == 0
     plain = json.loads((root / "plain/latent.json").read_text())

@@ -9,7 +9,7 @@ from tiny import SENTENCES, save_model, tiny_lm, write_jsonl
 
 from transfer_neurons.analyses.specificity import (
     LanguageStats, anova_from_sums, collect_language_stats, compare_types, group_anova, labels_for, share_rows,
-    specificity_shares,
+    specificity_protocol, specificity_shares,
 )
 from transfer_neurons.capture import capture
 from transfer_neurons.cli import main
@@ -85,10 +85,45 @@ def test_streamed_statistics_equal_a_direct_computation():
 
 
 def test_labels_use_a_family_only_when_it_has_other_members_and_a_rest():
-    assert labels_for("ja", ["ja", "en", "ko", "nl", "it"]) == {"language": ("ja",), "family:east-asian": ("ja", "ko")}
-    assert labels_for("nl", ["ja", "en", "nl", "de"]) == {"language": ("nl",), "family:germanic": ("en", "nl", "de")}
-    assert labels_for("it", ["it", "en", "ja"]) == {"language": ("it",)}  # Romance has only the target
-    assert labels_for("ja", ["ja", "ko"]) == {"language": ("ja",)}  # the family would cover everything
+    assert labels_for("ja", ["ja", "en", "ko", "nl", "it"]) == {
+        "language": (("ja",), ("en", "ko", "nl", "it")), "family:east-asian": (("ja", "ko"), ("en", "nl", "it"))}
+    assert labels_for("nl", ["ja", "en", "nl", "de"]) == {
+        "language": (("nl",), ("ja", "en", "de")), "family:germanic": (("en", "nl", "de"), ("ja",))}
+    assert labels_for("it", ["it", "en", "ja"]) == {"language": (("it",), ("en", "ja"))}  # Romance has only the target
+    assert labels_for("ja", ["ja", "ko"]) == {"language": (("ja",), ("ko",))}  # the family would cover everything
+    assert labels_for("nl", ["ja", "en", "nl", "de"], "default") == labels_for("nl", ["ja", "en", "nl", "de"])
+
+
+def test_paper_labels_group_ja_with_ko_against_nl_it_en_only():
+    five = ["ja", "ko", "nl", "it", "en"]
+    assert labels_for("ko", five, "paper") == {
+        "language": (("ko",), ("ja", "nl", "it", "en")), "family:east-asian": (("ja", "ko"), ("nl", "it", "en"))}
+    # en joins nl and it (the default would pair it with nl only, as Germanic, against ja, ko and it)
+    assert labels_for("en", five, "paper")["family:european"] == (("nl", "it", "en"), ("ja", "ko"))
+    assert labels_for("en", five)["family:germanic"] == (("nl", "en"), ("ja", "ko", "it"))
+    # a language in neither group is left out of the family label but stays in the language label's rest
+    assert labels_for("ja", ["ja", "ko", "en", "de"], "paper") == {
+        "language": (("ja",), ("ko", "en", "de")), "family:east-asian": (("ja", "ko"), ("en",))}
+    assert labels_for("de", ["de", "en", "nl", "ja"], "paper") == {"language": (("de",), ("en", "nl", "ja"))}
+    assert labels_for("ja", ["ja", "ko", "de"], "paper") == {"language": (("ja",), ("ko", "de"))}  # no other family
+    with pytest.raises(TransferNeuronsError, match="specificity protocol"):
+        specificity_protocol("Paper")
+
+
+def test_group_anova_leaves_out_languages_on_neither_side():
+    groups = {"ja": [[4.0, 1.0], [6.0, 2.0]], "ko": [[5.0, 0.0]], "en": [[1.0, 3.0], [2.0, 1.0]], "de": [[9.0, 7.0]]}
+    stats = stats_of(groups)
+    paper = group_anova(stats, ("ja", "ko"), ("en",))
+    without_de = group_anova(stats_of({k: v for k, v in groups.items() if k != "de"}), ("ja", "ko"))
+    np.testing.assert_allclose(paper.eta2, without_de.eta2, rtol=1e-12)  # as if de was never measured
+    np.testing.assert_allclose(paper.p, without_de.p, rtol=1e-12)
+    assert (paper.dfn, paper.dfd) == (1, 3)
+    # ja+ko [4, 6, 5] vs en [1, 2]: means 5 and 1.5, grand 3.6; SS_between = 3 (1.4)^2 + 2 (2.1)^2 = 14.7,
+    # SS_within = 2 + 0.5 = 2.5 -> η² = 14.7 / 17.2
+    assert paper.eta2[0, 0] == pytest.approx(14.7 / 17.2)
+    assert group_anova(stats, ("ja", "ko")).eta2[0, 0] != pytest.approx(14.7 / 17.2)  # de in the rest changes it
+    with pytest.raises(TransferNeuronsError, match="both sides"):
+        group_anova(stats, ("ja", "ko"), ("ko",))
 
 
 def test_share_and_base_rate_on_hand_made_arrays():
@@ -138,6 +173,22 @@ def test_specificity_shares_and_type_comparison():
         specificity_shares(stats, [detection("type1", "ko", [0], [[0, 0]])])
 
 
+def test_paper_protocol_shares_use_the_paper_family_label():
+    rng = np.random.default_rng(3)
+    stats = LanguageStats.empty(["ja", "ko", "en", "de"], 2, 4)
+    for j in range(4):
+        stats.add(j, rng.normal(loc=j, size=(5, 2, 4)))
+    dets = [detection("type2", "ja", [1], [[1, 0], [1, 2]])]
+    default, _ = specificity_shares(stats, dets, thresholds=(0.1,))
+    paper, anovas = specificity_shares(stats, dets, thresholds=(0.1,), protocol="paper")
+    assert [(r["label"], r["group"], r["versus"]) for r in default] == [
+        ("language", "ja", "ko+en+de"), ("family:east-asian", "ja+ko", "en+de")]
+    assert [(r["label"], r["group"], r["versus"]) for r in paper] == [
+        ("language", "ja", "ko+en+de"), ("family:east-asian", "ja+ko", "en")]
+    assert paper[0] == default[0]  # the language label is the same under both
+    np.testing.assert_array_equal(anovas[("ja", "family:east-asian")].eta2, group_anova(stats, ("ja", "ko"), ("en",)).eta2)
+
+
 ROWS = [
     {"en": "The cat sleeps.", "ja": "猫が寝ている。", "ko": "고양이가 잔다.", "nl": "De kat slaapt."},
     {"en": "I like green tea.", "ja": "緑茶が好きです。", "ko": "녹차를 좋아해요.", "nl": "Ik hou van groene thee."},
@@ -180,9 +231,23 @@ def test_cli_writes_tables_arrays_and_figures(cli_setup):
     assert row["k_pass"] == int(passing[neurons[:, 0], neurons[:, 1]].sum())
     assert row["base_pass"] == int(passing[3].sum()) and row["base_total"] == 64
     assert len(result["lape_overlap"]) == 4 and result["meta"]["lape"]["selected"] == len(result["lape_neurons"])
+    assert result["meta"]["protocol"] == "default" and "germanic" in result["meta"]["families"]
     for name in ("shares.csv", "type_comparison.csv", "lape_overlap.csv", "lape_neurons.csv", "shares.png",
                  "eta2_hist.png", "activation_probability.npy"):
         assert (out / name).stat().st_size > 0
+
+
+def test_cli_paper_protocol_records_the_paper_families(cli_setup, capsys):
+    root, data, model = cli_setup
+    out = root / "paper"
+    assert main(["specificity", "--detections", str(root / "type2"), "--langs", "ja,en,ko,nl", "--data", str(data),
+                 "--per-lang", "3", "--protocol", "paper", *model, "--out", str(out)]) == 0
+    result = json.loads((out / "specificity.json").read_text())
+    assert result["meta"]["protocol"] == "paper"
+    assert result["meta"]["families"] == {"east-asian": ["ja", "ko"], "european": ["nl", "it", "en"]}
+    family = {r["versus"] for r in result["shares"] if r["label"] == "family:east-asian"}
+    assert family == {"en+nl"}
+    assert "protocol paper" in capsys.readouterr().out
 
 
 def test_cli_refuses_a_detection_language_it_does_not_measure(cli_setup, capsys):

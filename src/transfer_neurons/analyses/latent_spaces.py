@@ -2,12 +2,12 @@
 
 For the hub language (never deactivated) and each L2, the last-token layer outputs h[l]
 of monolingual sentences give, per layer:
-- a 2-D PCA scatter (sklearn PCA fitted on the undeactivated states of all languages,
-  so deactivated states are drawn in the same frame);
+- a 2-D PCA scatter (default protocol: sklearn PCA fitted on the undeactivated states of
+  all languages, so deactivated states are drawn in the same frame);
 - the cosine between language centroids, raw and centred (one mean per layer over the
   undeactivated states of all languages, shared by all conditions);
-- how many singular components of each language's own centred states reach 90 / 95 /
-  99 % of its variance;
+- how many singular components of each language's own centred states (default protocol)
+  reach 90 / 95 / 99 % of its variance;
 - the "merge" numbers: the mean pairwise Euclidean distance between language centroids,
   and that distance over the pooled within-language spread (RMS distance of a state to
   its language's centroid). If Type-2 neurons carry states into language-specific
@@ -21,6 +21,14 @@ sentence's state is nearest (centred cosine) to its own language's centroid amon
 languages' centroids, and `hub_cosine`, its centred cosine to the hub (English) centroid.
 If Type-2 neurons carry states into their language's own space, deactivating them lowers
 the first and raises the second in the final layers.
+
+Two protocols (`PROTOCOLS`) fix the spectra and the PCA frame; everything else is shared:
+- `default`: component counts from each language's centred states, and one PCA frame per
+  layer (the undeactivated states of all languages) in which every condition is drawn;
+- `paper` (Tezuka & Inoue): component counts from the singular values of the uncentred
+  states, as the paper computed its spectra (the common offset of the states then takes
+  the first component), and each condition's panel drawn in its own PCA, fitted on that
+  condition's states of all languages (hub undeactivated, each L2 under its own neurons).
 """
 
 from __future__ import annotations
@@ -60,13 +68,50 @@ L2_TITLES = {
 }
 
 
+@dataclass(frozen=True)
+class LatentProtocol:
+    """Everything a latent-space protocol fixes: how the spectra are taken and which PCA frame each panel uses."""
+
+    name: str
+    centred_spectra: bool  # True: singular values of each language's centred states; False: of the raw states (paper)
+    shared_frame: bool  # True: one PCA per layer on the undeactivated states for every condition; False: one per condition
+
+    def describe(self) -> dict[str, str]:
+        """The spectra and the PCA frame in words, for the record."""
+        return {
+            "spectra": "singular values of each language's " + ("centred" if self.centred_spectra else "uncentred (raw)")
+                       + " states per layer",
+            "pca_frame": "one PCA(2) per layer fitted on the undeactivated states of all languages; every condition is "
+                         "projected into it" if self.shared_frame else
+                         "each condition's own PCA(2) per layer, fitted on that condition's states of all languages",
+        }
+
+
+PROTOCOLS: dict[str, LatentProtocol] = {
+    "default": LatentProtocol("default", centred_spectra=True, shared_frame=True),
+    "paper": LatentProtocol("paper", centred_spectra=False, shared_frame=False),
+}
+
+
+def latent_protocol(name: str | LatentProtocol) -> LatentProtocol:
+    """A protocol by name (`default` or `paper`)."""
+    if isinstance(name, LatentProtocol):
+        return name
+    if name not in PROTOCOLS:
+        raise TransferNeuronsError(f"latent-space protocol must be one of {', '.join(PROTOCOLS)}, got {name!r}")
+    return PROTOCOLS[name]
+
+
 # ---------------------------------------------------------------- per-set quantities
 
 
-def components_for_variance(x: np.ndarray, thresholds: Sequence[float] = THRESHOLDS) -> np.ndarray:
-    """How many singular components of the centred rows x [n, d] reach each share of the variance: [threshold]."""
+def components_for_variance(x: np.ndarray, thresholds: Sequence[float] = THRESHOLDS, centred: bool = True) -> np.ndarray:
+    """How many singular components of the rows x [n, d] reach each share of the variance: [threshold].
+
+    centred=False takes the singular values of x itself (the paper's spectra): the share is then
+    of the sum of squares about zero, so a common offset of the rows fills the first component."""
     x = np.asarray(x, dtype=np.float64)
-    variance = np.linalg.svd(x - x.mean(axis=0), compute_uv=False) ** 2
+    variance = np.linalg.svd(x - x.mean(axis=0) if centred else x, compute_uv=False) ** 2
     if variance.sum() <= 0:
         return np.zeros(len(thresholds), dtype=np.int64)
     share = np.cumsum(variance) / variance.sum()
@@ -150,11 +195,12 @@ class ConditionSpaces:
     merge: dict[str, np.ndarray]  # metric -> [layer]
     merge_boot: dict[str, np.ndarray]  # metric -> [boot, layer]
     projection: list[np.ndarray] | None = None  # per language [n, layer, 2], for PROJECTED conditions
+    explained: np.ndarray | None = None  # [layer, 2] variance share of the two axes of the frame projected into
 
 
 @dataclass
 class LatentSpaces:
-    """Latent-space summaries of several languages under each condition, in one PCA frame and one centring."""
+    """Latent-space summaries of several languages under each condition, with one centring and the protocol's PCA frame."""
 
     langs: tuple[str, ...]  # hub first
     conditions: list[Condition]
@@ -165,23 +211,33 @@ class LatentSpaces:
     thresholds: tuple[float, ...] = THRESHOLDS
     # condition label -> L2 -> metric (L2_METRICS) -> [n, layer], against the undeactivated centroids
     l2: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)
+    protocol: LatentProtocol = PROTOCOLS["default"]
+
+
+def fit_frame(states: Sequence[torch.Tensor], seed: int) -> list[PCA]:
+    """One PCA(2) per layer fitted on the states [n_i, layer, d] of all languages together."""
+    stacked = torch.cat(list(states)).double().numpy()  # [all sentences, layer, d]
+    return [PCA(n_components=2, random_state=seed).fit(stacked[:, l]) for l in range(stacked.shape[1])]
 
 
 def summarise_condition(
-    states: Sequence[torch.Tensor], counts: Sequence[np.ndarray], pcas: Sequence[PCA] | None, thresholds: Sequence[float]
+    states: Sequence[torch.Tensor], counts: Sequence[np.ndarray], pcas: Sequence[PCA] | None, thresholds: Sequence[float],
+    centred_spectra: bool = True,
 ) -> ConditionSpaces:
-    """Centroids, component counts, merge numbers (point and bootstrap) and optional PCA projections."""
+    """Centroids, component counts, merge numbers (point and bootstrap) and, given a frame, PCA projections."""
     arrays = [s.double().numpy() for s in states]  # per language [n, layer, d]
     num_layers = arrays[0].shape[1]
     centroids = np.stack([x.mean(axis=0) for x in arrays])
-    components = np.stack([[components_for_variance(x[:, l], thresholds) for l in range(num_layers)] for x in arrays])
+    components = np.stack([[components_for_variance(x[:, l], thresholds, centred_spectra) for l in range(num_layers)]
+                           for x in arrays])
     point = merge_numbers(arrays, [np.ones((1, x.shape[0])) for x in arrays])
     boot = merge_numbers(arrays, counts)
-    projection = None
+    projection = explained = None
     if pcas is not None:
         projection = [np.stack([pcas[l].transform(x[:, l]) for l in range(num_layers)], axis=1) for x in arrays]
+        explained = np.stack([p.explained_variance_ratio_ for p in pcas])
     return ConditionSpaces(centroids, components, {m: p[0] for m, p in zip(MERGE_METRICS, point)},
-                           dict(zip(MERGE_METRICS, boot)), projection)
+                           dict(zip(MERGE_METRICS, boot)), projection, explained)
 
 
 def latent_spaces(
@@ -196,12 +252,14 @@ def latent_spaces(
     batch_size: int = 16,
     mode: str = "last",
     progress: bool = True,
+    protocol: str | LatentProtocol = "default",
 ) -> LatentSpaces:
-    """method.md §6.4 for texts {lang: sentences} (hub_lang among them, never deactivated).
+    """method.md §6.4 for texts {lang: sentences} (hub_lang among them, never deactivated), under a protocol.
 
     neurons[label][lang] is the [n, 2] set deactivated on that language's sentences under the
     condition with that label (None: none). Holds the undeactivated states and one condition's.
     """
+    chosen_protocol = latent_protocol(protocol)
     langs = (hub_lang, *[lang for lang in texts if lang != hub_lang])
     if hub_lang not in texts or len(langs) < 2:
         raise TransferNeuronsError(f"latent spaces need {hub_lang!r} sentences and at least one other language")
@@ -215,24 +273,25 @@ def latent_spaces(
         return provider.get(texts[lang], chosen, mode, ("h",), f"{lang} h {label}" if progress else None).h
 
     base = [grab(lang, None, "none") for lang in langs]  # per language [n, layer, d]
-    stacked = torch.cat(base).double().numpy()  # [all sentences, layer, d]
-    pcas = [PCA(n_components=2, random_state=seed).fit(stacked[:, l]) for l in range(stacked.shape[1])]
+    pcas = fit_frame(base, seed)  # the undeactivated frame
     rng = np.random.default_rng(seed)
     counts = [resample_counts(len(texts[lang]), n_boot, rng) for lang in langs]
-    mean = stacked.mean(axis=0)  # [layer, d]
+    mean = torch.cat(base).double().numpy().mean(axis=0)  # [layer, d] centring mean of the undeactivated states
     reference = np.stack([b.double().numpy().mean(axis=0) for b in base])  # [lang, layer, d] undeactivated centroids
     spaces, l2 = {}, {}
     for condition in conditions:
         chosen = neurons.get(condition.label, {})
         states = [base[i] if i == 0 or chosen.get(lang) is None else grab(lang, chosen[lang], condition.label)
                   for i, lang in enumerate(langs)]
-        spaces[condition.label] = summarise_condition(
-            states, counts, pcas if condition.label in PROJECTED else None, thresholds)
+        frame = None
+        if condition.label in PROJECTED:
+            frame = pcas if chosen_protocol.shared_frame else fit_frame(states, seed)
+        spaces[condition.label] = summarise_condition(states, counts, frame, thresholds, chosen_protocol.centred_spectra)
         l2[condition.label] = {lang: l2_statistics(states[i].double().numpy(), i, reference, mean)
                                for i, lang in enumerate(langs) if i > 0}
     return LatentSpaces(langs, list(conditions), spaces, mean,
                         np.stack([p.explained_variance_ratio_ for p in pcas]),
-                        {lang: len(texts[lang]) for lang in langs}, tuple(thresholds), l2)
+                        {lang: len(texts[lang]) for lang in langs}, tuple(thresholds), l2, chosen_protocol)
 
 
 # ---------------------------------------------------------------- tables
@@ -299,11 +358,12 @@ def _grid(num_layers: int, width: float, height: float):
 
 
 def plot_pca(ls: LatentSpaces, label: str, title: str):
-    """Per-layer 2-D PCA scatter of every language; under deactivation the undeactivated states are drawn faintly."""
+    """Per-layer 2-D PCA scatter of every language in the condition's frame; in the shared frame (default
+    protocol) the undeactivated states are drawn faintly under deactivation."""
     spaces = ls.spaces[label]
     num_layers = spaces.centroids.shape[1]
     fig, axes = _grid(num_layers, 2.9, 2.7)
-    reference = ls.spaces["none"].projection if label != "none" else None
+    reference = ls.spaces["none"].projection if label != "none" and ls.protocol.shared_frame else None
     for l in range(num_layers):
         ax = axes[l]
         for i, lang in enumerate(ls.langs):
@@ -312,7 +372,7 @@ def plot_pca(ls: LatentSpaces, label: str, title: str):
                            edgecolors=f"C{i}", alpha=0.35, lw=0.6)
             xy = spaces.projection[i][:, l]
             ax.scatter(xy[:, 0], xy[:, 1], s=6, color=f"C{i}", alpha=0.7, lw=0)
-        ax.set_title(f"layer {l} ({100 * ls.explained[l].sum():.0f} % var.)", fontsize=9)
+        ax.set_title(f"layer {l} ({100 * spaces.explained[l].sum():.0f} % var.)", fontsize=9)
         ax.tick_params(labelsize=6)
         ax.set_xlabel("PC 1", fontsize=7, labelpad=1)
         ax.set_ylabel("PC 2", fontsize=7, labelpad=1)

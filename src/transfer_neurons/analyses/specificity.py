@@ -18,6 +18,13 @@ East Asian (ja, ko, zh). The last is an areal / script grouping (shared Han-char
 vocabulary, SOV or topic-prominent syntax), not a genetic family: Japanese, Korean and
 Chinese are unrelated languages. A family label is skipped when only the target of its
 group is among the languages, or when the group covers every language (no "rest").
+
+Two protocols (`PROTOCOLS`) fix the family label; the language label is the same in both:
+- `default`: the groups above, each against every other measured language;
+- `paper` (Tezuka & Inoue): the paper's two groups, East Asian {ja, ko} vs European
+  {nl, it, en}; the target's group is compared with the other group only, so sentences of a
+  language in neither group do not enter the family label (they still count in the
+  language label's "rest"), and a target in neither group gets no family label.
 """
 
 from __future__ import annotations
@@ -40,8 +47,49 @@ FAMILIES = {
     "romance": ("it", "fr", "es"),
     "east-asian": ("ja", "ko", "zh"),
 }
+PAPER_FAMILIES = {
+    "east-asian": ("ja", "ko"),
+    "european": ("nl", "it", "en"),
+}
 THRESHOLDS = (0.1, 0.25)
 ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class SpecificityProtocol:
+    """Everything a specificity protocol fixes: the family groups and what a family is compared with."""
+
+    name: str
+    families: Mapping[str, tuple[str, ...]]
+    against_families: bool  # True: the target's family vs the other families' languages only (paper); False: vs all others
+
+    def family_labels(self, target: str, langs: Sequence[str]) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+        """"family:<name>" -> (the target's group, the languages it is compared with), for the groups that apply."""
+        labels = {}
+        for name, group in self.families.items():
+            if target not in group:
+                continue
+            present = tuple(lang for lang in langs if lang in group)
+            others = {lang for other, members in self.families.items() if other != name for lang in members}
+            rest = tuple(lang for lang in langs if lang not in group and (not self.against_families or lang in others))
+            if len(present) > 1 and rest:
+                labels[f"family:{name}"] = (present, rest)
+        return labels
+
+
+PROTOCOLS: dict[str, SpecificityProtocol] = {
+    "default": SpecificityProtocol("default", FAMILIES, against_families=False),
+    "paper": SpecificityProtocol("paper", PAPER_FAMILIES, against_families=True),
+}
+
+
+def specificity_protocol(name: str | SpecificityProtocol) -> SpecificityProtocol:
+    """A protocol by name (`default` or `paper`)."""
+    if isinstance(name, SpecificityProtocol):
+        return name
+    if name not in PROTOCOLS:
+        raise TransferNeuronsError(f"specificity protocol must be one of {', '.join(PROTOCOLS)}, got {name!r}")
+    return PROTOCOLS[name]
 
 
 @dataclass
@@ -127,28 +175,30 @@ def anova_from_sums(count: np.ndarray, total: np.ndarray, sumsq: np.ndarray) -> 
     return Anova(eta2, f, p, dfn, dfd)
 
 
-def group_anova(stats: LanguageStats, members: Sequence[str]) -> Anova:
-    """One-vs-rest ANOVA of every neuron: the languages in `members` vs all others, [layer, d_ff]."""
+def group_anova(stats: LanguageStats, members: Sequence[str], rest: Sequence[str] | None = None) -> Anova:
+    """Two-group ANOVA of every neuron, [layer, d_ff]: the languages in `members` vs those in `rest`
+    (default: all others); languages in neither are left out."""
     inside = np.array([lang in members for lang in stats.langs])
-    if not inside.any() or inside.all():
+    outside = ~inside if rest is None else np.array([lang in rest and lang not in members for lang in stats.langs])
+    if not inside.any() or not outside.any():
         raise TransferNeuronsError(
-            f"a one-vs-rest label needs languages on both sides; got {sorted(members)} of {', '.join(stats.langs)}"
+            f"a group label needs languages on both sides; got {sorted(members)} vs "
+            f"{'the rest' if rest is None else sorted(rest)} of {', '.join(stats.langs)}"
         )
-    parts = [inside, ~inside]
+    parts = [inside, outside]
     count = np.array([stats.count[m].sum() for m in parts])
     total = np.stack([stats.total[m].sum(axis=0) for m in parts])
     sumsq = np.stack([stats.sumsq[m].sum(axis=0) for m in parts])
     return anova_from_sums(count, total, sumsq)
 
 
-def labels_for(target: str, langs: Sequence[str]) -> dict[str, tuple[str, ...]]:
-    """The one-vs-rest labels that apply: "language" (the target alone) and "family:<name>" if allowed."""
-    labels = {"language": (target,)}
-    for name, group in FAMILIES.items():
-        present = tuple(lang for lang in langs if lang in group)
-        if target in group and len(present) > 1 and len(present) < len(langs):
-            labels[f"family:{name}"] = present
-    return labels
+def labels_for(
+    target: str, langs: Sequence[str], protocol: str | SpecificityProtocol = "default"
+) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """The group labels that apply, each as (group, compared with): "language" (the target vs every other
+    language) and "family:<name>" where the protocol's groups allow one."""
+    labels = {"language": ((target,), tuple(lang for lang in langs if lang != target))}
+    return labels | specificity_protocol(protocol).family_labels(target, langs)
 
 
 def passes(anova: Anova, threshold: float, alpha: float = ALPHA) -> np.ndarray:
@@ -188,23 +238,24 @@ def specificity_shares(
     detections: Sequence[Detection],
     thresholds: Sequence[float] = THRESHOLDS,
     alpha: float = ALPHA,
+    protocol: str | SpecificityProtocol = "default",
 ) -> tuple[list[dict], dict[tuple[str, str], Anova]]:
-    """Share table: per detection, label and threshold, the transfer share, base rate and p.
+    """Share table: per detection, label (the protocol's) and threshold, the transfer share, base rate and p.
 
     Returns the rows and the ANOVA of each (target language, label) used.
     """
     rows, anovas = [], {}
     for det in detections:
         stats.index(det.lang)
-        for label, members in labels_for(det.lang, stats.langs).items():
+        for label, (members, rest) in labels_for(det.lang, stats.langs, protocol).items():
             key = (det.lang, label)
             if key not in anovas:
-                anovas[key] = group_anova(stats, members)
+                anovas[key] = group_anova(stats, members, rest)
             for threshold in thresholds:
                 rows.append(share_rows(
                     passes(anovas[key], threshold, alpha), det.neurons, det.layers,
                     {"type": det.neuron_type, "lang": det.lang, "label": label, "group": "+".join(members),
-                     "eta2_min": threshold, "alpha": alpha,
+                     "versus": "+".join(rest), "eta2_min": threshold, "alpha": alpha,
                      "layers": f"{min(det.layers)}-{max(det.layers)}"},
                 ))
     return rows, anovas
@@ -259,7 +310,7 @@ def shares_figure(rows: Sequence[Mapping], title: str):
                             va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
         ax.set_xticks(range(len(groups)), [f"{lang}\n{label}" for lang, label in groups], fontsize=8)
         ax.set_ylim(0, 1.08)
-        ax.set_xlabel("target language / one-vs-rest label")
+        ax.set_xlabel("target language / group label")
         ax.set_title(f"η² ≥ {threshold:g} and ANOVA p < {rows[0]['alpha']:g}\n"
                      "(above bars: p of share vs base rate, hypergeometric)", fontsize=9)
         ax.grid(axis="y", alpha=0.3)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..analyses.latent_spaces import PROTOCOLS
 from ..analyses.similarity import middle_layers
 from ..conditions import language_conditions
 from ..detection import NEURON_TYPES, Detection, read_detection
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     candidates = next(iter(dets.values())).layers if neuron_type == "type2" else None
     inputs = LatentInputs(StateProvider(lm, args.batch_size), lm.name, texts, args.hub_lang, neuron_type, conditions,
                           neurons, middle_layers(lm.view.num_layers, "type2", candidates), args.seed, args.mode,
-                          args.n_boot, args.data, folders)
+                          args.n_boot, args.data, folders, args.protocol)
     reference = [text for lang in langs for text in texts[lang]]  # mean: over every L2's sentences
     with applying(intervention_from_args(args, reference=reference)):
         return write_and_print(Path(args.out), lambda folder: run_latent(inputs, folder))
@@ -91,6 +92,12 @@ def register(subparsers) -> None:
     parser.add_argument("--n-boot", type=positive_int, default=500, help="bootstrap resamples of sentences (default 500)")
     parser.add_argument("--mode", choices=MODES, default="last", help="token positions deactivated (default last)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the PCA (default 0)")
+    parser.add_argument("--protocol", choices=tuple(PROTOCOLS), default="default",
+                        help="default: component counts from each language's centred states, and one PCA frame per "
+                        "layer fitted on the undeactivated states, into which every condition is projected; paper: "
+                        "component counts from the singular values of the uncentred states, and each condition's "
+                        "panel in its own PCA fitted on that condition's states, as the paper drew them (everything "
+                        "else is the same)")
     parser.add_argument("--out", required=True, help="output folder")
     add_model_args(parser)
     add_model_check_arg(parser)

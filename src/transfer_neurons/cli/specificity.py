@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..analyses.lape import QUANTILE, TOP_SHARE
-from ..analyses.specificity import ALPHA, THRESHOLDS
+from ..analyses.specificity import ALPHA, PROTOCOLS, THRESHOLDS
 from ..data import load_sentences
 from ..detection import read_detection
 from ..errors import TransferNeuronsError
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     lm = model_from_args(args)
     _check_detections(dets, langs, lm)
     inputs = SpecificityInputs(lm, texts, sources, dets, list(args.detections), args.batch_size, args.thresholds,
-                               args.alpha, args.lape_share, args.lape_quantile)
+                               args.alpha, args.lape_share, args.lape_quantile, args.protocol)
     return write_and_print(Path(args.out), lambda folder: run_specificity(inputs, folder))
 
 
@@ -98,6 +98,11 @@ def register(subparsers) -> None:
                         help="LAPE: lowest-entropy share of all neurons kept (default 0.01)")
     parser.add_argument("--lape-quantile", type=float, default=QUANTILE,
                         help="LAPE: activation-probability quantile a language must exceed (default 0.95)")
+    parser.add_argument("--protocol", choices=tuple(PROTOCOLS), default="default",
+                        help="which η² family label is added to the per-language one. default: Germanic (en,de,nl), "
+                        "Romance (it,fr,es), East Asian (ja,ko,zh), each vs every other measured language; paper: the "
+                        "paper's two groups, ja+ko vs nl+it+en, each vs the other group only (sentences of other "
+                        "languages are left out of that label; a target in neither group gets none)")
     add_model_args(parser)
     add_model_check_arg(parser)
     parser.add_argument("--out", required=True, help="output folder")

@@ -11,8 +11,8 @@ import numpy as np
 
 from ..analyses.lape import QUANTILE, TOP_SHARE, lape_from_stats, overlap_row
 from ..analyses.specificity import (
-    ALPHA, FAMILIES, THRESHOLDS, collect_language_stats, compare_types, eta2_figure, group_anova, shares_figure,
-    specificity_shares,
+    ALPHA, THRESHOLDS, SpecificityProtocol, collect_language_stats, compare_types, eta2_figure, group_anova,
+    shares_figure, specificity_protocol, specificity_shares,
 )
 from ..detection import Detection, versions
 from ..models.loading import LoadedModel
@@ -37,14 +37,17 @@ class SpecificityInputs:
     alpha: float = ALPHA
     lape_share: float = TOP_SHARE
     lape_quantile: float = QUANTILE
+    protocol: str = "default"  # default | paper: the family label of η² (analyses.specificity.PROTOCOLS)
 
 
 def run_specificity(inputs: SpecificityInputs, out: Path) -> Summary:
-    """Shares of transfer neurons passing η²/ANOVA vs their layers' base rate, Type-1 vs Type-2, LAPE overlaps."""
+    """Shares of transfer neurons passing η²/ANOVA vs their layers' base rate, Type-1 vs Type-2, LAPE overlaps,
+    with the family labels of the inputs' protocol."""
     start = time.perf_counter()
     lm, dets, langs = inputs.lm, inputs.dets, list(inputs.texts)
+    protocol = specificity_protocol(inputs.protocol)
     stats = collect_language_stats(lm, inputs.texts, inputs.batch_size, progress=False)
-    shares, anovas = specificity_shares(stats, dets, inputs.thresholds, inputs.alpha)
+    shares, anovas = specificity_shares(stats, dets, inputs.thresholds, inputs.alpha, protocol)
     comparison = compare_types(shares)
     lape = lape_from_stats(stats, inputs.lape_share, inputs.lape_quantile)
     overlaps = []
@@ -69,7 +72,9 @@ def run_specificity(inputs: SpecificityInputs, out: Path) -> Summary:
         "detections": [{"folder": str(f), "type": d.neuron_type, "lang": d.lang, "top_n": len(d.neurons),
                         "candidate_layers": list(d.layers)} for f, d in zip(inputs.folders, dets)],
         "thresholds": list(inputs.thresholds), "alpha": inputs.alpha,
-        "families": {name: list(group) for name, group in FAMILIES.items()},
+        "protocol": protocol.name,
+        "families": {name: list(group) for name, group in protocol.families.items()},
+        "family_versus": "the other families' languages" if protocol.against_families else "every other language",
         "activation": "effective activation at the last real token; LAPE 'active' means a > 0",
         "lape": {"top_share": inputs.lape_share, "quantile": inputs.lape_quantile, "threshold": lape.threshold,
                  "selected": len(lape.neurons),
@@ -79,10 +84,13 @@ def run_specificity(inputs: SpecificityInputs, out: Path) -> Summary:
     write_json(out / "specificity.json", {"meta": meta, "shares": shares, "type_comparison": comparison,
                                           "lape_overlap": overlaps, "lape_neurons": lape_rows})
     n = sizes[langs[0]]
+    paper = "" if protocol.name == "default" else (
+        f", protocol {protocol.name}: families " + " vs ".join("+".join(g) for g in protocol.families.values()))
     save_figure(out / "shares.png", shares_figure(
-        shares, f"{lm.name}: transfer neurons passing η² (one-vs-rest of {','.join(langs)}), base rate marked"))
+        shares, f"{lm.name}: transfer neurons passing η² (group labels over {','.join(langs)}{paper}), base rate marked"))
     save_figure(out / "eta2_hist.png", eta2_figure(
-        dets, anovas, f"{lm.name}: η² of transfer vs all candidate neurons ({n} sentences per language)", inputs.thresholds))
+        dets, anovas, f"{lm.name}: η² of transfer vs all candidate neurons ({n} sentences per language{paper})",
+        inputs.thresholds))
     main = [r for r in shares if r["label"] == "language"]
     claim: dict = {}
     for r in main:
@@ -90,7 +98,7 @@ def run_specificity(inputs: SpecificityInputs, out: Path) -> Summary:
             claim.setdefault(r["lang"], {})[r["type"]] = {"k": r["k_pass"], "n": r["k"], "base": r["base_rate"]}
     own = [o for o in overlaps if o["lape_set"] == o["lang"]]
     return Summary(
-        title=f"language specificity over {', '.join(langs)} ({n} sentences each)",
+        title=f"language specificity over {', '.join(langs)} ({n} sentences each{paper})",
         figures=["shares.png", "eta2_hist.png"],
         tables=[
             {"caption": "share of transfer neurons with η² ≥ threshold and ANOVA p < 0.05 (own language vs rest), "
@@ -104,11 +112,19 @@ def run_specificity(inputs: SpecificityInputs, out: Path) -> Summary:
              "rows": [[o["type"], o["lang"], o["lape_set"], o["overlap"], o["expected"], o["p_overlap"]] for o in overlaps]},
         ],
         data={"claim": claim, "shares": shares, "type_comparison": comparison, "lape_overlap": overlaps,
-              "lape_own": own},
-        text=_text(shares, comparison, overlaps),
+              "lape_own": own, "protocol": protocol.name},
+        text=_protocol_line(protocol, meta["family_versus"]) + _text(shares, comparison, overlaps),
         files=["specificity.json", "shares.csv", "type_comparison.csv", "lape_overlap.csv", "lape_neurons.csv",
                "eta2.npy", "anova_p.npy", "activation_probability.npy", "shares.png", "eta2_hist.png"],
     )
+
+
+def _protocol_line(protocol: SpecificityProtocol, versus: str) -> str:
+    """A first line naming the family labels when the protocol is not the default; nothing under the default."""
+    if protocol.name == "default":
+        return ""
+    groups = "; ".join(f"{name} {'+'.join(group)}" for name, group in protocol.families.items())
+    return f"protocol {protocol.name}: η² family labels {groups}, each vs {versus}\n"
 
 
 def _text(shares: list[dict], comparison: list[dict], overlaps: list[dict]) -> str:
