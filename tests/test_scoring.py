@@ -80,7 +80,7 @@ def test_candidate_layers_and_top_n_defaults():
     assert default_candidate_layers(32, "type2") == tuple(range(20, 32))
     assert default_candidate_layers(18, "type1") == tuple(range(11))
     assert parse_layers("2:", 6) == (2, 3, 4, 5)
-    with pytest.raises(TransferNeuronsError, match="--layers"):
+    with pytest.raises(TransferNeuronsError, match="^layers '3': expected START:END"):
         parse_layers("3", 6)
     with pytest.raises(TransferNeuronsError, match="selects no layer"):
         parse_layers("7:9", 6)

@@ -34,7 +34,7 @@ def test_max_tokens_lowers_the_limit_but_never_raises_it() -> None:
     limit_tokens(lm, 4096)
     assert context_limit(lm) == 128
     for bad in (1, 0, True, 2.5):  # the byte tokenizer adds <bos>: one more token is the least
-        with pytest.raises(TransferNeuronsError, match=r"--max-tokens must be an integer of at least 2"):
+        with pytest.raises(TransferNeuronsError, match=r"^max_tokens must be an integer of at least 2"):
             limit_tokens(lm, bad)
 
 

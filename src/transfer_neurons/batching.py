@@ -42,7 +42,7 @@ def check_batch_size(value: object, name: str = "batch_size") -> int | str:
         except ValueError:
             pass
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise TransferNeuronsError(f"{name} must be a positive integer or 'auto', got {value!r}")
+        raise TransferNeuronsError(f"{name} must be a positive integer or 'auto', got {value!r}", option=name)
     return value
 
 
@@ -94,7 +94,8 @@ def largest_fitting(run_batch: Callable[[int], None], start: int) -> int:
         if _fits(run_batch, size):
             return size
         size //= 2
-    raise TransferNeuronsError("not even a batch of one sentence fits in the device's memory; use a smaller model or --dtype")
+    raise TransferNeuronsError("not even a batch of one sentence fits in the device's memory; use a smaller model, "
+                               "or dtype='bfloat16' or 'float16'", mentions=("dtype",))
 
 
 def _fits(run_batch: Callable[[int], None], size: int) -> bool:

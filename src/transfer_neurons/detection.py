@@ -64,7 +64,7 @@ def compute_centroids(
         return shared_centroids(lm, hub_texts, l2_texts, batch_size)
     if neuron_type == "type2":
         return language_centroids(lm, l2_texts, batch_size)
-    raise TransferNeuronsError(f"--type must be one of {NEURON_TYPES}, got {neuron_type!r}")
+    raise TransferNeuronsError(f"neuron_type must be one of {NEURON_TYPES}, got {neuron_type!r}", option="neuron_type")
 
 
 def detect(
@@ -154,7 +154,7 @@ def read_neurons(path: str | Path, top_k: int | None = None) -> np.ndarray:
     neurons = read_neuron_set(path).neurons
     if top_k is not None:
         if top_k < 1:
-            raise TransferNeuronsError(f"--top-k must be at least 1, got {top_k}")
+            raise TransferNeuronsError(f"top_k must be at least 1, got {top_k}", option="top_k")
         neurons = neurons[:top_k]
     return neurons
 
@@ -211,14 +211,14 @@ def weights_id(fingerprint: object) -> str | None:
     return str(value) if value else None
 
 
-def check_detection_model(meta: dict, lm: LoadedModel, source: str, allow_mismatch: bool = False) -> None:
+def check_detection_model(meta: dict, lm: LoadedModel, source: str, allow_model_mismatch: bool = False) -> None:
     """Refuse a detection made on another model: a shape mismatch always, other weights unless allowed.
 
     A detection's neurons index one model's layers and MLP rows; on a model of the same shape
     but other weights they are arbitrary neurons. The weights are compared by the fingerprint
     meta.json records (content hash or hub commit: a moved folder still matches, a folder
-    retrained in place does not), else by model name; `allow_mismatch` (--allow-model-mismatch)
-    accepts a difference on purpose.
+    retrained in place does not), else by model name; `allow_model_mismatch` accepts a difference
+    on purpose.
     """
     recorded = {key: meta[key] for key in SHAPE_KEYS if key in meta}
     shape = model_shape(lm)
@@ -226,10 +226,10 @@ def check_detection_model(meta: dict, lm: LoadedModel, source: str, allow_mismat
     made_on, applied_to = _describe(meta.get("model"), recorded), _describe(lm.name, shape)
     if differs:
         raise TransferNeuronsError(
-            f"{source} was made on model {made_on}, not on --model {applied_to}: {', '.join(differs)}; "
-            "a detection applies only to a model of its shape"
+            f"{source} was made on model {made_on}, not on model={applied_to}: {', '.join(differs)}; "
+            "a detection applies only to a model of its shape", mentions=("model",)
         )
-    if allow_mismatch or "model" not in meta:
+    if allow_model_mismatch or "model" not in meta:
         return
     then = weights_id(meta.get("model_fingerprint"))
     now = weights_id(lm.fingerprint()) if then is not None else None
@@ -242,6 +242,6 @@ def check_detection_model(meta: dict, lm: LoadedModel, source: str, allow_mismat
     else:
         what = "same shape, another name"
     raise TransferNeuronsError(
-        f"{source} was made on model {made_on}, not on --model {lm.name!r} ({what}); "
-        "pass the --model it was made on, or --allow-model-mismatch if the difference is intended"
+        f"{source} was made on model {made_on}, not on model={lm.name!r} ({what}); pass the model it was made "
+        "on, or allow_model_mismatch=True if the difference is intended", mentions=("model", "allow_model_mismatch")
     )

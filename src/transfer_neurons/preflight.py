@@ -1,9 +1,10 @@
 """Checks that run before a model loads, so a bad path or device fails in a second, not after the work.
 
-Every check raises a TransferNeuronsError whose one line names the option (a CLI flag or a
-config key) and the path. Writability is tested by creating (and removing) an empty file
-where the output will go: it answers for read-only file systems, permissions and ACLs
-alike, also for root, whom permission bits do not stop.
+Every check raises a TransferNeuronsError whose one line names the option (a parameter such
+as `out`, which the CLI shows as its flag, or a config key) and the path. Writability is
+tested by creating (and removing) an empty file where the output will go: it answers for
+read-only file systems, permissions and ACLs alike, also for root, whom permission bits do
+not stop.
 """
 
 from __future__ import annotations
@@ -36,12 +37,14 @@ def _check_creatable(folder: Path, shown: Path, option: str) -> None:
     blocker = blocking_file(folder)
     if blocker is not None:
         where = "it is" if blocker == shown else f"{blocker} is"
-        raise TransferNeuronsError(f"{option} {shown}: cannot write results there ({where} a file, not a folder)")
+        raise TransferNeuronsError(f"{option} {shown}: cannot write results there ({where} a file, not a folder)",
+                                   option=option)
     base = nearest_existing(folder)
     try:
         fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=base)
     except OSError as err:
-        raise TransferNeuronsError(f"{option} {shown}: cannot write in {base} ({err.strerror or err})") from None
+        raise TransferNeuronsError(f"{option} {shown}: cannot write in {base} ({err.strerror or err})",
+                                   option=option) from None
     os.close(fd)
     os.unlink(probe)
 
@@ -57,7 +60,7 @@ def check_writable_file(path: str | Path, option: str) -> Path:
     """An output file whose folder takes new files (or can be created) and that is not itself a folder."""
     path = Path(path).expanduser()
     if path.is_dir():
-        raise TransferNeuronsError(f"{option} {path}: is a folder; expected a file name")
+        raise TransferNeuronsError(f"{option} {path}: is a folder; expected a file name", option=option)
     _check_creatable(path.parent, path, option)
     return path
 
@@ -65,14 +68,14 @@ def check_writable_file(path: str | Path, option: str) -> Path:
 def _readable_file(path: Path, option: str, what: str) -> None:
     """An existing, readable file (not a folder)."""
     if not path.exists():
-        raise TransferNeuronsError(f"{option} {path}: no such {what}")
+        raise TransferNeuronsError(f"{option} {path}: no such {what}", option=option)
     if path.is_dir():
-        raise TransferNeuronsError(f"{option} {path}: is a folder; expected a {what}")
+        raise TransferNeuronsError(f"{option} {path}: is a folder; expected a {what}", option=option)
     try:
         with path.open("rb"):
             pass
     except OSError as err:
-        raise TransferNeuronsError(f"{option} {path}: cannot read ({err.strerror or err})") from None
+        raise TransferNeuronsError(f"{option} {path}: cannot read ({err.strerror or err})", option=option) from None
 
 
 def check_input_file(path: str | Path, option: str) -> None:
@@ -87,7 +90,8 @@ def check_data_spec(spec: str, option: str) -> None:
     path = Path(spec).expanduser()
     if not path.exists():
         raise TransferNeuronsError(
-            f"{option} {spec}: no such file, and not a bundled set ({', '.join(BUNDLED_KINDS)}) or {HF_PREFIX}DATASET"
+            f"{option} {spec}: no such file, and not a bundled set ({', '.join(BUNDLED_KINDS)}) or {HF_PREFIX}DATASET",
+            option=option,
         )
     _readable_file(path, option, "data file")
 
@@ -97,9 +101,10 @@ def check_detection_dir(path: str | Path, option: str) -> None:
     path = Path(path).expanduser()
     if not path.is_dir():
         raise TransferNeuronsError(f"{option} {path}: {'no such folder' if not path.exists() else 'not a folder'}; "
-                                   "expected a detection folder written by `detect`")
+                                   "expected a detection folder written by `detect`", option=option)
     if not (path / "meta.json").is_file():
-        raise TransferNeuronsError(f"{option} {path}: not a detection folder (no meta.json); run `transfer-neurons detect`")
+        raise TransferNeuronsError(f"{option} {path}: not a detection folder (no meta.json); run `transfer-neurons detect`",
+                                   option=option)
 
 
 def check_neurons_source(path: str | Path, option: str) -> None:
@@ -107,29 +112,31 @@ def check_neurons_source(path: str | Path, option: str) -> None:
     path = Path(path).expanduser()
     if path.is_dir():
         if not (path / "neurons.json").is_file():
-            raise TransferNeuronsError(f"{option} {path}: folder has no neurons.json; expected a detection folder")
+            raise TransferNeuronsError(f"{option} {path}: folder has no neurons.json; expected a detection folder",
+                                       option=option)
         return
     _readable_file(path, option, "neurons.json file")
 
 
-def check_model(spec: str, device: str, model_option: str = "--model", device_option: str = "--device") -> None:
+def check_model(spec: str, device: str, names: Mapping[str, str] | None = None) -> None:
     """The device is present on this machine and the model source exists (or the hub can be asked).
 
-    The loader's messages name --device and --model; a config's values are named by their key instead.
+    The loader's messages name the parameters `device` and `model`; `names` renames them (a config's keys).
     """
-    for check, flag, option, value in ((parse_device, "--device", device_option, device),
-                                       (check_model_spec, "--model", model_option, spec)):
-        try:
-            check(value)
-        except TransferNeuronsError as err:
-            raise TransferNeuronsError(str(err).replace(flag, option, 1)) from None
+    try:
+        parse_device(device)
+        check_model_spec(spec)
+    except TransferNeuronsError as err:
+        if names is None:
+            raise
+        raise TransferNeuronsError(err.shown_as(lambda name: names.get(name, name))) from None
 
 
 def check_study(cfg: Mapping, out: str | Path) -> None:
     """Everything `run` needs before it loads a model: a writable study folder, data files, device, model."""
-    check_writable_dir(out, "--out")
+    check_writable_dir(out, "out")
     for name, spec in cfg["data"].items():
         analysis = STUDY_DATA.get(name)
         if analysis is None or analysis in cfg["stages"]:
             check_data_spec(spec, f"config.data.{name}")
-    check_model(cfg["model"], cfg["device"], "config.model", "config.device")
+    check_model(cfg["model"], cfg["device"], {"model": "config.model", "device": "config.device"})

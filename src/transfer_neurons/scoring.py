@@ -142,7 +142,7 @@ def default_candidate_layers(num_layers: int, neuron_type: str) -> tuple[int, ..
 
 
 def parse_layers(spec: str, num_layers: int) -> tuple[int, ...]:
-    """Parse --layers START:END (0-based, END exclusive, either may be empty) for a model."""
+    """Parse a layer range START:END (0-based, END exclusive, either may be empty) for a model."""
     parts = spec.split(":")
     try:
         if len(parts) != 2:
@@ -150,10 +150,11 @@ def parse_layers(spec: str, num_layers: int) -> tuple[int, ...]:
         start = int(parts[0]) if parts[0] else 0
         end = int(parts[1]) if parts[1] else num_layers
     except ValueError:
-        raise TransferNeuronsError(f"--layers {spec!r}: expected START:END, e.g. 0:11 (0-based, END exclusive)") from None
+        raise TransferNeuronsError(f"layers {spec!r}: expected START:END, e.g. 0:11 (0-based, END exclusive)",
+                                   option="layers") from None
     layers = tuple(range(num_layers))[start:end]
     if not layers:
-        raise TransferNeuronsError(f"--layers {spec!r} selects no layer of a {num_layers}-layer model")
+        raise TransferNeuronsError(f"layers {spec!r} selects no layer of a {num_layers}-layer model", option="layers")
     return layers
 
 

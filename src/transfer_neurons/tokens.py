@@ -35,7 +35,8 @@ def limit_tokens(lm: LoadedModel, max_tokens: int) -> None:
     least = lm.tokenizer.num_special_tokens_to_add(pair=False) + 1
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < least:
         raise TransferNeuronsError(
-            f"--max-tokens must be an integer of at least {least} (special tokens plus one), got {max_tokens!r}"
+            f"max_tokens must be an integer of at least {least} (special tokens plus one), got {max_tokens!r}",
+            option="max_tokens",
         )
     lm.tokenizer.model_max_length = max_tokens
 

@@ -43,9 +43,9 @@ def test_unsupported_file_is_named(tmp_path):
 
 
 def test_bad_device_and_dtype():
-    with pytest.raises(ModelLoadError, match="--device 'tpu'"):
+    with pytest.raises(ModelLoadError, match="^device 'tpu'"):
         load_model("embedded", device="tpu")
-    with pytest.raises(ModelLoadError, match="--dtype 'int8'"):
+    with pytest.raises(ModelLoadError, match="^dtype 'int8'"):
         load_model("embedded", dtype="int8")
 
 
@@ -84,15 +84,15 @@ def test_gguf_cache_entry_is_reused(tmp_path, monkeypatch):
 
 def test_device_parse_accepts_cuda_index_and_names_missing_cuda(monkeypatch):
     assert loading.parse_device("cpu") == "cpu"
-    with pytest.raises(ModelLoadError, match=r"--device 'cuda:x' is not supported; choose cpu, cuda, cuda:N or auto"):
+    with pytest.raises(ModelLoadError, match=r"^device 'cuda:x' is not supported; choose cpu, cuda, cuda:N or auto"):
         loading.parse_device("cuda:x")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(ModelLoadError, match=r"--device cuda:1: CUDA is not available here"):
+    with pytest.raises(ModelLoadError, match=r"^device cuda:1: CUDA is not available here .*; use device='cpu'"):
         load_model("embedded", device="cuda:1")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert loading.parse_device("cuda:1") == "cuda:1"
-    with pytest.raises(ModelLoadError, match=r"--device cuda:2: there is no such GPU; this machine has 2"):
+    with pytest.raises(ModelLoadError, match=r"^device cuda:2: there is no such GPU; this machine has 2"):
         loading.parse_device("cuda:2")
 
 
@@ -123,9 +123,9 @@ def test_revision_and_trust_remote_code_reach_from_pretrained(monkeypatch):
 
 def test_revision_of_a_local_folder_is_refused(tmp_path):
     save_model(tiny_lm("llama"), tmp_path)
-    with pytest.raises(ModelLoadError, match=r"--revision 'main' applies to hub ids only"):
+    with pytest.raises(ModelLoadError, match=r"^revision 'main' applies to hub ids only; model='"):
         load_model(str(tmp_path), revision="main")
-    with pytest.raises(ModelLoadError, match=r"--revision 'main' applies to hub ids only"):
+    with pytest.raises(ModelLoadError, match=r"^revision 'main' applies to hub ids only; model='"):
         loading.model_fingerprint(str(tmp_path), revision="main")
 
 

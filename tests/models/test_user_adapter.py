@@ -30,7 +30,7 @@ def declared(arch: str, text: str, tmp_path, suffix: str = ".yaml"):
 
 def test_unknown_type_without_adapter_points_to_the_option():
     lm = renamed("llama")
-    with pytest.raises(ModelLoadError, match=r"'mystery'.*--adapter FILE"):
+    with pytest.raises(ModelLoadError, match=r"'mystery'.*adapter=FILE"):
         prepare(lm.model, lm.tokenizer, "mystery")
 
 
@@ -103,9 +103,9 @@ def remote_code_folder(tmp_path):
 
 def test_unknown_architecture_loads_with_trust_remote_code_and_adapter(tmp_path):
     folder = remote_code_folder(tmp_path)
-    with pytest.raises(ModelLoadError, match="ships its own modelling code; pass --trust-remote-code"):
+    with pytest.raises(ModelLoadError, match="ships its own modelling code; pass trust_remote_code=True"):
         load_model(str(folder))
-    with pytest.raises(ModelLoadError, match="'mystery'.*--adapter FILE"):
+    with pytest.raises(ModelLoadError, match="'mystery'.*adapter=FILE"):
         load_model(str(folder), trust_remote_code=True)
     (tmp_path / "wrong.yaml").write_text("out_proj: mlp.down_proj\nmlp_out_norm: post_attention_layernorm\n")
     with pytest.raises(ModelLoadError, match=r"wrong\.yaml does not reconstruct the model.*relative error"):

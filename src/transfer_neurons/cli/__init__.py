@@ -112,16 +112,33 @@ def check_options(args: argparse.Namespace) -> None:
         preflight.check_model(args.model or EMBEDDED, args.device or "cpu")
 
 
+def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Each option's library name (its destination) and its long flag, over every command: `neuron_type` -> `--type`."""
+    names: dict[str, str] = {}
+    for command in (parser, *_subcommands(parser)):
+        for action in command._actions:
+            flags = [flag for flag in action.option_strings if flag.startswith("--")]
+            if flags:
+                names.setdefault(action.dest, flags[0])
+    return names
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: check the options, run one subcommand; user errors print one clear line and exit 2."""
-    args = build_parser().parse_args(argv)
+    """Entry point: check the options, run one subcommand; user errors print one clear line and exit 2.
+
+    A library error names parameters (`device`, `top_n`); the line shows their flags (`--device`, `--top-n`).
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
     verbosity = VERBOSE if args.verbosity == NORMAL and getattr(args, "verbose", False) is True else args.verbosity
     try:
         check_options(args)
         with configured(verbosity), figure_format(args.figure_format):
             return args.func(args) or 0
     except TransferNeuronsError as err:
-        print(f"transfer-neurons {args.command}: error: {err}", file=sys.stderr)
+        flags = flag_names(parser)
+        shown = err.shown_as(lambda name: flags.get(name, name))  # a config key (config.device) stays as it is
+        print(f"transfer-neurons {args.command}: error: {shown}", file=sys.stderr)
         return 2
 
 

@@ -77,7 +77,8 @@ def adapter_for(model: nn.Module) -> Adapter:
     if model_type not in ADAPTERS:
         raise ModelLoadError(
             f"model type {model_type!r} ({type(model).__name__}) has no architecture adapter; "
-            f"supported: {', '.join(sorted(ADAPTERS))}; or declare its module paths with --adapter FILE"
+            f"supported: {', '.join(sorted(ADAPTERS))}; or declare its module paths with adapter=FILE",
+            mentions=("adapter",),
         )
     return ADAPTERS[model_type]
 

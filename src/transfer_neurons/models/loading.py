@@ -45,8 +45,8 @@ class LoadedModel:
     tokenizer: PreTrainedTokenizerBase
     view: ModelView
     name: str
-    spec: str | None = None  # the --model value; None for a model built in memory
-    revision: str | None = None  # the --revision asked for (hub ids only)
+    spec: str | None = None  # the model spec it was loaded from; None for a model built in memory
+    revision: str | None = None  # the revision asked for (hub ids only)
     _fingerprint: dict | None = field(default=None, repr=False)
 
     def fingerprint(self) -> dict:
@@ -71,16 +71,18 @@ def embedded_gguf_path() -> Path:
 
 
 def parse_device(device: str) -> str:
-    """Check a --device value: cpu, cuda, cuda:N (an existing GPU) or auto."""
+    """Check a device: cpu, cuda, cuda:N (an existing GPU) or auto."""
     index = _CUDA_INDEX.fullmatch(device)
     if device not in DEVICES and index is None:
-        raise ModelLoadError(f"--device {device!r} is not supported; choose cpu, cuda, cuda:N or auto")
+        raise ModelLoadError(f"device {device!r} is not supported; choose cpu, cuda, cuda:N or auto", option="device")
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ModelLoadError(f"--device {device}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+            raise ModelLoadError(f"device {device}: CUDA is not available here (torch {torch.__version__}); use device='cpu'",
+                                 option="device", mentions=("device",))
         count = torch.cuda.device_count()
         if index is not None and int(index.group(1)) >= count:
-            raise ModelLoadError(f"--device {device}: there is no such GPU; this machine has {count} (cuda:0 to cuda:{count - 1})")
+            raise ModelLoadError(f"device {device}: there is no such GPU; this machine has {count} (cuda:0 to cuda:{count - 1})",
+                                 option="device")
     return device
 
 
@@ -89,7 +91,7 @@ def resolve_dtype(dtype: str | None, device: str) -> torch.dtype:
     if dtype is None:
         return torch.float32 if device == "cpu" else torch.bfloat16
     if dtype not in DTYPES:
-        raise ModelLoadError(f"--dtype {dtype!r} is not supported; choose one of {', '.join(DTYPES)}")
+        raise ModelLoadError(f"dtype {dtype!r} is not supported; choose one of {', '.join(DTYPES)}", option="dtype")
     return DTYPES[dtype]
 
 
@@ -118,7 +120,8 @@ def convert_gguf(path: Path) -> Path:
     except Exception as err:  # the GGUF reader raises many types for a damaged or unsupported file
         shutil.rmtree(tmp, ignore_errors=True)
         reason = " ".join(str(err).split())[:300]
-        raise ModelLoadError(f"--model {str(path)!r}: cannot convert this GGUF file ({type(err).__name__}: {reason})") from err
+        raise ModelLoadError(f"model {str(path)!r}: cannot convert this GGUF file ({type(err).__name__}: {reason})",
+                             option="model") from err
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -165,7 +168,7 @@ def in_hub_cache(repo_id: str) -> bool:
 
 
 def check_model_spec(spec: str) -> str:
-    """Refuse a --model value that cannot load, cheaply and before any work; returns its kind.
+    """Refuse a model spec that cannot load, cheaply and before any work; returns its kind.
 
     Kinds: embedded, folder, gguf (a file starting with the GGUF magic bytes) or hub
     (downloadable now, or already in the local Hugging Face cache).
@@ -175,35 +178,36 @@ def check_model_spec(spec: str) -> str:
     path = Path(spec).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise ModelLoadError(f"--model {spec!r}: folder has no config.json; give a folder written by save_pretrained")
+            raise ModelLoadError(f"model {spec!r}: folder has no config.json; give a folder written by save_pretrained",
+                                 option="model")
         return "folder"
     if path.is_file():
         if path.suffix.lower() != ".gguf":
             raise ModelLoadError(
-                f"--model {spec!r} is a file but not a GGUF file; give a .gguf file, a model "
-                "folder, a Hugging Face hub id, or 'embedded'"
+                f"model {spec!r} is a file but not a GGUF file; give a .gguf file, a model "
+                "folder, a Hugging Face hub id, or 'embedded'", option="model"
             )
         try:
             with path.open("rb") as handle:
                 magic = handle.read(len(GGUF_MAGIC))
         except OSError as err:
-            raise ModelLoadError(f"--model {spec!r}: cannot read ({err.strerror or err})") from None
+            raise ModelLoadError(f"model {spec!r}: cannot read ({err.strerror or err})", option="model") from None
         if magic != GGUF_MAGIC:
-            raise ModelLoadError(f"--model {spec!r}: not a GGUF file (it does not begin with the bytes 'GGUF')")
+            raise ModelLoadError(f"model {spec!r}: not a GGUF file (it does not begin with the bytes 'GGUF')", option="model")
         return "gguf"
     if path.suffix.lower() == ".gguf" or spec.startswith((".", "/", "~")) or os.sep + os.sep in spec:
-        raise ModelLoadError(f"--model {spec!r}: no such file or folder")
+        raise ModelLoadError(f"model {spec!r}: no such file or folder", option="model")
     offline = hub_offline_reason()
     if offline is not None and not in_hub_cache(spec):
         raise ModelLoadError(
-            f"--model {spec!r}: no such local file or folder, and not in the Hugging Face cache; "
-            f"the hub cannot be asked ({offline})"
+            f"model {spec!r}: no such local file or folder, and not in the Hugging Face cache; "
+            f"the hub cannot be asked ({offline})", option="model"
         )
     return "hub"
 
 
 def _source_folder(spec: str) -> tuple[str, str]:
-    """Map a --model value to (folder or hub id, identity name), converting GGUF files."""
+    """Map a model spec to (folder or hub id, identity name), converting GGUF files."""
     kind = check_model_spec(spec)
     if kind == "embedded":
         path = embedded_gguf_path()
@@ -224,7 +228,7 @@ def load_model(
     trust_remote_code: bool = False,
     adapter: str | Path | Adapter | None = None,
 ) -> LoadedModel:
-    """Load a model for study (eval mode, no grad) from any source --model accepts.
+    """Load a model for study (eval mode, no grad) from any source `spec` may name (check_model_spec).
 
     `revision` (hub ids only) pins a branch, tag or commit for model and tokenizer;
     `trust_remote_code` runs the repository's own modelling code (off by default);
@@ -236,7 +240,8 @@ def load_model(
     source, name = _source_folder(spec)
     from_hub = spec != EMBEDDED and not Path(spec).expanduser().exists()
     if revision is not None and not from_hub:
-        raise ModelLoadError(f"--revision {revision!r} applies to hub ids only; --model {spec!r} is a local file or folder")
+        raise ModelLoadError(f"revision {revision!r} applies to hub ids only; model={spec!r} is a local file or folder",
+                             option="revision", mentions=("model",))
     declared = read_adapter(adapter) if isinstance(adapter, (str, Path)) else adapter
     options = {"revision": revision, "trust_remote_code": trust_remote_code}
     if not Path(source).is_dir() and hub_offline_reason() is not None:
@@ -248,12 +253,13 @@ def load_model(
     except (OSError, ValueError) as err:
         if "trust_remote_code" in str(err) and not trust_remote_code:
             raise ModelLoadError(
-                f"--model {spec!r} ships its own modelling code; pass --trust-remote-code to run it (only if you trust its source)"
+                f"model {spec!r} ships its own modelling code; pass trust_remote_code=True to run it (only if you trust its "
+                "source)", option="model", mentions=("trust_remote_code",)
             ) from None
         raise ModelLoadError(
-            f"--model {spec!r} could not be loaded ({err.__class__.__name__}: {' '.join(str(err).split())}); give a Hugging "
+            f"model {spec!r} could not be loaded ({err.__class__.__name__}: {' '.join(str(err).split())}); give a Hugging "
             f"Face hub id, a model folder, a .gguf file, or 'embedded'. Supported architectures: "
-            f"{', '.join(sorted(ADAPTERS))}, or declare one with --adapter FILE"
+            f"{', '.join(sorted(ADAPTERS))}, or declare one with adapter=FILE", option="model", mentions=("adapter",)
         ) from err
     if device.startswith("cuda"):
         model = model.to(device)
@@ -301,12 +307,13 @@ def model_fingerprint(spec: str, revision: str | None = None) -> dict:
     path = Path(spec).expanduser()
     if path.exists():
         if revision is not None:
-            raise ModelLoadError(f"--revision {revision!r} applies to hub ids only; --model {spec!r} is a local path")
+            raise ModelLoadError(f"revision {revision!r} applies to hub ids only; model={spec!r} is a local path",
+                                 option="revision", mentions=("model",))
         if path.is_dir():
             return {"kind": "folder", "path": str(path.resolve()), "sha256": tree_sha256(path)}
         return {"kind": "file", "path": str(path.resolve()), "sha256": file_sha256(path)}
     try:
         commit = resolve_hub_commit(spec, revision, "model")["commit"]
     except TransferNeuronsError as err:
-        raise ModelLoadError(f"--model {spec!r}: {err}") from None
+        raise ModelLoadError(f"model {spec!r}: {err}", option="model") from None
     return {"kind": "hub", "id": spec, "revision": revision or "main", "commit": commit}

@@ -61,22 +61,25 @@ def read_adapter(path: str | Path) -> Adapter:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
-        raise ModelLoadError(f"--adapter {path}: cannot read it ({err.strerror or err})") from None
+        raise ModelLoadError(f"adapter {path}: cannot read it ({err.strerror or err})", option="adapter") from None
     try:
         fields = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise ModelLoadError(f"--adapter {path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'} ({err})") from None
+        raise ModelLoadError(f"adapter {path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'} ({err})",
+                             option="adapter") from None
     if not isinstance(fields, dict):
-        raise ModelLoadError(f"--adapter {path}: expected a mapping of adapter fields, got {type(fields).__name__}")
+        raise ModelLoadError(f"adapter {path}: expected a mapping of adapter fields, got {type(fields).__name__}",
+                             option="adapter")
     kinds = _field_kinds()
     unknown = sorted(set(fields) - set(kinds))
     if unknown:
-        raise ModelLoadError(f"--adapter {path}: unknown field(s) {', '.join(unknown)}; known: {', '.join(kinds)}")
+        raise ModelLoadError(f"adapter {path}: unknown field(s) {', '.join(unknown)}; known: {', '.join(kinds)}",
+                             option="adapter")
     for name, value in fields.items():
         kind, nullable = kinds[name]
         if not (value is None and nullable) and not _accepts(kind, value):
-            raise ModelLoadError(f"--adapter {path}: field {name!r} must be a {kind.__name__}"
-                                 f"{' or null' if nullable else ''}, got {value!r}")
+            raise ModelLoadError(f"adapter {path}: field {name!r} must be a {kind.__name__}"
+                                 f"{' or null' if nullable else ''}, got {value!r}", option="adapter")
     return Adapter(**fields)
 
 
@@ -88,7 +91,8 @@ def view_with(model: torch.nn.Module, adapter: Adapter, source: str) -> ModelVie
             view.out_proj(layer)
             view.mlp_output(layer)
     except (AttributeError, TypeError, IndexError) as err:
-        raise ModelLoadError(f"--adapter {source}: a module path does not exist in {type(model).__name__} ({err})") from None
+        raise ModelLoadError(f"adapter {source}: a module path does not exist in {type(model).__name__} ({err})",
+                             option="adapter") from None
     return view
 
 
@@ -142,8 +146,8 @@ def check_adapter(lm, source: str) -> dict[str, float]:
         if worst[name] > tolerance:
             layer = max(range(len(errors[name])), key=errors[name].__getitem__)
             raise ModelLoadError(
-                f"--adapter {source} does not reconstruct the model: {what} fails with relative error "
+                f"adapter {source} does not reconstruct the model: {what} fails with relative error "
                 f"{worst[name]:.3g} at layer {layer} (tolerance {tolerance:g} for {dtype}); check out_proj, "
-                "mlp_out_norm and norm_gain_offset"
+                "mlp_out_norm and norm_gain_offset", option="adapter"
             )
     return worst
