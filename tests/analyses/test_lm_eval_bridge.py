@@ -1,10 +1,12 @@
-"""lm-eval bridge: clear error without the extra, results table parsing, and a tiny local task end to end."""
+"""lm-eval bridge: clear error without the extra, results table parsing, tiny local tasks end to end, the positions
+a generation task deactivates, and per-question scores from the logged samples."""
 
 import json
 import sys
 
 import numpy as np
 import pytest
+import torch
 from tiny import save_model, tiny_lm
 
 from transfer_neurons.analyses.lm_eval_bridge import require_lm_eval, result_rows, run_lm_eval
@@ -205,3 +207,125 @@ def test_bad_batch_size_is_named():
 
     with pytest.raises(TransferNeuronsError, match="--batch-size must be a positive integer, 'auto' or 'auto:N'"):
         lm_eval_batch_size("big")
+
+
+# ---------------------------------------------------------------- the paper's reasoning protocol: per-question scores
+
+
+def _sample(doc_id, filt, value, metric="exact_match", answer="A"):
+    return {"doc_id": doc_id, "filter": filt, "metrics": [metric], metric: value, "filtered_resps": [answer],
+            "target": "A"}
+
+
+def test_sample_scores_pair_questions_by_subtask_and_doc_and_pick_the_first_filter():
+    from transfer_neurons.analyses.lm_eval_bridge import sample_scores
+
+    samples = {  # two subtasks of a group, two filters each, documents out of order
+        "prox_b": [_sample(1, "strict", 1.0), _sample(1, "loose", 0.0), _sample(0, "strict", 0.0, answer="[invalid]"),
+                   _sample(0, "loose", 1.0)],
+        "prox_a": [_sample(0, "strict", 1.0), _sample(0, "loose", 1.0)],
+    }
+    got = sample_scores(samples)
+    assert got.metric == "exact_match" and got.filter == "strict"  # the task's first filter, in its own order
+    assert got.keys == [("prox_a", 0), ("prox_b", 0), ("prox_b", 1)]
+    np.testing.assert_array_equal(got.values, [1.0, 0.0, 1.0])
+    assert got.answers == ["A", "[invalid]", "A"]
+    loose = sample_scores(samples, filt="loose")
+    np.testing.assert_array_equal(loose.values, [1.0, 1.0, 0.0])
+
+
+def test_sample_scores_refuse_what_is_not_a_per_question_number():
+    from transfer_neurons.analyses.lm_eval_bridge import sample_scores
+
+    samples = {"t": [_sample(0, "none", 1.0)]}
+    with pytest.raises(TransferNeuronsError, match="no metric 'acc'"):
+        sample_scores(samples, metric="acc")
+    with pytest.raises(TransferNeuronsError, match="under filters none, not 'strict'"):
+        sample_scores(samples, filt="strict")
+    corpus_level = {"t": [_sample(0, "none", ["reference", "prediction"], metric="bleu")]}
+    with pytest.raises(TransferNeuronsError, match="'bleu' is not a number per question"):
+        sample_scores(corpus_level)
+    with pytest.raises(TransferNeuronsError, match="logged no samples"):
+        sample_scores({"t": []})
+
+
+def test_task_spec_and_names():
+    from transfer_neurons.analyses.lm_eval_bridge import check_task_spec, task_name
+
+    assert task_name("mmlu_prox_lite_{lang}", "ja") == "mmlu_prox_lite_ja"
+    assert task_name({"ja": "a_ja"}, "ja") == "a_ja" and task_name({"ja": "a_ja"}, "nl") is None
+    assert check_task_spec("fixed_task", "x") == "fixed_task"
+    with pytest.raises(TransferNeuronsError, match=r"--lm-eval-task: .*\{lang\} and no other braces"):
+        check_task_spec("mmlu_{language}", "--lm-eval-task")
+    with pytest.raises(TransferNeuronsError, match="config.lm_eval_task: expected a mapping"):
+        check_task_spec({"ja": 3}, "config.lm_eval_task")
+
+
+def test_buildable_says_why_a_task_cannot_run(tmp_path, monkeypatch):
+    from transfer_neurons.analyses.lm_eval_bridge import buildable
+
+    pytest.importorskip("lm_eval")
+    (tmp_path / "broken.yaml").write_text(  # its data file does not exist: the data set cannot be loaded
+        f"task: broken\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {tmp_path / 'missing.jsonl'}\n"
+        "test_split: test\noutput_type: generate_until\ndoc_to_text: '{{question}}'\ndoc_to_target: '{{answer}}'\n"
+        "metric_list:\n  - metric: exact_match\n", encoding="utf-8")
+    manager, why = buildable("nonexistent_ja", str(tmp_path), include_defaults=False)
+    assert manager is None and why == f"lm-eval knows no task nonexistent_ja (searched also {tmp_path})"
+    manager, why = buildable("broken", str(tmp_path), include_defaults=False)
+    assert manager is None and why.startswith("lm-eval could not build task broken (") and "\n" not in why
+    monkeypatch.setitem(sys.modules, "lm_eval", None)
+    assert buildable("broken", str(tmp_path)) == (None, "lm-eval is not installed (pip install 'transfer-neurons[lm-eval]')")
+
+
+def test_generation_deactivates_prompt_tokens_only(gen_task, monkeypatch):
+    """lm-eval generates with left-padded prompts and a cache: the prompt pass (many positions) is deactivated at
+    every real token, and no decoding step (one position, cache filled) is deactivated at all."""
+    from transfer_neurons import interventions
+    from transfer_neurons.analyses.lm_eval_bridge import EvalOptions
+
+    passes = []  # (positions in the pass, deactivated positions, real tokens)
+    update = interventions._Positions.update
+
+    def spy(self, module, args, kwargs):
+        update(self, module, args, kwargs)
+        seq = self.mask.shape[1]
+        attention = kwargs.get("attention_mask")
+        real = int(attention[:, -seq:].sum()) if isinstance(attention, torch.Tensor) else self.mask.numel()
+        passes.append((seq, int(self.mask.sum()), real))
+
+    monkeypatch.setattr(interventions._Positions, "update", spy)
+    options = EvalOptions(batch_size=2, limit=3, gen_kwargs={"until": ["@@@"], "max_gen_toks": 4})
+    run_lm_eval(tiny_lm("llama"), ["tiny_gen"], [Condition("transfer", ALL_NEURONS)], include_path=str(gen_task),
+                include_defaults=False, options=options)
+    prompts = [p for p in passes if p[0] > 1]
+    steps = [p for p in passes if p[0] == 1]
+    assert prompts and steps
+    assert all(hit == real > 0 for _, hit, real in prompts)  # every real prompt token, no padding
+    assert all(hit == 0 for _, hit, _ in steps)  # generated tokens never
+
+
+def test_score_task_reads_each_question_and_agrees_with_lm_evals_aggregate(tmp_path):
+    pytest.importorskip("lm_eval")
+    from lm_eval_tasks import FILTER, QUESTIONS, write_prox_tasks
+
+    from transfer_neurons.analyses.lm_eval_bridge import EvalOptions, score_task, task_manager
+
+    root = write_prox_tasks(tmp_path / "tasks")
+    conditions = [Condition("none", None), Condition("transfer", ALL_NEURONS), Condition("random", ALL_NEURONS[::7], 1)]
+    options = EvalOptions(batch_size=4, output_path=tmp_path / "own")
+    got = score_task(tiny_lm("llama"), "tiny_prox_ja", conditions, task_manager(str(root), False), options)
+    assert got.metric == "exact_match" and got.filter == FILTER and got.output_types == ["generate_until"]
+    assert got.keys == [(f"tiny_prox_ja_{s}", i) for s in QUESTIONS for i in range(len(QUESTIONS[s]))]
+    assert got.targets == [a for s in QUESTIONS for _, a in QUESTIONS[s]]
+    assert set(got.n_shot.values()) >= {5} and got.n_shot["tiny_prox_ja_a"] == 5
+    for c in conditions:
+        values = got.scores[c.label]
+        assert set(np.unique(values)) <= {0.0, 1.0} and len(got.answers[c.label]) == len(values)
+        for subject in QUESTIONS:  # per-question scores average to lm-eval's own value of each subject
+            mine = values[[i for i, (task, _) in enumerate(got.keys) if task.endswith(f"_{subject}")]].mean()
+            theirs = next(r["value"] for r in got.rows if r["label"] == c.label and r["task"] == f"tiny_prox_ja_{subject}"
+                          and r["metric"] == "exact_match" and r["filter"] == FILTER)
+            assert mine == pytest.approx(theirs)
+        samples = (tmp_path / "own" / c.label / "samples_tiny_prox_ja_a.jsonl").read_text().splitlines()
+        prompt = json.loads(samples[0])["arguments"][0][0]
+        assert prompt.count("The answer is (") == 5 and prompt.endswith("Q: 2 + 2 = ?\nA:")  # 5 shots, then the question

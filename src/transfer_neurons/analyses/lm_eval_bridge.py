@@ -7,8 +7,10 @@ What `all` covers follows from how lm-eval runs the model:
 - log-likelihood tasks (multiple choice, perplexity) score context and continuation in ONE
   forward pass without a cache, so every token of it is deactivated, the continuation too
   (unlike `reasoning`, which deactivates the prompt only);
-- generation tasks go through `model.generate`: every prompt token is deactivated, the
-  generated tokens are not (as in `qa`).
+- generation tasks go through `model.generate` (left-padded prompts with their attention
+  mask, cache on): the prompt pass finds an empty cache, so every real prompt token (few-shot
+  examples included) is deactivated; each decoding step finds the cache filled, so the
+  generated tokens are not (as in `qa`; tested).
 lm-eval's own `steered` model is not used: its actions add or clamp one vector per hook and
 cannot zero a thousand arbitrary neurons. lm-eval is imported lazily; without it a clear
 error names the extra to install.
@@ -18,15 +20,21 @@ What lm-eval users set is passed through as its CLI names it: batch_size (a numb
 fewshot_as_multiturn, system_instruction, gen_kwargs, bootstrap_iters. With an
 output_path, lm-eval's own results JSON (and, with log_samples, its per-task sample
 logs) is kept for each condition in `<output_path>/<condition label>/`.
+
+For the paper's reasoning protocol one task is scored per question (`score_task`): its
+logged samples give each question's metric after the task's filter (e.g. exact_match of
+the answer letter that mmlu_prox's `custom-extract` regex pulls out of the chain of
+thought), paired across conditions by (subtask, doc_id), so the drop and transfer −
+control get the same paired bootstrap as every other analysis.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import matplotlib
@@ -148,13 +156,36 @@ def save_lm_eval_output(results: dict, folder: Path) -> list[Path]:
     """lm-eval's results JSON (as its CLI writes it, samples left out) and one samples_<task>.jsonl per task."""
     from lm_eval.utils import handle_non_serializable
 
-    samples = results.pop("samples", None) or {}
-    dump = json.dumps(results, indent=2, default=handle_non_serializable, ensure_ascii=False)
+    samples = results.get("samples") or {}
+    plain = {key: value for key, value in results.items() if key != "samples"}
+    dump = json.dumps(plain, indent=2, default=handle_non_serializable, ensure_ascii=False)
     written = [write_bytes(folder / "results.json", dump.encode("utf-8"))]
     for task, rows in samples.items():
         lines = "".join(json.dumps(r, default=handle_non_serializable, ensure_ascii=False) + "\n" for r in rows)
         written.append(write_bytes(folder / f"samples_{task}.jsonl", lines.encode("utf-8")))
     return written
+
+
+def check_options(lm: LoadedModel, options: EvalOptions) -> None:
+    """Refuse a chat template the tokenizer does not have, naming the flag."""
+    if options.apply_chat_template and not getattr(lm.tokenizer, "chat_template", None):
+        raise TransferNeuronsError(f"--apply-chat-template: the tokenizer of {lm.name} has no chat template")
+
+
+def evaluate_conditions(lm: LoadedModel, tasks: Sequence[str], conditions: Sequence[Condition], manager,
+                        options: EvalOptions) -> Iterator[tuple[Condition, dict]]:
+    """lm-eval's results dict of each condition in turn (with `samples` under options.log_samples), each
+    evaluated with the condition's neurons deactivated (mode `all`) for the whole call."""
+    lm_eval = require_lm_eval()
+    check_options(lm, options)
+    hflm = wrap_model(lm, options.batch_size, options.max_batch_size)
+    for condition in conditions:
+        with deactivated(lm, condition.neurons, DEACTIVATION_MODE) if condition.neurons is not None else nullcontext():
+            results = lm_eval.simple_evaluate(model=hflm, tasks=list(tasks), task_manager=manager,
+                                              **options.evaluate_kwargs())
+        if options.output_path is not None:
+            save_lm_eval_output(results, condition_folder(options.output_path, condition))
+        yield condition, results
 
 
 def run_lm_eval(
@@ -175,28 +206,156 @@ def run_lm_eval(
     and bootstrap_iters given directly); with options.output_path, lm-eval's own output of
     each condition is written beside ours.
     """
-    lm_eval = require_lm_eval()
     if options is None:
         options = EvalOptions(batch_size=batch_size, limit=limit, num_fewshot=num_fewshot, bootstrap_iters=bootstrap_iters)
     if not tasks:
         raise TransferNeuronsError("name at least one lm-eval task")
-    if options.apply_chat_template and not getattr(lm.tokenizer, "chat_template", None):
-        raise TransferNeuronsError(f"--apply-chat-template: the tokenizer of {lm.name} has no chat template")
-    hflm = wrap_model(lm, options.batch_size, options.max_batch_size)
     manager = task_manager(include_path, include_defaults)
     unknown = [t for t in tasks if not manager.match_tasks([t]) and not Path(t).is_file()]
     if unknown:
         where = f" (searched also {include_path})" if include_path else ""
         raise TransferNeuronsError(f"lm-eval knows no task {', '.join(unknown)}{where}; its CLI lists the known tasks")
     rows = []
-    for condition in conditions:
-        with deactivated(lm, condition.neurons, DEACTIVATION_MODE) if condition.neurons is not None else nullcontext():
-            results = lm_eval.simple_evaluate(model=hflm, tasks=list(tasks), task_manager=manager,
-                                              **options.evaluate_kwargs())
+    for condition, results in evaluate_conditions(lm, tasks, conditions, manager, options):
         rows += result_rows(results, condition)
-        if options.output_path is not None:
-            save_lm_eval_output(results, condition_folder(options.output_path, condition))
     return rows
+
+
+# ---------------------------------------------------------------- one task, scored per question
+
+
+def task_name(spec: str | Mapping[str, str], lang: str) -> str | None:
+    """The lm-eval task of one language: a mapping's entry (None when absent), or a name with {lang} filled in."""
+    if isinstance(spec, Mapping):
+        return spec.get(lang)
+    return spec.format(lang=lang)
+
+
+def check_task_spec(spec, where: str) -> str | dict[str, str]:
+    """A task name, a template with {lang}, or a mapping language -> task name; else an error naming `where`."""
+    if isinstance(spec, Mapping):
+        if not spec or not all(isinstance(k, str) and isinstance(v, str) and v for k, v in spec.items()):
+            raise TransferNeuronsError(f"{where}: expected a mapping of language code to lm-eval task name, got {spec!r}")
+        return dict(spec)
+    if not isinstance(spec, str) or not spec.strip():
+        raise TransferNeuronsError(f"{where}: expected an lm-eval task name such as mmlu_prox_lite_{{lang}}, got {spec!r}")
+    try:
+        spec.format(lang="xx")
+    except (KeyError, IndexError, ValueError, AttributeError):
+        raise TransferNeuronsError(f"{where}: {spec!r} may hold {{lang}} and no other braces") from None
+    return spec
+
+
+def buildable(task: str, include_path: str | None = None, include_defaults: bool = True):
+    """(lm-eval's TaskManager, None) when the task can run here, else (None, a one-line reason).
+
+    The task is built once, as lm-eval builds it, so a missing extra, an unknown name or a
+    data set that cannot be loaded (e.g. offline) is found before any condition runs.
+    """
+    try:
+        lm_eval = require_lm_eval()
+    except TransferNeuronsError:
+        return None, f"lm-eval is not installed ({INSTALL_HINT})"
+    manager = task_manager(include_path, include_defaults)
+    if not manager.match_tasks([task]):
+        where = f" (searched also {include_path})" if include_path else ""
+        return None, f"lm-eval knows no task {task}{where}"
+    try:
+        lm_eval.tasks.get_task_dict([task], manager)
+    except Exception as err:  # datasets, the hub client and lm-eval's loaders raise their own types
+        message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        return None, f"lm-eval could not build task {task} ({type(err).__name__}: {message[:200]})"
+    return manager, None
+
+
+@dataclass
+class SampleScores:
+    """One metric after one filter for every question of a task (a group: every subtask's questions)."""
+
+    metric: str
+    filter: str
+    keys: list[tuple[str, int]]  # (subtask, doc_id) of each question, sorted
+    values: np.ndarray  # [question] the metric per question, e.g. exact_match 0 or 1
+    answers: list[str]  # [question] the filtered response the metric scored
+    targets: list[str]  # [question]
+
+
+def _first_metric(samples: Sequence[dict]) -> str:
+    """exact_match when the samples hold it, else their first metric."""
+    names = list(dict.fromkeys(m for s in samples for m in s.get("metrics", ())))
+    if not names:
+        raise TransferNeuronsError("lm-eval's samples hold no metric")
+    return "exact_match" if "exact_match" in names else names[0]
+
+
+def sample_scores(samples: Mapping[str, Sequence[dict]], metric: str | None = None,
+                  filt: str | None = None) -> SampleScores:
+    """Per-question scores from lm-eval's logged samples (results["samples"]: task -> one record per question and filter).
+
+    metric: default exact_match (or the first metric); filt: default the task's first filter that
+    scores that metric (its own order, e.g. mmlu_prox's `custom-extract`).
+    """
+    flat = [(task, s) for task, rows in samples.items() for s in rows]
+    if not flat:
+        raise TransferNeuronsError("lm-eval logged no samples (is log_samples on, and does the task have documents?)")
+    metric = metric or _first_metric([s for _, s in flat])
+    filters = list(dict.fromkeys(s["filter"] for _, s in flat if metric in s.get("metrics", ())))
+    if not filters:
+        raise TransferNeuronsError(f"lm-eval's samples hold no metric {metric!r}")
+    filt = filt or filters[0]
+    if filt not in filters:
+        raise TransferNeuronsError(f"lm-eval's samples hold {metric!r} under filters {', '.join(filters)}, not {filt!r}")
+    chosen = sorted(((task, int(s["doc_id"])), s) for task, s in flat if s["filter"] == filt and metric in s)
+    values = [_number(s[metric]) for _, s in chosen]
+    if any(v is None for v in values):
+        raise TransferNeuronsError(f"lm-eval's {metric!r} is not a number per question (it is aggregated over the "
+                                   "corpus); choose a per-question metric such as exact_match or acc")
+    return SampleScores(metric, filt, [key for key, _ in chosen], np.array(values, dtype=np.float64),
+                        [str((s.get("filtered_resps") or [""])[0]) for _, s in chosen],
+                        [str(s.get("target", "")) for _, s in chosen])
+
+
+@dataclass
+class TaskScores:
+    """One lm-eval task under every condition: per-question scores, lm-eval's own table rows, shots."""
+
+    task: str
+    metric: str
+    filter: str
+    keys: list[tuple[str, int]]  # (subtask, doc_id) per question
+    scores: dict[str, np.ndarray]  # condition label -> [question]
+    answers: dict[str, list[str]]  # condition label -> [question] filtered response
+    targets: list[str]  # [question]
+    rows: list[dict]  # result_rows of every condition (lm-eval's aggregates)
+    n_shot: dict  # subtask -> few-shot examples lm-eval used
+    output_types: list[str]  # lm-eval request kinds of its subtasks, e.g. ["generate_until"]
+
+    @property
+    def positions(self) -> str:
+        """Which tokens the deactivation reached, given how lm-eval ran the task."""
+        if set(self.output_types) == {"generate_until"}:
+            return "every prompt token (few-shot examples included), not the generated tokens"
+        return "every token of context and continuation (lm-eval scores them in one pass)"
+
+
+def score_task(lm: LoadedModel, task: str, conditions: Sequence[Condition], manager, options: EvalOptions,
+               metric: str | None = None, filt: str | None = None) -> TaskScores:
+    """Run one task under each condition (samples logged) and read its metric per question, paired across conditions."""
+    options = replace(options, log_samples=True)
+    out = None
+    for condition, results in evaluate_conditions(lm, [task], conditions, manager, options):
+        scores = sample_scores(results["samples"], metric, filt)
+        if out is None:
+            kinds = sorted({c.get("output_type", "?") for c in results.get("configs", {}).values()})
+            out = TaskScores(task, scores.metric, scores.filter, scores.keys, {}, {}, scores.targets, [],
+                             dict(results.get("n-shot", {})), kinds)
+        elif scores.keys != out.keys:
+            raise TransferNeuronsError(f"lm-eval scored other questions of {task} under {condition.label} than "
+                                       "under the first condition; per-question drops need the same questions")
+        out.scores[condition.label] = scores.values
+        out.answers[condition.label] = scores.answers
+        out.rows += result_rows(results, condition)
+    return out
 
 
 def plot_lm_eval(rows: Sequence[dict], model_name: str):

@@ -14,6 +14,11 @@ and `prompt_last` at the prompt's last token (the cue) only, while the option to
 never deactivated, exactly as if the model generated the answer (the QA analysis). Zeroing the option
 tokens too would measure how deactivation disturbs reading the option, not choosing it. (The
 lm-eval bridge cannot make this split: lm-eval scores context and continuation in one pass.)
+
+The paper's protocol instead generates a chain of thought for an lm-eval task (MMLU-ProX, 5-shot)
+with the prompt deactivated and the generated tokens not, and scores the answer its filter
+extracts; its per-question scores (lm_eval_bridge.score_task) get the same summary rows here
+(`lm_eval_summary`), so both protocols decide the reasoning claim alike.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -37,6 +43,9 @@ from ..models.loading import LoadedModel
 from .effects import summarise
 from .generation import cache_argument, left_padded, pad_id, prompt_texts, prompt_token_ids, returned_cache
 from .qa import ALL_LAYERS, GENERATION_MODES, condition_bars, seed_means
+
+if TYPE_CHECKING:
+    from .lm_eval_bridge import TaskScores
 
 METRICS = ("acc", "acc_norm", "p_correct")
 METRIC_TITLES = {"acc": "accuracy (total log-lik.)", "acc_norm": "accuracy (log-lik. per byte)",
@@ -246,5 +255,35 @@ def plot_reasoning(result: MCResult, summary: Sequence[dict], conditions: Sequen
         ax.set_title(METRIC_TITLES[metric])
     fig.suptitle(f"{model_name}: multiple choice in {result.lang} ({len(result.items)} items), "
                  f"{neurons} deactivated in mode {result.mode}")
+    fig.tight_layout()
+    return fig
+
+
+def lm_eval_summary(scores: TaskScores, conditions: Sequence[Condition], lang: str, seed: int = 0) -> list[dict]:
+    """effects.summarise rows of an lm-eval task's per-question metric (one layer column "all"), with the language:
+    the same rows as reasoning_summary, so the reasoning claim reads either."""
+    values = {label: v[:, None] for label, v in scores.scores.items()}  # [question, 1]
+    return [{"lang": lang, **row} for row in summarise(values, conditions, scores.metric, [ALL_LAYERS], seed)]
+
+
+def lm_eval_item_rows(scores: TaskScores, conditions: Sequence[Condition], lang: str) -> list[dict]:
+    """One row per (question, condition): subtask, document, target, the filtered answer and its score."""
+    return [{"lang": lang, "item": i, "task": task, "doc_id": doc, "target": scores.targets[i],
+             "condition": c.label, "answer": scores.answers[c.label][i], scores.metric: float(scores.scores[c.label][i])}
+            for i, (task, doc) in enumerate(scores.keys) for c in conditions]
+
+
+def plot_lm_eval_reasoning(scores: TaskScores, summary: Sequence[dict], conditions: Sequence[Condition],
+                           model_name: str, lang: str, neurons: str = "transfer neurons") -> Figure:
+    """The task's per-question metric per condition, with intervals and seed dots."""
+    fig = Figure(figsize=(6.0, 4.2))
+    ax = fig.subplots()
+    title = f"{scores.metric} (filter {scores.filter})"
+    condition_bars(ax, [r for r in summary if r["metric"] == scores.metric], seed_means(scores.scores, conditions), title)
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    shots = sorted(set(scores.n_shot.values()))
+    fig.suptitle(f"{model_name}: lm-eval {scores.task} in {lang} ({len(scores.keys)} questions, "
+                 f"{'/'.join(map(str, shots)) or '?'}-shot),\n{neurons} deactivated at {scores.positions}", fontsize=10)
     fig.tight_layout()
     return fig

@@ -294,6 +294,8 @@ def question_claim(stages: Mapping[str, dict | None], langs: Sequence[str], kind
         base = [r for r in rows if r["condition"] == "none"]
         if base and base[0].get("mean") == 0:
             verdicts[lang].statistic += f" ({metric} is 0 without deactivation: nothing can drop)"
+        if rows and (data or {}).get("claim_source"):  # which reasoning protocol ran, and why the built-in did
+            verdicts[lang].statistic = f"{data['claim_source']}: {verdicts[lang].statistic}"
     return combine(verdicts)
 
 
@@ -391,7 +393,9 @@ SPECS = (
         "lower: MKQA F1 falls under Type-1 deactivation, little under random neurons (QA table and scatter plots)"),
     ClaimSpec(
         "Type-1 deactivation lowers reasoning accuracy more than controls",
-        f"per-item accuracy on multiple-choice reasoning, each language under its Type-1 neurons: {_EFFECT}",
+        f"per-item accuracy, each language under its Type-1 neurons (built-in: 0-shot multiple choice by option "
+        f"log-likelihood; protocol paper: lm-eval MMLU-ProX 5-shot generation, exact match of the extracted "
+        f"answer, where lm-eval can run it): {_EFFECT}",
         "lower: MMLU-ProX accuracy falls under Type-1 deactivation, little under random neurons (reasoning table)"),
     ClaimSpec(
         "Transfer neurons overlap language-specific (LAPE) neurons more than chance",

@@ -17,12 +17,14 @@ import yaml
 from .. import __version__
 from ..batching import AUTO, CPU_BATCH, check_batch_size
 from ..conditions import DEFAULT_CONTROLS
+from ..analyses.lm_eval_bridge import check_task_spec
 from ..controls import parse_control
 from ..detection import NEURON_TYPES
 from ..errors import TransferNeuronsError
 from ..interventions import MODES, parse_intervention
 from ..models.loading import DEVICES, DTYPES, EMBEDDED
 from ..outputs import FIGURE_FORMATS, write_bytes
+from ..runs.reasoning import DEFAULT_LM_EVAL_TASK
 
 ANALYSES = (
     "similarity", "activations", "alignment", "latent_spaces", "layers",
@@ -58,6 +60,8 @@ DEFAULTS: dict[str, Any] = {
     "qa_max_new_tokens": None,  # None: the protocol's (12 default, 10 paper)
     "chat_template": False,
     "protocol": "default",
+    "lm_eval_task": DEFAULT_LM_EVAL_TASK,  # protocol paper's reasoning task: a name with {lang}, or language -> name
+    "lm_eval_include_path": None,  # a folder of extra lm-eval task YAMLs
     "mode": "last",
     "specificity_langs": None,
     "types": {
@@ -160,6 +164,11 @@ def validate_config(cfg: dict) -> dict:
         if cfg[name] is not None and (not isinstance(cfg[name], str) or not cfg[name]):
             raise TransferNeuronsError(f"config.{name}: expected a string or null, got {cfg[name]!r}")
     _positive_or_none(cfg["qa_max_new_tokens"], "qa_max_new_tokens")
+    cfg["lm_eval_task"] = check_task_spec(cfg["lm_eval_task"], "config.lm_eval_task")
+    include = cfg["lm_eval_include_path"]
+    if include is not None and (not isinstance(include, str) or not Path(include).is_dir()):
+        raise TransferNeuronsError(f"config.lm_eval_include_path: expected a folder of lm-eval task YAMLs or null, "
+                                   f"got {include!r}")
     for name in ("strict_pairs", "dedupe", "trust_remote_code", "chat_template"):
         if not isinstance(cfg[name], bool):
             raise TransferNeuronsError(f"config.{name}: expected true or false, got {cfg[name]!r}")

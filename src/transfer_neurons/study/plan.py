@@ -26,7 +26,7 @@ from ..runs.latent import LatentInputs, run_latent
 from ..runs.layers import run_layers
 from ..runs.logit_lens import LensInputs, run_logit_lens
 from ..runs.qa import QuestionInputs, run_open_qa
-from ..runs.reasoning import run_multiple_choice
+from ..runs.reasoning import PaperReasoning, run_lm_eval_reasoning, run_multiple_choice
 from ..runs.specificity import CLAIM_ETA2, SpecificityInputs, run_specificity
 from .engine import Stage, StageContext
 
@@ -176,12 +176,22 @@ def _qa_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
         inputs, folder, cfg["protocol"], cfg["qa_max_new_tokens"]))
 
 
+def paper_reasoning(cfg: dict) -> PaperReasoning:
+    """The paper's reasoning protocol as the config sets it: lm-eval task, include path, sizes.mc as lm-eval's limit."""
+    return PaperReasoning(cfg["lm_eval_task"], cfg["lm_eval_include_path"], cfg["sizes"]["mc"])
+
+
 def _reasoning_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
-    """Multiple-choice reasoning in one language under deactivation."""
+    """Reasoning in one language under deactivation: built-in multiple choice, or under protocol paper the lm-eval
+    task when it can be built here (else the built-in, and the summary says why)."""
     cfg = ctx.config
     mc = load_mc(cfg["data"]["mc"], lang)
-    return _question_stage(ctx, neuron_type, lang, MCSet(mc.name, mc.lang, mc.items[: cfg["sizes"]["mc"]]),
-                           run_multiple_choice)
+    items = MCSet(mc.name, mc.lang, mc.items[: cfg["sizes"]["mc"]])
+    if cfg["protocol"] != "paper":
+        return _question_stage(ctx, neuron_type, lang, items, run_multiple_choice)
+    paper = paper_reasoning(cfg)
+    return _question_stage(ctx, neuron_type, lang, items,
+                           lambda inputs, folder: run_lm_eval_reasoning(inputs, folder, paper))
 
 
 def _dose_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
@@ -276,7 +286,9 @@ def plan(cfg: dict) -> list[Stage]:
                                     "protocol": cfg["protocol"]},
                  (cfg["data"]["qa"],))
     if "reasoning" in wanted:
-        per_lang("reasoning", _reasoning_stage, {**question, "size": cfg["sizes"]["mc"]}, (cfg["data"]["mc"],))
+        paper = {"protocol": "paper", "lm_eval_task": cfg["lm_eval_task"],
+                 "lm_eval_include_path": cfg["lm_eval_include_path"]} if cfg["protocol"] == "paper" else {}
+        per_lang("reasoning", _reasoning_stage, {**question, "size": cfg["sizes"]["mc"], **paper}, (cfg["data"]["mc"],))
     if "dose" in wanted:
         per_lang("dose", _dose_stage, {**test, "seeds": cfg["seeds"], "counts": cfg["dose_counts"],
                                         "scales": cfg["dose_scales"], "intervention": cfg["intervention"]}, parallel)
