@@ -11,6 +11,7 @@ import io
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -201,7 +202,6 @@ def save_figure(path: str | Path, figure, fmt: str | None = None) -> Path:
     PNGs), and for fmt svg or pdf (default: the current figure format) the same figure beside it
     with that suffix. Returns the file in the chosen format."""
     import matplotlib
-    import matplotlib.pyplot as plt
 
     fmt = _check_figure_format(fmt or _FIGURE_FORMAT.get())
     path = Path(path)
@@ -214,7 +214,9 @@ def save_figure(path: str | Path, figure, fmt: str | None = None) -> Path:
             target = path if kind == "png" else path.with_suffix(f".{kind}")
             written = write_bytes(target, buffer.getvalue())
     finally:
-        plt.close(figure)
+        pyplot = sys.modules.get("matplotlib.pyplot")  # only a figure made through pyplot has something to close
+        if pyplot is not None:
+            pyplot.close(figure)
     return written
 
 

@@ -18,22 +18,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import matplotlib
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from ..conditions import Condition  # noqa: E402
-from ..data import ParallelPairs  # noqa: E402
-from ..errors import TransferNeuronsError  # noqa: E402
-from ..models.loading import LoadedModel  # noqa: E402
-from ..states import StateProvider, provider_for  # noqa: E402
-from ..stats import resample_counts  # noqa: E402
-from .effects import layer_range, summarise, summarise_boot, summarise_layer_range  # noqa: E402
-from .similarity import COLOURS, centring_mean  # noqa: E402
+from ..conditions import Condition
+from ..data import ParallelPairs
+from ..errors import TransferNeuronsError
+from ..models.loading import LoadedModel
+from ..states import StateProvider, provider_for
+from ..stats import resample_counts
+from .effects import layer_range, summarise, summarise_boot, summarise_layer_range
+from .similarity import COLOURS, centring_mean
 
 KNN_CENTRINGS = ("raw", "centred")
 CKA = "cka"
@@ -222,7 +219,8 @@ def kernel_alignment(
 ) -> Alignment:
     """method.md §6.3: hub (never deactivated) vs L2 layer outputs h[l] under each condition, at the last token."""
     if min(ks) < 1 or max(ks) >= len(pairs):
-        raise TransferNeuronsError(f"--k values must be between 1 and pairs − 1 = {len(pairs) - 1}; got {list(ks)}")
+        raise TransferNeuronsError(f"k values must be between 1 and pairs − 1 = {len(pairs) - 1}; got {list(ks)}",
+                                   option="k")
     states = provider_for(source, batch_size)
 
     def grab(texts: Sequence[str], neurons: np.ndarray | None, desc: str) -> torch.Tensor:
@@ -265,14 +263,15 @@ def metric_title(metric: str) -> str:
 
 
 def plot_alignment(rows: Sequence[dict], metrics: Sequence[str], title: str, items: int, mid_layers: Sequence[int] = (),
-                   column: str = "mean"):
+                   column: str = "mean") -> Figure:
     """One panel per metric: per-layer level (column "mean") or drop none − condition ("drop"), 95 % intervals shaded.
 
     Seeded controls show their seed-averaged value; their interval is over items (or resamples) of that average.
     """
     conditions = [c for c in dict.fromkeys(r["condition"] for r in rows) if column == "mean" or c != "none"]
     cols = int(np.ceil((len(metrics) + 1) / 2))
-    fig, axes = plt.subplots(2, cols, figsize=(5.2 * cols, 8.2), squeeze=False)
+    fig = Figure(figsize=(5.2 * cols, 8.2))
+    axes = fig.subplots(2, cols, squeeze=False)
     for ax, metric in zip(axes.ravel(), metrics):
         for i, name in enumerate(conditions):
             sel = [r for r in rows if r["metric"] == metric and r["condition"] == name]

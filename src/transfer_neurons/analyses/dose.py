@@ -20,26 +20,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import matplotlib
+from matplotlib.figure import Figure
+import numpy as np
+import torch
+from tqdm.auto import tqdm
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
-
-from ..conditions import Condition  # noqa: E402
-from ..controls import anti_neurons, random_control  # noqa: E402
-from ..data import ParallelPairs  # noqa: E402
-from ..detection import Detection  # noqa: E402
-from ..errors import TransferNeuronsError  # noqa: E402
-from ..interventions import Intervention, Scale, active_intervention, applying  # noqa: E402
-from ..log import progress_enabled  # noqa: E402
-from ..models.loading import LoadedModel  # noqa: E402
-from ..scoring import rank_neurons  # noqa: E402
-from ..states import StateProvider, provider_for  # noqa: E402
-from .effects import summarise, summarise_layer_range  # noqa: E402
-from .similarity import COLOURS, METRIC_TITLES, METRICS, centring_mean, cosine_rows  # noqa: E402
+from ..conditions import Condition
+from ..controls import anti_neurons, random_control
+from ..data import ParallelPairs
+from ..detection import Detection
+from ..errors import TransferNeuronsError
+from ..interventions import Intervention, Scale, active_intervention, applying
+from ..log import progress_enabled
+from ..models.loading import LoadedModel
+from ..scoring import rank_neurons
+from ..states import StateProvider, provider_for
+from .effects import summarise, summarise_layer_range
+from .similarity import COLOURS, METRIC_TITLES, METRICS, centring_mean, cosine_rows
 
 DEFAULT_COUNTS = (10, 30, 100, 300, 1000)
 DEFAULT_SCALES = (0.0, 0.5, 1.0, 1.5, 2.0)
@@ -222,9 +219,10 @@ def seed_drops(result: DoseResult | ScaleResult, metric: str, dose: float, name:
     ])
 
 
-def plot_dose(result: DoseResult, mid_rows: Sequence[dict], title: str, detection_size: int | None = None):
+def plot_dose(result: DoseResult, mid_rows: Sequence[dict], title: str, detection_size: int | None = None) -> Figure:
     """Mid-layer drop vs neuron count (log x): transfer and anti with 95 % CI, random mean ± sd over seeds."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    fig = Figure(figsize=(12, 4.6))
+    axes = fig.subplots(1, 2)
     counts = np.array(result.counts)
     shown = counts > 0  # a log axis cannot show count 0
     for ax, metric in zip(axes, METRICS):
@@ -257,9 +255,10 @@ def plot_dose(result: DoseResult, mid_rows: Sequence[dict], title: str, detectio
     return fig
 
 
-def plot_scale(result: ScaleResult, mid_rows: Sequence[dict], title: str):
+def plot_scale(result: ScaleResult, mid_rows: Sequence[dict], title: str) -> Figure:
     """Mid-layer drop vs scale factor F: transfer with 95 % CI, random mean ± sd over seeds; F = 1 changes nothing."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    fig = Figure(figsize=(12, 4.6))
+    axes = fig.subplots(1, 2)
     scales = np.array(result.scales)
     for ax, metric in zip(axes, METRICS):
         rows = {(r["scale"], r["condition"]): r for r in mid_rows if r["metric"] == metric}

@@ -12,16 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import combinations
 
-import matplotlib
+from matplotlib.figure import Figure
+import numpy as np
+from scipy import stats as sps
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from scipy import stats as sps  # noqa: E402
-
-from ..detection import Detection  # noqa: E402
-from ..errors import TransferNeuronsError  # noqa: E402
-from ..stats import expected_overlap, hypergeom_overlap_p  # noqa: E402
+from ..detection import Detection
+from ..errors import TransferNeuronsError
+from ..stats import expected_overlap, hypergeom_overlap_p
 
 TYPE_TITLES = {"type1": "Type-1", "type2": "Type-2"}
 
@@ -114,10 +111,11 @@ def check_detections(detections: Sequence[Detection]) -> tuple[int, int]:
 # ---------------------------------------------------------------- figures
 
 
-def plot_distribution(rows: Sequence[dict], num_layers: int, d_ff: int, title: str):
+def plot_distribution(rows: Sequence[dict], num_layers: int, d_ff: int, title: str) -> Figure:
     """Per neuron type, grouped bars of neurons per layer for each language; right axis in % of the layer's neurons."""
     types = sorted({r["type"] for r in rows})
-    fig, axes = plt.subplots(len(types), 1, figsize=(max(8, 0.55 * num_layers + 3), 3.4 * len(types)), squeeze=False)
+    fig = Figure(figsize=(max(8, 0.55 * num_layers + 3), 3.4 * len(types)))
+    axes = fig.subplots(len(types), 1, squeeze=False)
     for ax, neuron_type in zip(axes[:, 0], types):
         langs = list(dict.fromkeys(r["lang"] for r in rows if r["type"] == neuron_type))
         width = 0.8 / len(langs)
@@ -143,10 +141,11 @@ def plot_distribution(rows: Sequence[dict], num_layers: int, d_ff: int, title: s
     return fig
 
 
-def plot_overlap(rows: Sequence[dict], detections: Sequence[Detection], title: str):
+def plot_overlap(rows: Sequence[dict], detections: Sequence[Detection], title: str) -> Figure:
     """Per neuron type, the Jaccard matrix between languages' sets; cells show overlap and layer-matched chance."""
     types = sorted({d.neuron_type for d in detections})
-    fig, axes = plt.subplots(1, len(types), figsize=(4.8 * len(types) + 1, 4.6), squeeze=False)
+    fig = Figure(figsize=(4.8 * len(types) + 1, 4.6))
+    axes = fig.subplots(1, len(types), squeeze=False)
     for ax, neuron_type in zip(axes[0], types):
         langs = [d.lang for d in detections if d.neuron_type == neuron_type]
         sizes = {d.lang: len(d.neurons) for d in detections if d.neuron_type == neuron_type}

@@ -25,23 +25,19 @@ from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 
-import matplotlib
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from ..capture import iter_internals  # noqa: E402
-from ..conditions import Condition  # noqa: E402
-from ..errors import TransferNeuronsError  # noqa: E402
-from ..interventions import deactivated  # noqa: E402
-from ..models.loading import LoadedModel  # noqa: E402
-from ..stats import bootstrap_ci  # noqa: E402
-from .effects import summarise  # noqa: E402
-from ..conditions import condition_groups  # noqa: E402
-from .similarity import COLOURS  # noqa: E402
+from ..capture import iter_internals
+from ..conditions import Condition, condition_groups
+from ..errors import TransferNeuronsError
+from ..interventions import deactivated
+from ..models.loading import LoadedModel
+from ..stats import bootstrap_ci
+from .effects import summarise
+from .similarity import COLOURS
 
 METRICS = ("l2_mass", "en_mass")
 SCRIPT_RANGES: dict[str, tuple[tuple[int, int], ...]] = {
@@ -233,10 +229,11 @@ def _curves(values: Mapping[str, np.ndarray], members: Sequence[Condition]) -> t
     return per_seed.mean(axis=0), band
 
 
-def plot_lens(result: LensResult, title: str):
+def plot_lens(result: LensResult, title: str) -> Figure:
     """Per-layer mean L2 mass (left) and English mass (right), one line per condition, seed range shaded."""
     groups = condition_groups(result.conditions)
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharex=True, sharey=True)
+    fig = Figure(figsize=(13, 4.8))
+    axes = fig.subplots(1, 2, sharex=True, sharey=True)
     for ax, metric, label in zip(axes, METRICS, ("input-language (L2) tokens", "English tokens")):
         for i, (name, members) in enumerate(groups.items()):
             mean, band = _curves(result.values[metric], members)

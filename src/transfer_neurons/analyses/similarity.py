@@ -16,22 +16,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-import matplotlib
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import MaxNLocator
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from ..conditions import Condition, condition_groups  # noqa: E402
-from ..data import ParallelPairs, nonparallel_pairs  # noqa: E402
-from ..interventions import capture_under  # noqa: E402
-from ..models.loading import LoadedModel  # noqa: E402
-from ..scoring import default_candidate_layers  # noqa: E402
-from ..states import StateProvider, provider_for  # noqa: E402
-from .effects import summarise, summarise_layer_range  # noqa: E402
+from ..conditions import Condition, condition_groups
+from ..data import ParallelPairs, nonparallel_pairs
+from ..interventions import capture_under
+from ..models.loading import LoadedModel
+from ..scoring import default_candidate_layers
+from ..states import StateProvider, provider_for
+from .effects import summarise, summarise_layer_range
 
 METRICS = ("raw", "centred")
 PAIR_KINDS = ("parallel", "nonparallel")
@@ -266,10 +264,11 @@ def plot_layer_curves(
     title: str,
     mid_layers: Sequence[int] = (),
     quantity_label: str = "h[l]",
-):
+) -> Figure:
     """Per-layer mean cosine, raw and centred panels; parallel solid, non-parallel dashed, seed range shaded."""
     groups = condition_groups(conditions)
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharex=True)
+    fig = Figure(figsize=(13, 4.8))
+    axes = fig.subplots(1, 2, sharex=True)
     for ax, metric in zip(axes, METRICS):
         for i, (name, members) in enumerate(groups.items()):
             colour = COLOURS.get(name, f"C{i}")
@@ -289,10 +288,10 @@ def plot_layer_curves(
         ax.set_ylabel(f"mean {METRIC_TITLES[metric]}")
         ax.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
-    handles += [plt.Line2D([], [], color="grey", ls="-"), plt.Line2D([], [], color="grey", ls="--")]
+    handles += [Line2D([], [], color="grey", ls="-"), Line2D([], [], color="grey", ls="--")]
     labels += ["parallel pairs", "non-parallel pairs"]
     if len(mid_layers):
-        handles.append(plt.Rectangle((0, 0), 1, 1, color="grey", alpha=0.15))
+        handles.append(Rectangle((0, 0), 1, 1, color="grey", alpha=0.15))
         labels.append("mid layers (summary)")
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9,
                title="L2 side deactivated\n(band: range over seeds)")
@@ -308,13 +307,14 @@ def plot_mid_drop(
     mid_layers: Sequence[int],
     title: str,
     kinds: Sequence[str] = TABLE_KINDS,
-):
+) -> Figure:
     """Bar chart of the mid-layer drop (none − condition) per condition with 95 % intervals and per-seed dots."""
     groups = {n: m for n, m in condition_groups(conditions).items() if n != "none"}
     names = list(groups)
     layers = list(mid_layers)
     width = 0.8 / len(kinds)
-    fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.7 * len(names) * 2), 4.6))
+    fig = Figure(figsize=(max(8, 1.7 * len(names) * 2), 4.6))
+    axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, METRICS):
         values = {kind: cos.values[key(metric, kind)] for kind in kinds}
         for k, kind in enumerate(kinds):
@@ -339,7 +339,7 @@ def plot_mid_drop(
     handles = [Patch(facecolor="white", edgecolor="black", hatch=BAR_STYLE[kind][1], label=KIND_TITLES[kind])
                for kind in kinds] if len(kinds) > 1 else []
     if any(len(m) > 1 for m in groups.values()):
-        handles.append(plt.Line2D([], [], ls="", marker="o", ms=3, color="black", label="single seeds"))
+        handles.append(Line2D([], [], ls="", marker="o", ms=3, color="black", label="single seeds"))
     if handles:
         axes[0].legend(handles=handles, fontsize=8)
     fig.suptitle(title)

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import matplotlib
+from matplotlib.figure import Figure
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ..detection import Detection  # noqa: E402
+from ..detection import Detection
 
 
-def detection_figure(det: Detection, model: str):
+def detection_figure(det: Detection, model: str) -> Figure:
     """Neurons per layer of a detection's ranked set, candidate layers shaded, with the best score per layer."""
     num_layers = det.scores.shape[0]
     counts = np.bincount(det.neurons[:, 0], minlength=num_layers)  # [layer]
-    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    fig = Figure(figsize=(7.5, 3.6))
+    ax = fig.subplots()
     layers = np.arange(num_layers)
     ax.axvspan(min(det.layers) - 0.5, max(det.layers) + 0.5, color="grey", alpha=0.12, lw=0, label="candidate layers")
     ax.bar(layers, counts, color="tab:red" if det.neuron_type == "type1" else "tab:blue",
