@@ -198,7 +198,7 @@ def figure_format(fmt: str) -> Iterator[str]:
 
 
 def save_figure(path: str | Path, figure, fmt: str | None = None) -> Path:
-    """Save a matplotlib figure atomically and close it: always the PNG at `path` (the report embeds
+    """Save a matplotlib figure atomically (closing it if pyplot made it): always the PNG at `path` (the report embeds
     PNGs), and for fmt svg or pdf (default: the current figure format) the same figure beside it
     with that suffix. Returns the file in the chosen format."""
     import matplotlib
