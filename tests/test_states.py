@@ -29,8 +29,28 @@ def test_conditions_and_modes_are_separate_captures_equal_to_direct_deactivation
     every = states.get(SENTENCES, NEURONS, "all").h
     assert states.captures == 3
     want = capture_under(lm, SENTENCES, NEURONS, ("h",), 3, "last", progress=None).h
-    torch.testing.assert_close(last, want, rtol=0, atol=0)  # same batches, same arithmetic
+    # mode last runs only the last tokens against the shared prefixes: the same states up to float rounding
+    torch.testing.assert_close(last, want, rtol=1e-5, atol=1e-5)
+    every_want = capture_under(lm, SENTENCES, NEURONS, ("h",), 3, "all", progress=None).h
+    torch.testing.assert_close(every, every_want, rtol=0, atol=0)  # mode all: whole sentences, same batches
     assert not torch.allclose(none, last) and not torch.allclose(last, every)
+
+
+def test_undeactivated_and_last_token_conditions_share_one_prefix_pass():
+    lm = tiny_lm("llama")
+    states = StateProvider(lm, batch_size=4, want=("h", "a"))
+    tokens = []
+    handle = lm.view.decoder.register_forward_pre_hook(
+        lambda module, args, kwargs: tokens.append(kwargs["input_ids"].shape[1]), with_kwargs=True)
+    states.get(SENTENCES)
+    calls = len(tokens)
+    for seed in range(3):
+        states.get(SENTENCES, NEURONS + [0, seed], "last")
+    handle.remove()
+    assert states.prefix_runs == 1 and states.captures == 4
+    # the prefixes ran once (whole sentences but one token); every capture after them runs one token a sentence
+    assert max(tokens[calls // 2 :]) == 1 and tokens[: calls // 2] == [t for t in tokens[: calls // 2] if t > 1]
+    assert len(tokens) == calls // 2 * 5
 
 
 def test_memory_bound_forgets_the_least_recently_used():

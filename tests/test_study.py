@@ -206,8 +206,12 @@ def test_each_sentence_set_runs_once_per_condition_across_analyses(study, tmp_pa
             active.pop()
 
     monkeypatch.setattr(states_module, "deactivated", marked)
-    hook = lm.view.decoder.register_forward_pre_hook(
-        lambda module, args, kwargs: calls.append((tuple(map(tuple, kwargs["input_ids"].tolist())), active[-1])),
+    def rows(tensor):  # a batch's token ids, masks or positions as a hashable value
+        return tuple(map(tuple, tensor.tolist()))
+
+    # a last-token pass (after the shared prefixes ran) is told apart by its mask and positions
+    hook = lm.view.decoder.register_forward_pre_hook(lambda module, args, kwargs: calls.append((
+        rows(kwargs["input_ids"]), rows(kwargs["attention_mask"]), rows(kwargs["position_ids"]), active[-1])),
         with_kwargs=True)
     cfg = resolve_config({**options, "stages": ["similarity", "activations", "alignment", "latent_spaces"]})
     run = run_study(cfg, out, lm=lm, render=False)
@@ -215,7 +219,7 @@ def test_each_sentence_set_runs_once_per_condition_across_analyses(study, tmp_pa
     assert {s.status for s in run.stages if s.kind not in ("detect", "similarity")} == {"computed"}, [
         (s.name, s.error) for s in run.stages]
     assert calls and len(calls) == len(set(calls)), "a batch of sentences ran twice under the same condition"
-    conditions = {marker for _, marker in calls}
+    conditions = {call[-1] for call in calls}
     assert len(conditions) > 4  # none, transfer and the controls of both types and languages
 
 

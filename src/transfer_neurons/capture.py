@@ -7,10 +7,17 @@ kept, in float32. `iter_layer_internals` leaves every layer's tensors on the dev
 computed them, so callers that reduce each batch (scores, centroids) never copy
 internals to the host; `iter_internals` and `capture` stack them on one device, the host
 by default, where memory grows with sentences x layers x width of what is kept.
+
+Deactivation at the last token (mode `last`) leaves every earlier position as it was, so
+`run_prefixes` runs each sentence without its last token once, and `capture_last` then
+runs only the last tokens against a copy of that key-value cache: one token per sentence
+and condition instead of the whole sentence.
 """
 
 from __future__ import annotations
 
+import copy
+import inspect
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .batching import AUTO, check_batch_size, resolve_batch_size
-from .distributed import is_main
+from .distributed import is_main, shard, world_size
 from .errors import TransferNeuronsError
 from .log import progress_enabled
 from .models.loading import LoadedModel
@@ -265,13 +272,117 @@ def capture(
     device: torch.device | str = "cpu",
 ) -> Internals:
     """Capture the requested last-token internals of all sentences, in input order, on `device` (the host by default)."""
+    return in_input_order(iter_internals(lm, texts, want, batch_size, sort_by_length, progress, device), want, device)
+
+
+def in_input_order(
+    batches: Iterator[tuple[list[int], Internals]], want: Sequence[str], device: torch.device | str
+) -> Internals:
+    """Concatenate per-batch Internals (each with its input indices) into one Internals, rows by ascending index."""
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in want}
     order: list[int] = []
-    for indices, batch in iter_internals(lm, texts, want, batch_size, sort_by_length, progress, device):
+    for indices, batch in batches:
         order.extend(indices)
         for name in want:
             parts[name].append(getattr(batch, name))
-    inverse = torch.empty(len(order), dtype=torch.long)
-    inverse[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))
-    inverse = inverse.to(device)
-    return Internals(**{name: torch.cat(chunks)[inverse] for name, chunks in parts.items()})
+    ascending = torch.argsort(torch.tensor(order, dtype=torch.long)).to(device)
+    return Internals(**{name: torch.cat(chunks)[ascending] for name, chunks in parts.items()})
+
+
+# ---------------------------------------------------------------- shared prefixes (mode `last`)
+
+
+def cache_argument(model: torch.nn.Module, cache) -> dict:
+    """The key-value cache as the keyword the model takes (`cache` in transformers 5, else `past_key_values`)."""
+    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return {name: cache}
+
+
+def returned_cache(output):
+    """The key-value cache a forward pass returned (`cache` or `past_key_values`)."""
+    cache = getattr(output, "cache", None)
+    return output.past_key_values if cache is None else cache
+
+
+@dataclass
+class PrefixBatch:
+    """One batch of sentences run once without their last token: the key-value cache every last-token pass reads."""
+
+    indices: list[int]  # positions of these sentences in the caller's list
+    cache: object  # the decoder's key-value cache of the prefixes; each pass reads a copy
+    mask: torch.Tensor  # [batch, prefix] 1 at real prefix tokens (left-padded), on the input device
+    last_ids: torch.Tensor  # [batch] each sentence's last token id, on the input device
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the cached keys and values."""
+        return sum(t.numel() * t.element_size() for layer in getattr(self.cache, "layers", ())
+                   for t in vars(layer).values() if isinstance(t, torch.Tensor))
+
+
+@torch.no_grad()
+def run_prefixes(
+    lm: LoadedModel, texts: Sequence[str], batch_size: int | str = 16, progress: str | None = None
+) -> list[PrefixBatch] | None:
+    """Run every sentence but its last token once (left-padded, cache on); None when a sentence has one token.
+
+    Under torchrun each rank runs every world_size-th batch of the one-process batching, so each
+    sentence meets the same batch, and the same arithmetic, on any number of processes (with fewer
+    batches than processes, every rank runs them all).
+    """
+    if not texts:
+        raise TransferNeuronsError("no sentences to run the model on")
+    encoded = encode_within_context(lm, texts)
+    if min(len(ids) for ids in encoded) < 2:
+        return None
+    size = batch_size_for(lm, batch_size, texts)
+    order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
+    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+    device, decoder = lm.view.device, lm.view.decoder
+    out = []
+    batches = [order[start : start + size] for start in range(0, len(order), size)]
+    batches = shard(batches) if len(batches) >= world_size() else batches
+    for idx in tqdm(batches, desc=progress, disable=progress is None or not is_main() or not progress_enabled(), unit="batch"):
+        width = max(len(encoded[i]) for i in idx) - 1
+        ids = torch.tensor([[pad] * (width + 1 - len(encoded[i])) + encoded[i][:-1] for i in idx])  # [batch, prefix]
+        mask = torch.tensor([[0] * (width + 1 - len(encoded[i])) + [1] * (len(encoded[i]) - 1) for i in idx])
+        result = decoder(input_ids=ids.to(device), attention_mask=mask.to(device),
+                         position_ids=(mask.cumsum(1) - 1).clamp(min=0).to(device), use_cache=True)
+        out.append(PrefixBatch(idx, returned_cache(result), mask.to(device),
+                               torch.tensor([encoded[i][-1] for i in idx], device=device)))
+    return out
+
+
+@torch.no_grad()
+def iter_last_token_internals(
+    lm: LoadedModel, prefixes: Sequence[PrefixBatch], want: Sequence[str] = ("h",), progress: str | None = None
+) -> Iterator[tuple[list[int], LayerInternals]]:
+    """Run only each sentence's last token against its prefix's cache and yield (input indices, LayerInternals).
+
+    The same internals as iter_layer_internals (within float rounding), at a cost of one token per sentence.
+    """
+    recorder = _Recorder(lm, frozenset(want))
+    decoder = lm.view.decoder
+    with recorder.hooks():
+        for prefix in tqdm(prefixes, desc=progress, disable=progress is None or not is_main() or not progress_enabled(), unit="batch"):
+            batch = len(prefix.indices)
+            mask = torch.cat([prefix.mask, torch.ones_like(prefix.mask[:, :1])], 1)  # [batch, prefix + 1]
+            recorder.start(torch.zeros(batch, dtype=torch.long, device=mask.device))
+            decoder(input_ids=prefix.last_ids[:, None], attention_mask=mask, position_ids=prefix.mask.sum(1, keepdim=True),
+                    use_cache=True, **cache_argument(decoder, copy.deepcopy(prefix.cache)))
+            yield prefix.indices, recorder.collect()
+
+
+def capture_last(
+    lm: LoadedModel,
+    prefixes: Sequence[PrefixBatch],
+    want: Sequence[str] = ("h",),
+    progress: str | None = None,
+    device: torch.device | str = "cpu",
+) -> Internals:
+    """Like capture, from prefixes run once: only the last tokens run, under whatever hooks are active.
+
+    Rows come by ascending sentence index (all sentences unless the prefixes are one rank's share).
+    """
+    batches = ((indices, layers.stacked(device)) for indices, layers in iter_last_token_internals(lm, prefixes, want, progress))
+    return in_input_order(batches, want, device)

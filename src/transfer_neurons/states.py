@@ -6,6 +6,11 @@ such triple, keeping every quantity any of its users declared (`want`, e.g. h an
 hands the same tensors to each later request. It holds at most `max_bytes` of states and
 forgets the least recently used beyond that, so memory stays bounded on large models at the
 price of a recapture.
+
+Undeactivated states and deactivation at the last token (mode `last`, the analyses' mode)
+share everything before each sentence's last token, so the provider runs those prefixes
+once per sentence set (capture.run_prefixes, kept in the same memory budget) and each
+condition then runs one token per sentence (capture.capture_last).
 """
 
 from __future__ import annotations
@@ -13,14 +18,15 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .capture import Internals, capture
+from .capture import Internals, PrefixBatch, capture, capture_last, run_prefixes
 from .distributed import gather_rows, shard, world_size
-from .interventions import Intervention, Scale, Zero, active_intervention, deactivated
+from .interventions import Intervention, Patch, Scale, Zero, active_intervention, deactivated
 from .models.loading import LoadedModel
 
 DEFAULT_MAX_BYTES = 4 << 30
@@ -57,9 +63,11 @@ def intervention_key(intervention: Intervention) -> str:
     return f"{intervention.spec}#{id(intervention)}"
 
 
-def _nbytes(states: Internals) -> int:
-    """Memory held by captured states."""
-    return sum(t.numel() * t.element_size() for t in vars(states).values() if isinstance(t, torch.Tensor))
+def _nbytes(held: Internals | list[PrefixBatch] | None) -> int:
+    """Memory held by captured states or by prefix caches."""
+    if isinstance(held, list):
+        return sum(prefix.nbytes for prefix in held)
+    return sum(t.numel() * t.element_size() for t in vars(held).values() if isinstance(t, torch.Tensor))
 
 
 class StateProvider:
@@ -77,7 +85,8 @@ class StateProvider:
         self.want = tuple(dict.fromkeys(want))  # captured with every request, whatever it asks for
         self.max_bytes = max_bytes
         self.captures = 0  # model passes over a whole sentence set (for tests and progress)
-        self._cache: OrderedDict[StateKey, Internals] = OrderedDict()
+        self.prefix_runs = 0  # sentence sets whose prefixes ran (for tests)
+        self._cache: OrderedDict[StateKey | str, Internals | list[PrefixBatch] | None] = OrderedDict()
 
     def get(
         self,
@@ -106,25 +115,44 @@ class StateProvider:
     ) -> Internals:
         """One pass of the model over the sentences, under deactivation when neurons are given.
 
-        Under torchrun each rank runs its share of the sentences and every rank receives all rows.
+        Under torchrun each rank runs its share of the sentences (of the prefix batches, when they are shared)
+        and every rank receives all rows.
         """
         self.captures += 1
-        rows = shard(range(len(texts)))
-        mine = [texts[i] for i in rows]
-        if neurons is None:
-            local = capture(self.lm, mine, want, self.batch_size, progress=progress)
+        prefixes = self._prefixes(texts) if self._shares_prefix(neurons, mode) else None
+        if prefixes is not None:  # under torchrun: this rank's batches of the one-process batching
+            rows = sorted(i for prefix in prefixes for i in prefix.indices)
         else:
-            with deactivated(self.lm, neurons, mode):
-                local = capture(self.lm, mine, want, self.batch_size, progress=progress)
-        if world_size() == 1:
+            rows = shard(range(len(texts)))
+        with nullcontext() if neurons is None else deactivated(self.lm, neurons, mode):
+            if prefixes is None:
+                local = capture(self.lm, [texts[i] for i in rows], want, self.batch_size, progress=progress)
+            else:
+                local = capture_last(self.lm, prefixes, want, progress=progress)
+        if len(rows) == len(texts):  # one process, or every rank ran every row
             return local
         return Internals(**{q: gather_rows(getattr(local, q), rows, len(texts)) for q in want})
 
-    def _keep(self, key: StateKey, states: Internals) -> None:
+    @staticmethod
+    def _shares_prefix(neurons: np.ndarray | None, mode: str) -> bool:
+        """Whether this capture leaves all but the last token as undeactivated: no neurons, or mode `last`
+        with an intervention that needs only the positions (patch looks its source up by the whole prompt)."""
+        return neurons is None or (mode == "last" and not isinstance(active_intervention(), Patch))
+
+    def _prefixes(self, texts: Sequence[str]) -> list[PrefixBatch] | None:
+        """This rank's batches of the sentences' prefixes, run once and kept (None: a sentence has a single token)."""
+        key = f"prefixes:{texts_digest(texts)}"
+        if key not in self._cache:
+            self.prefix_runs += 1
+            self._keep(key, run_prefixes(self.lm, texts, self.batch_size))
+        self._cache.move_to_end(key)
+        return self._cache[key]
+
+    def _keep(self, key: StateKey | str, states: Internals | list[PrefixBatch] | None) -> None:
         """Remember states, forgetting the least recently used beyond max_bytes."""
         self._cache[key] = states
         self._cache.move_to_end(key)
-        while len(self._cache) > 1 and sum(_nbytes(s) for s in self._cache.values()) > self.max_bytes:
+        while len(self._cache) > 1 and sum(_nbytes(s) for s in self._cache.values() if s is not None) > self.max_bytes:
             self._cache.popitem(last=False)
 
 
