@@ -1,11 +1,14 @@
 """Batched capture equals one-sentence-at-a-time capture, for both padding sides."""
 
+from contextlib import nullcontext
+
+import numpy as np
 import pytest
 import torch
 from host_copies import HostCopies
 from tiny import ARCHITECTURES, SENTENCES, tiny_lm
 
-from transfer_neurons.capture import capture, iter_layer_internals, last_token_index
+from transfer_neurons.capture import QUANTITIES, capture, capture_last, iter_layer_internals, last_token_index, run_prefixes
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
@@ -79,3 +82,20 @@ def test_layer_internals_stay_per_layer_and_stack_to_capture():
         torch.testing.assert_close(layers.m[layer], stacked.m[:, layer])
         torch.testing.assert_close(layers.a[layer], stacked.a[:, layer])
     torch.testing.assert_close(layers.embed, stacked.embed)
+
+
+@pytest.mark.parametrize("model_type", ARCHITECTURES)
+def test_last_tokens_against_shared_prefixes_equal_whole_sentences(model_type):
+    """capture_last (prefixes run once, then one token per sentence) gives capture's internals, deactivated or not."""
+    from transfer_neurons.interventions import deactivated
+
+    lm = tiny_lm(model_type)
+    texts = ["the cat sat on the mat", "a", "hello world", "one two three four five six seven", "x y"]
+    prefixes = run_prefixes(lm, texts, batch_size=3)
+    neurons = np.array([[0, 1], [1, 5], [2, 7], [3, 3]])
+    for context in (nullcontext(), deactivated(lm, neurons, "last")):
+        with context:
+            whole = capture(lm, texts, QUANTITIES, batch_size=3, progress=None)
+            fast = capture_last(lm, prefixes, QUANTITIES)
+        for q in QUANTITIES:  # float rounding of other matrix shapes only
+            torch.testing.assert_close(getattr(fast, q), getattr(whole, q), rtol=1e-5, atol=1e-5 * getattr(whole, q).abs().max().item())
