@@ -44,7 +44,7 @@ def test_check_batch_size_accepts_positive_ints_and_auto():
 
 def test_cpu_auto_is_16_or_fewer_inputs():
     lm = tiny_lm("llama")
-    assert resolve_batch_size(lm, "auto") == batching.CPU_BATCH == 16
+    assert resolve_batch_size(lm, "auto") == batching.CPU_BATCH == 64
     assert resolve_batch_size(lm, "auto", count=5) == 5
     assert resolve_batch_size(lm, 3) == 3
 
@@ -103,7 +103,7 @@ def saved(tmp_path_factory):
                   "--score-data", str(root / "pairs.jsonl"), "--type", "type2", "--top-n", "5"]
 
 
-@pytest.mark.parametrize("option, recorded", [(["--batch-size", "auto"], 16), ([], 16), (["--batch-size", "5"], 5)])
+@pytest.mark.parametrize("option, recorded", [(["--batch-size", "auto"], 64), ([], 64), (["--batch-size", "5"], 5)])
 def test_cli_batch_size_auto_on_cpu_picks_and_records_a_size(saved, option, recorded):
     root, common = saved
     out = root / f"det-{'-'.join(option) or 'default'}"

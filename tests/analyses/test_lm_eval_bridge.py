@@ -205,7 +205,7 @@ def test_batch_size_values(value, want):
 def test_bad_batch_size_is_named():
     from transfer_neurons.analyses.lm_eval_bridge import lm_eval_batch_size
 
-    with pytest.raises(TransferNeuronsError, match="--batch-size must be a positive integer, 'auto' or 'auto:N'"):
+    with pytest.raises(TransferNeuronsError, match="^batch_size must be a positive integer, 'auto' or 'auto:N'"):
         lm_eval_batch_size("big")
 
 

@@ -145,14 +145,16 @@ def test_other_translations_are_kept_by_default_with_one_notice(tmp_path: Path, 
     ]
 
 
-def test_strict_pairs_refuses_another_translation_naming_the_options(tmp_path: Path) -> None:
+def test_strict_pairs_refuses_another_translation_naming_the_parameters(tmp_path: Path) -> None:
     conflict = dict(ROWS[0], ja="おはようございます。")
     spec = jsonl(tmp_path / "conflict.jsonl", [ROWS[0], ROWS[1], conflict])
     with pytest.raises(DataError) as caught:
         load_parallel(spec, strict_pairs=True)
     message = str(caught.value)
     assert message.startswith(f"{spec}, line 3: en sentence 'Good morning.' also appears at line 1 with a different")
-    assert "--strict-pairs" in message and "--skip-invalid" in message and "skip_invalid=True" not in message
+    assert "which strict_pairs=True refuses" in message and "add skip_invalid=True" in message and "--s" not in message
+    shown = caught.value.shown_as(lambda name: "--" + name.replace("_", "-"))  # as the CLI shows it
+    assert "which --strict-pairs refuses; leave out --strict-pairs to keep every translation, or add --skip-invalid" in shown
     assert len(load_parallel(spec)) == 3  # accepted without strict_pairs
 
 
@@ -236,7 +238,7 @@ def test_sentences_of_a_parallel_file_count_repeats_of_their_own_side(tmp_path: 
     assert load_sentences(spec, "en", dedupe=True).texts == ("Good morning.", "Morning!")
     assert [n.split(": ", 1)[1].split(" (")[0] for n in notices()] == [
         "1 row(s) repeat an earlier row exactly", "dropped 1 row(s) repeating an earlier row exactly"]
-    with pytest.raises(DataError, match="--strict-pairs"):
+    with pytest.raises(DataError, match="strict_pairs=True refuses"):
         load_sentences(spec, "ja", strict_pairs=True)
 
 

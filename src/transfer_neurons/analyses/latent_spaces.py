@@ -37,22 +37,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 
-import matplotlib
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+import numpy as np
+import torch
+from sklearn.decomposition import PCA
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from sklearn.decomposition import PCA  # noqa: E402
-
-from ..conditions import Condition  # noqa: E402
-from ..errors import TransferNeuronsError  # noqa: E402
-from ..models.loading import LoadedModel  # noqa: E402
-from ..states import StateProvider, provider_for  # noqa: E402
-from ..stats import resample_counts  # noqa: E402
-from .effects import summarise_boot, summarise_layer_range  # noqa: E402
-from .similarity import COLOURS  # noqa: E402
+from ..conditions import Condition
+from ..errors import TransferNeuronsError
+from ..models.loading import LoadedModel
+from ..states import StateProvider, provider_for
+from ..stats import resample_counts
+from .effects import summarise_boot, summarise_layer_range
+from .similarity import COLOURS
 
 THRESHOLDS = (0.90, 0.95, 0.99)
 MERGE_METRICS = ("centroid_distance", "separation")
@@ -351,7 +349,8 @@ def _grid(num_layers: int, width: float, height: float):
     """A near-square grid of per-layer panels and the axes beyond the last layer switched off."""
     cols = int(np.ceil(np.sqrt(num_layers * 1.5)))
     rows = int(np.ceil(num_layers / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    fig = Figure(figsize=(width * cols, height * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.ravel()[num_layers:]:
         ax.axis("off")
     return fig, axes.ravel()
@@ -376,9 +375,9 @@ def plot_pca(ls: LatentSpaces, label: str, title: str):
         ax.tick_params(labelsize=6)
         ax.set_xlabel("PC 1", fontsize=7, labelpad=1)
         ax.set_ylabel("PC 2", fontsize=7, labelpad=1)
-    handles = [plt.Line2D([], [], ls="", marker="o", color=f"C{i}", label=lang) for i, lang in enumerate(ls.langs)]
+    handles = [Line2D([], [], ls="", marker="o", color=f"C{i}", label=lang) for i, lang in enumerate(ls.langs)]
     if reference is not None:
-        handles.append(plt.Line2D([], [], ls="", marker="o", mfc="none", color="grey", label="same L2, no deactivation"))
+        handles.append(Line2D([], [], ls="", marker="o", mfc="none", color="grey", label="same L2, no deactivation"))
     fig.legend(handles=handles, loc="upper center", ncol=len(handles), bbox_to_anchor=(0.5, 1.0 - 0.02), fontsize=10,
                markerscale=2)
     fig.suptitle(title, y=1.03)
@@ -415,7 +414,8 @@ def plot_centroid_heatmaps(ls: LatentSpaces, label: str, centred: bool, title: s
 def plot_components(ls: LatentSpaces, title: str):
     """Components reaching each variance share per layer: one panel per threshold, colour per language, dashed = deactivated."""
     labels = [label for label in PROJECTED if label in ls.spaces]
-    fig, axes = plt.subplots(1, len(ls.thresholds), figsize=(5 * len(ls.thresholds) + 2, 4.8), squeeze=False)
+    fig = Figure(figsize=(5 * len(ls.thresholds) + 2, 4.8))
+    axes = fig.subplots(1, len(ls.thresholds), squeeze=False)
     for ax, (j, t) in zip(axes[0], enumerate(ls.thresholds)):
         for label, style in zip(labels, ("-", "--")):
             comps = ls.spaces[label].components  # [lang, layer, threshold]
@@ -428,8 +428,8 @@ def plot_components(ls: LatentSpaces, title: str):
         ax.set_xlabel("layer (0-based)")
         ax.set_ylabel("singular components needed")
         ax.grid(alpha=0.3)
-    handles = [plt.Line2D([], [], color=f"C{i}", label=lang) for i, lang in enumerate(ls.langs)]
-    handles += [plt.Line2D([], [], color="grey", ls=style, label=f"{label}" + (" (own neurons)" if label != "none" else ""))
+    handles = [Line2D([], [], color=f"C{i}", label=lang) for i, lang in enumerate(ls.langs)]
+    handles += [Line2D([], [], color="grey", ls=style, label=f"{label}" + (" (own neurons)" if label != "none" else ""))
                 for label, style in zip(labels, ("-", "--"))]
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9, title="language / deactivated")
     fig.suptitle(title)
@@ -441,7 +441,8 @@ def plot_merge(rows: Sequence[dict], title: str):
     """Merge numbers per layer and condition with 95 % bootstrap bands, and the distance relative to none."""
     names = list(dict.fromkeys(r["condition"] for r in rows))
     panels = [("centroid_distance", "mean"), ("centroid_distance", "ratio"), ("separation", "mean")]
-    fig, axes = plt.subplots(1, 3, figsize=(17, 4.5))
+    fig = Figure(figsize=(17, 4.5))
+    axes = fig.subplots(1, 3)
     for ax, (metric, kind) in zip(axes, panels):
         base = [r for r in rows if r["metric"] == metric and r["condition"] == "none"]
         for i, name in enumerate(names):

@@ -37,18 +37,15 @@ from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ..conditions import Condition  # noqa: E402
-from ..errors import TransferNeuronsError  # noqa: E402
-from ..interventions import deactivated  # noqa: E402
-from ..models.loading import LoadedModel  # noqa: E402
-from ..outputs import write_bytes  # noqa: E402
-from .similarity import COLOURS  # noqa: E402
+from ..conditions import Condition
+from ..errors import TransferNeuronsError
+from ..interventions import deactivated
+from ..models.loading import LoadedModel
+from ..outputs import write_bytes
+from .similarity import COLOURS
 
 INSTALL_HINT = "pip install 'transfer-neurons[lm-eval]'"
 DEACTIVATION_MODE = "all"
@@ -102,7 +99,8 @@ def lm_eval_batch_size(value: int | str) -> int | str:
     head, _, times = text.partition(":")
     if head == "auto" and (not times or (times.isdigit() and int(times) >= 1)):
         return text
-    raise TransferNeuronsError(f"--batch-size must be a positive integer, 'auto' or 'auto:N', got {value!r}")
+    raise TransferNeuronsError(f"batch_size must be a positive integer, 'auto' or 'auto:N', got {value!r}",
+                               option="batch_size")
 
 
 def wrap_model(lm: LoadedModel, batch_size: int | str = 8, max_batch_size: int | None = None):
@@ -169,7 +167,8 @@ def save_lm_eval_output(results: dict, folder: Path) -> list[Path]:
 def check_options(lm: LoadedModel, options: EvalOptions) -> None:
     """Refuse a chat template the tokenizer does not have, naming the flag."""
     if options.apply_chat_template and not getattr(lm.tokenizer, "chat_template", None):
-        raise TransferNeuronsError(f"--apply-chat-template: the tokenizer of {lm.name} has no chat template")
+        raise TransferNeuronsError(f"apply_chat_template: the tokenizer of {lm.name} has no chat template",
+                                   option="apply_chat_template")
 
 
 def evaluate_conditions(lm: LoadedModel, tasks: Sequence[str], conditions: Sequence[Condition], manager,
@@ -361,7 +360,8 @@ def score_task(lm: LoadedModel, task: str, conditions: Sequence[Condition], mana
 def plot_lm_eval(rows: Sequence[dict], model_name: str):
     """One panel per (task, metric): each condition's value (seeds averaged) with stderr bars and seed dots."""
     panels = list(dict.fromkeys((r["task"], r["metric"], r["filter"]) for r in rows))
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.2), squeeze=False)
+    fig = Figure(figsize=(5 * len(panels), 4.2))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (task, metric, filt) in zip(axes[0], panels):
         mine = [r for r in rows if (r["task"], r["metric"], r["filter"]) == (task, metric, filt)]
         names = list(dict.fromkeys(r["condition"] for r in mine))

@@ -284,17 +284,14 @@ def compare_types(rows: Sequence[Mapping]) -> list[dict]:
 def shares_figure(rows: Sequence[Mapping], title: str):
     """Bars of the transfer-neuron share per (language, label) and type, one panel per η² threshold,
     with each bar's base rate (all neurons of its candidate layers) marked and its p-value above."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     thresholds = sorted({row["eta2_min"] for row in rows})
     groups = list(dict.fromkeys((row["lang"], row["label"]) for row in rows))
     types = sorted({row["type"] for row in rows})
     width = 0.8 / len(types)
-    fig, axes = plt.subplots(1, len(thresholds), figsize=(max(4.5, 1.6 * len(groups) * len(types)) * len(thresholds) / 1.5, 4.2),
-                             squeeze=False, sharey=True)
+    fig = Figure(figsize=(max(4.5, 1.6 * len(groups) * len(types)) * len(thresholds) / 1.5, 4.2))
+    axes = fig.subplots(1, len(thresholds), squeeze=False, sharey=True)
     for ax, threshold in zip(axes[0], thresholds):
         for t, neuron_type in enumerate(types):
             for g, group in enumerate(groups):
@@ -326,12 +323,10 @@ def eta2_figure(
     thresholds: Sequence[float] = THRESHOLDS,
 ):
     """Histograms (density) of η² (language label) for transfer neurons vs all neurons of their candidate layers."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(detections), figsize=(4.2 * len(detections), 3.6), squeeze=False)
+    fig = Figure(figsize=(4.2 * len(detections), 3.6))
+    axes = fig.subplots(1, len(detections), squeeze=False)
     bins = np.linspace(0.0, 1.0, 41)
     for ax, det in zip(axes[0], detections):
         eta2 = anovas[(det.lang, "language")].eta2  # [layer, d_ff]

@@ -44,7 +44,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dtype", default=None, choices=tuple(DTYPES), help="weights dtype (default float32 on CPU, bfloat16 on GPU)")
     group.add_argument("--batch-size", type=batch_size_arg, default=None,
                        help="sentences per forward pass, or 'auto': the largest batch that fits the GPU "
-                       "(default: auto on a GPU, 16 on CPU); detect records the size used in meta.json")
+                       "(default: auto on a GPU, 64 on CPU); detect records the size used in meta.json")
     group.add_argument("--max-tokens", type=positive_int, default=None,
                        help="cut each input to its first N tokens (default and upper bound: the model's context)")
 

@@ -57,7 +57,7 @@ def register(subparsers) -> None:
     parser.add_argument("--device", default=None, type=device_arg, help="cpu (default), cuda, cuda:N or auto")
     parser.add_argument("--dtype", default=None, choices=tuple(DTYPES), help="weights dtype (default float32 on CPU)")
     parser.add_argument("--batch-size", type=batch_size_arg, default=None,
-                        help="sentences per forward pass, or auto: the largest that fits (default: auto on a GPU, 16 on CPU)")
+                        help="sentences per forward pass, or auto: the largest that fits (default: auto on a GPU, 64 on CPU)")
     parser.add_argument("--protocol", default=None, choices=("default", "paper"),
                         help="paper: the paper's QA prompt (question + answer cue), 10 new tokens, F1 subsets, float32 "
                         "weights (default: config, else default)")

@@ -84,8 +84,8 @@ def assemble_parallel(
         if strict_pairs and earlier != texts:
             raise DataError(
                 f"{source}, {where}: {langs[hub_index]} sentence {hub!r} also appears at {earlier_where} "
-                "with a different translation, which --strict-pairs refuses; leave out --strict-pairs to keep "
-                "every translation, or add --skip-invalid to keep the first"
+                "with a different translation, which strict_pairs=True refuses; leave out strict_pairs=True to keep "
+                "every translation, or add skip_invalid=True to keep the first", mentions=("strict_pairs", "skip_invalid")
             )
         rows.append(texts)
     if not rows:

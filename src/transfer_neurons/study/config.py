@@ -39,7 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "adapter": None,
     "device": "cpu",
     "dtype": None,
-    "batch_size": None,  # None: "auto" on a GPU, 16 on CPU
+    "batch_size": None,  # None: "auto" on a GPU, 64 on CPU
     "max_tokens": None,
     "strict_pairs": False,
     "dedupe": False,
@@ -207,10 +207,11 @@ def read_config_file(path: str | Path) -> dict:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
-        raise TransferNeuronsError(f"--config {path}: cannot read ({err.strerror})") from None
+        raise TransferNeuronsError(f"config {path}: cannot read ({err.strerror})", option="config") from None
     except UnicodeDecodeError as err:
         line = path.read_bytes().count(b"\n", 0, err.start) + 1
-        raise TransferNeuronsError(f"--config {path}, line {line}: not valid UTF-8; re-save the file as UTF-8") from None
+        raise TransferNeuronsError(f"config {path}, line {line}: not valid UTF-8; re-save the file as UTF-8",
+                                   option="config") from None
     try:
         if path.suffix.lower() == ".toml":
             import tomllib
@@ -219,11 +220,12 @@ def read_config_file(path: str | Path) -> dict:
         else:
             loaded = yaml.safe_load(text)
     except Exception as err:  # yaml and toml raise their own error types
-        raise TransferNeuronsError(f"--config {path}: not valid {path.suffix.lstrip('.') or 'YAML'} ({err})") from None
+        raise TransferNeuronsError(f"config {path}: not valid {path.suffix.lstrip('.') or 'YAML'} ({err})",
+                                   option="config") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
-        raise TransferNeuronsError(f"--config {path}: expected a mapping of options at the top level")
+        raise TransferNeuronsError(f"config {path}: expected a mapping of options at the top level", option="config")
     return loaded
 
 

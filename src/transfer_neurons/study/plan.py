@@ -102,7 +102,8 @@ def _specificity_stage(ctx: StageContext) -> dict:
     texts = {lang: test.sentences(lang).texts[: cfg["sizes"]["specificity"]] for lang in langs}
     names = [detection_name(t, lang) for lang in cfg["langs"] for t in NEURON_TYPES]
     inputs = SpecificityInputs(ctx.lm, texts, {lang: f"{test.name}:{lang}" for lang in langs},
-                               [read_detection(ctx.dep(name)) for name in names], names, cfg["batch_size"])
+                               [read_detection(ctx.dep(name)) for name in names], names, cfg["batch_size"],
+                               protocol=cfg["protocol"])
     summary = run_specificity(inputs, ctx.folder)
     ctx.step()
     return summary.record()
@@ -142,7 +143,7 @@ def _latent_stage(ctx: StageContext, neuron_type: str) -> dict:
     final = middle_layers(first.scores.shape[0], "type2", first.layers if neuron_type == "type2" else None)
     inputs = LatentInputs(ctx.states, ctx.lm.name, texts, cfg["hub_lang"], neuron_type, conditions, neurons, final,
                           cfg["seed"], cfg["mode"], data=cfg["data"]["parallel"],
-                          detections={lang: detection_name(neuron_type, lang) for lang in dets})
+                          detections={lang: detection_name(neuron_type, lang) for lang in dets}, protocol=cfg["protocol"])
     reference = [text for lang in cfg["langs"] for text in texts[lang]]  # mean: over every L2's sentences
     with applying(intervention_for(cfg["intervention"], reference=reference)):
         summary = run_latent(inputs, ctx.folder)
@@ -270,15 +271,16 @@ def plan(cfg: dict) -> list[Stage]:
                                         (detection_name(t, lang),), partial(compute, neuron_type=t, lang=lang)))
     if "latent_spaces" in wanted:
         for t in types.get("latent_spaces", ()):
-            stages.append(Stage(f"latent_spaces/{t}", "latent_spaces", {**test, **conditions, "type": t, "langs": langs},
-                                parallel, tuple(detection_name(t, lang) for lang in langs), partial(_latent_stage, neuron_type=t)))
+            options = {**test, **conditions, "type": t, "langs": langs, "protocol": cfg["protocol"]}
+            stages.append(Stage(f"latent_spaces/{t}", "latent_spaces", options, parallel,
+                                tuple(detection_name(t, lang) for lang in langs), partial(_latent_stage, neuron_type=t)))
     if "layers" in wanted:
         stages.append(Stage("layers", "layers", {"langs": langs, "figure_format": cfg["figure_format"]}, (), every,
                             _layers_stage))
     if "specificity" in wanted:
         stages.append(Stage("specificity", "specificity", {
             **common, "langs": specificity_langs(cfg), "size": cfg["sizes"]["specificity"], "eta2": CLAIM_ETA2,
-        }, parallel, every, _specificity_stage))
+            "protocol": cfg["protocol"]}, parallel, every, _specificity_stage))
     question = {"seed": cfg["seed"], **conditions, "mode": cfg["qa_mode"], "figure_format": cfg["figure_format"],
                 "chat_template": cfg["chat_template"]}
     if "qa" in wanted:
