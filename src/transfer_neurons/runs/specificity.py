@@ -40,6 +40,13 @@ class SpecificityInputs:
     protocol: str = "default"  # default | paper: the family label of η² (analyses.specificity.PROTOCOLS)
 
 
+def claim_rows(shares: list[dict], by_family: bool) -> list[dict]:
+    """The share rows the claim reads: each language's family label where the protocol decides on families
+    (the paper's) and the language has one, else its one-vs-rest language label."""
+    families = {(r["lang"], r["type"]) for r in shares if r["label"].startswith("family:")} if by_family else set()
+    return [r for r in shares if r["label"].startswith("family:") == ((r["lang"], r["type"]) in families)]
+
+
 def run_specificity(inputs: SpecificityInputs, out: Path) -> Summary:
     """Shares of transfer neurons passing η²/ANOVA vs their layers' base rate, Type-1 vs Type-2, LAPE overlaps,
     with the family labels of the inputs' protocol."""
@@ -91,21 +98,23 @@ def run_specificity(inputs: SpecificityInputs, out: Path) -> Summary:
     save_figure(out / "eta2_hist.png", eta2_figure(
         dets, anovas, f"{lm.name}: η² of transfer vs all candidate neurons ({n} sentences per language{paper})",
         inputs.thresholds))
-    main = [r for r in shares if r["label"] == "language"]
+    main = claim_rows(shares, protocol.against_families)
     claim: dict = {}
     for r in main:
         if r["eta2_min"] == CLAIM_ETA2:
-            claim.setdefault(r["lang"], {})[r["type"]] = {"k": r["k_pass"], "n": r["k"], "base": r["base_rate"]}
+            claim.setdefault(r["lang"], {})[r["type"]] = {"k": r["k_pass"], "n": r["k"], "base": r["base_rate"],
+                                                           "label": r["label"]}
     own = [o for o in overlaps if o["lape_set"] == o["lang"]]
     return Summary(
         title=f"language specificity over {', '.join(langs)} ({n} sentences each{paper})",
         figures=["shares.png", "eta2_hist.png"],
         tables=[
-            {"caption": "share of transfer neurons with η² ≥ threshold and ANOVA p < 0.05 (own language vs rest), "
-                        "beside the base rate of all neurons of the same layers",
-             "columns": ["type", "lang", "η² ≥", "passing", "share", "base rate", "p vs base"],
-             "rows": [[r["type"], r["lang"], r["eta2_min"], f"{r['k_pass']}/{r['k']}", r["share"], r["base_rate"],
-                       r["p_vs_base"]] for r in main]},
+            {"caption": "share of transfer neurons with η² ≥ threshold and ANOVA p < 0.05 (the claim's label: own "
+                        "language vs rest, or under the paper's protocol own family vs the other), beside the base "
+                        "rate of all neurons of the same layers",
+             "columns": ["type", "lang", "label", "η² ≥", "passing", "share", "base rate", "p vs base"],
+             "rows": [[r["type"], r["lang"], r["label"], r["eta2_min"], f"{r['k_pass']}/{r['k']}", r["share"],
+                       r["base_rate"], r["p_vs_base"]] for r in main]},
             {"caption": "LAPE language-specific neurons among transfer neurons vs chance (own language; 'any': "
                         "specific to some language)",
              "columns": ["type", "lang", "LAPE set", "overlap", "expected", "p"],
