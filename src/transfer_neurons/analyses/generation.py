@@ -15,12 +15,12 @@ change is explicit:
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
+from ..capture import cache_argument, returned_cache
 from ..errors import TransferNeuronsError
 from ..log import progress_enabled
 from ..models.loading import LoadedModel
@@ -54,18 +54,6 @@ def left_padded(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, 
     ids = torch.tensor([[pad] * (width - len(r)) + list(r) for r in rows])
     mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
     return ids, mask
-
-
-def cache_argument(model: torch.nn.Module, cache) -> dict:
-    """The key-value cache as the keyword the model takes (`cache` in transformers 5, else `past_key_values`)."""
-    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    return {name: cache}
-
-
-def returned_cache(output):
-    """The key-value cache a forward pass returned (`cache` or `past_key_values`)."""
-    cache = getattr(output, "cache", None)
-    return output.past_key_values if cache is None else cache
 
 
 def pad_id(tokenizer) -> int:

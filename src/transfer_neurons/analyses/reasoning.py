@@ -33,6 +33,7 @@ import torch
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
+from ..capture import cache_argument, returned_cache
 from ..conditions import Condition
 from ..data import MCItem, MCSet
 from ..data.questions import answer_cue
@@ -41,7 +42,7 @@ from ..interventions import Intervention, deactivated
 from ..log import progress_enabled
 from ..models.loading import LoadedModel
 from .effects import summarise
-from .generation import cache_argument, left_padded, pad_id, prompt_texts, prompt_token_ids, returned_cache
+from .generation import left_padded, pad_id, prompt_texts, prompt_token_ids
 from .qa import ALL_LAYERS, GENERATION_MODES, condition_bars, seed_means
 
 if TYPE_CHECKING:
