@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .capture import Internals, PrefixBatch, capture, capture_last, run_prefixes
-from .distributed import gather_rows, shard, world_size
+from .distributed import gather_rows, shard
 from .interventions import Intervention, Patch, Scale, Zero, active_intervention, deactivated
 from .models.loading import LoadedModel
 
