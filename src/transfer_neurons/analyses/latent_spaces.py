@@ -46,6 +46,7 @@ from sklearn.decomposition import PCA
 
 from ..conditions import Condition
 from ..errors import TransferNeuronsError
+from ..protocols import choose
 from ..models.loading import LoadedModel
 from ..states import StateProvider, provider_for
 from ..stats import resample_counts
@@ -93,11 +94,7 @@ PROTOCOLS: dict[str, LatentProtocol] = {
 
 def latent_protocol(name: str | LatentProtocol) -> LatentProtocol:
     """A protocol by name (`default` or `paper`)."""
-    if isinstance(name, LatentProtocol):
-        return name
-    if name not in PROTOCOLS:
-        raise TransferNeuronsError(f"latent-space protocol must be one of {', '.join(PROTOCOLS)}, got {name!r}")
-    return PROTOCOLS[name]
+    return choose(PROTOCOLS, name, "latent-space")
 
 
 # ---------------------------------------------------------------- per-set quantities

@@ -32,6 +32,7 @@ from ..conditions import Condition, condition_groups
 from ..data import QAItem, QASet
 from ..data.questions import answer_cue
 from ..errors import TransferNeuronsError
+from ..protocols import choose
 from ..interventions import Intervention, deactivated
 from ..models.loading import LoadedModel
 from .answer_norm import best_exact_match, best_f1
@@ -94,11 +95,7 @@ PROTOCOLS: dict[str, QAProtocol] = {
 
 def qa_protocol(name: str | QAProtocol) -> QAProtocol:
     """A protocol by name (`default` or `paper`)."""
-    if isinstance(name, QAProtocol):
-        return name
-    if name not in PROTOCOLS:
-        raise TransferNeuronsError(f"QA protocol must be one of {', '.join(PROTOCOLS)}, got {name!r}")
-    return PROTOCOLS[name]
+    return choose(PROTOCOLS, name, "QA")
 
 
 def qa_prompt(question: str, lang: str, protocol: str | QAProtocol = "default") -> str:

@@ -39,6 +39,7 @@ from scipy import stats as sps
 from ..capture import iter_internals
 from ..detection import Detection
 from ..errors import TransferNeuronsError
+from ..protocols import choose
 from ..models.loading import LoadedModel
 from ..stats import share_vs_base_rate, two_proportion_test
 
@@ -85,11 +86,7 @@ PROTOCOLS: dict[str, SpecificityProtocol] = {
 
 def specificity_protocol(name: str | SpecificityProtocol) -> SpecificityProtocol:
     """A protocol by name (`default` or `paper`)."""
-    if isinstance(name, SpecificityProtocol):
-        return name
-    if name not in PROTOCOLS:
-        raise TransferNeuronsError(f"specificity protocol must be one of {', '.join(PROTOCOLS)}, got {name!r}")
-    return PROTOCOLS[name]
+    return choose(PROTOCOLS, name, "specificity")
 
 
 @dataclass

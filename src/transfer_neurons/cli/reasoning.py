@@ -8,6 +8,7 @@ from pathlib import Path
 from ..analyses.lm_eval_bridge import check_task_spec
 from ..data import MCSet, load_mc
 from ..interventions import applying
+from ..protocols import NAMES as PROTOCOL_NAMES
 from ..runs.qa import QuestionInputs
 from ..runs.reasoning import DEFAULT_LM_EVAL_TASK, PaperReasoning, run_lm_eval_reasoning, run_multiple_choice
 from .common import (
@@ -57,7 +58,7 @@ def register(subparsers) -> None:
                                    "reasoning_LANG.png, and lm-eval's own output in lm-eval/LANG/CONDITION/.")
     add_question_args(parser, "mc", "items: bundled 'mc' (default), an mc.jsonl of the bundled format, or "
                       "hf:li-lab/MMLU-ProX (needs the `datasets` extra and network)")
-    parser.add_argument("--protocol", choices=("default", "paper"), default="default",
+    parser.add_argument("--protocol", choices=PROTOCOL_NAMES, default="default",
                         help="default: the items of --data, 0-shot, options scored by log-likelihood; paper: the "
                         "paper's 5-shot chain-of-thought generation of --lm-eval-task through lm-eval (extra "
                         "`lm-eval`), prompt tokens deactivated, exact match of the extracted answer; a language "

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..distributed import init_from_env, is_main
 from ..models.loading import DTYPES, EMBEDDED
 from ..preflight import check_study
+from ..protocols import NAMES as PROTOCOL_NAMES
 from ..study import ANALYSES, read_config_file, resolve_config, run_study, summary_table
 from .common import batch_size_arg, device_arg
 
@@ -58,7 +59,7 @@ def register(subparsers) -> None:
     parser.add_argument("--dtype", default=None, choices=tuple(DTYPES), help="weights dtype (default float32 on CPU)")
     parser.add_argument("--batch-size", type=batch_size_arg, default=None,
                         help="sentences per forward pass, or auto: the largest that fits (default: auto on a GPU, 64 on CPU)")
-    parser.add_argument("--protocol", default=None, choices=("default", "paper"),
+    parser.add_argument("--protocol", default=None, choices=PROTOCOL_NAMES,
                         help="paper: the paper's QA prompt (question + answer cue), 10 new tokens, F1 subsets, float32 "
                         "weights (default: config, else default)")
     parser.add_argument("--langs", default=None, help="comma-separated L2 codes (default ja,nl,ko,it; quick: ja,ko)")

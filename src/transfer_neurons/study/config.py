@@ -24,6 +24,7 @@ from ..errors import TransferNeuronsError
 from ..interventions import MODES, parse_intervention
 from ..models.loading import DEVICES, DTYPES, EMBEDDED
 from ..outputs import FIGURE_FORMATS, write_bytes
+from ..protocols import NAMES as PROTOCOL_NAMES
 from ..runs.reasoning import DEFAULT_LM_EVAL_TASK
 
 ANALYSES = (
@@ -86,7 +87,7 @@ QUICK: dict[str, Any] = {
 }
 """--quick: sizes for a whole study on the embedded model in a few minutes on 2 CPU cores."""
 
-_CHOICES = {"protocol": ("default", "paper"), "figure_format": FIGURE_FORMATS, "dtype": (None, *DTYPES), "qa_mode": ("all", "prompt_last"), "mode": MODES}
+_CHOICES = {"protocol": PROTOCOL_NAMES, "figure_format": FIGURE_FORMATS, "dtype": (None, *DTYPES), "qa_mode": ("all", "prompt_last"), "mode": MODES}
 _POSITIVE = ("seeds",)
 # ---------------------------------------------------------------- configuration
 
