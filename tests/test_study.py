@@ -184,7 +184,8 @@ def test_a_failing_stage_is_recorded_and_only_its_dependants_skip(study, tmp_pat
 
 
 def test_each_sentence_set_runs_once_per_condition_across_analyses(study, tmp_path, monkeypatch):
-    """similarity, activations, alignment and latent spaces share captures: no (batch, condition) runs twice."""
+    """similarity, activations, alignment, latent spaces and the logit lens share captures: no (batch, condition)
+    runs twice."""
     from transfer_neurons import states as states_module
     from transfer_neurons.models.loading import load_model
 
@@ -213,7 +214,7 @@ def test_each_sentence_set_runs_once_per_condition_across_analyses(study, tmp_pa
     hook = lm.view.decoder.register_forward_pre_hook(lambda module, args, kwargs: calls.append((
         rows(kwargs["input_ids"]), rows(kwargs["attention_mask"]), rows(kwargs["position_ids"]), active[-1])),
         with_kwargs=True)
-    cfg = resolve_config({**options, "stages": ["similarity", "activations", "alignment", "latent_spaces"]})
+    cfg = resolve_config({**options, "stages": ["similarity", "activations", "alignment", "latent_spaces", "logit_lens"]})
     run = run_study(cfg, out, lm=lm, render=False)
     hook.remove()
     assert {s.status for s in run.stages if s.kind not in ("detect", "similarity")} == {"computed"}, [

@@ -14,6 +14,8 @@ from transfer_neurons.analyses.logit_lens import (
 from transfer_neurons.capture import capture, make_batches
 from transfer_neurons.cli import main
 from transfer_neurons.conditions import Condition
+from transfer_neurons.interventions import deactivated
+from transfer_neurons.states import StateProvider
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2", "gemma2", "gemma3_text"])
@@ -92,6 +94,33 @@ def test_no_neurons_leave_the_lens_unchanged_and_rows_follow_effects():
     assert by[("en_mass", "transfer", "0")]["drop"] == pytest.approx(0.0, abs=1e-7)
     transfer_drop = (result.values["en_mass"]["none"] - result.values["en_mass"]["transfer"])[:, 3].mean()
     assert by[("en_mass", "transfer", "3")]["drop"] == pytest.approx(transfer_drop)
+
+
+def test_skipped_layers_equal_the_whole_head_pass_and_states_come_from_the_provider():
+    lm = tiny_lm("gemma3_text")
+    sets = corpus_token_sets(lm, ["The cat sleeps."], ["De kat slaapt."], "nl")
+    texts = SENTENCES[:5]
+    conditions = [Condition("none", None), Condition("late", np.array([[2, 3], [3, 5]])),
+                  Condition("early", np.array([[0, 1], [3, 2]])), Condition("empty", np.zeros((0, 2), np.int64))]
+    head_rows = []
+    hook = lm.view.unembed().register_forward_hook(lambda module, args, out: head_rows.append(args[0].shape[0]))
+    states = StateProvider(lm, batch_size=2)
+    try:
+        result = logit_lens(states, texts, conditions, sets, chunk=4, progress=False)
+    finally:
+        hook.remove()
+    layers = lm.view.num_layers  # 4: none and early pass every layer, late layers 2-3, empty none
+    assert sum(head_rows) == len(texts) * (layers + (layers - 2) + layers)
+    assert states.captures == 3  # none, late, early; the empty set needs no capture
+    masks = torch.from_numpy(np.stack([sets.l2, sets.en], axis=1).astype(np.float32))
+    for cond in conditions:
+        with deactivated(lm, cond.neurons, "last") if cond.neurons is not None else torch.no_grad():
+            h = capture(lm, texts, ("h",), batch_size=2, progress=None).h
+        whole = lens_masses(lm, h, masks, chunk=3).double().numpy()  # [item, layer, metric]
+        for j, metric in enumerate(("l2_mass", "en_mass")):
+            np.testing.assert_allclose(result.values[metric][cond.label], whole[..., j], rtol=0, atol=1e-6)
+    late = result.values["en_mass"]["late"]
+    assert not np.allclose(late[:, 3], result.values["en_mass"]["none"][:, 3])
 
 
 def test_cli_smoke_with_and_without_detection(tmp_path):

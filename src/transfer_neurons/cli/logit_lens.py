@@ -56,8 +56,9 @@ def register(subparsers) -> None:
     parser.add_argument("--vocab-data", default="parallel",
                         help="parallel corpus whose en and LANG sides define the token sets of Latin-script languages "
                         "(its 'train' split for bundled sets; default: bundled 'parallel')")
-    parser.add_argument("--chunk", type=positive_int, default=64,
-                        help="states per unembedding step (memory: chunk x vocabulary floats; default 64)")
+    parser.add_argument("--chunk", type=positive_int, default=None,
+                        help="states per unembedding step (memory: chunk x vocabulary floats; default: about 256 MiB "
+                        "of logits, 256 states for a 262k vocabulary)")
     add_condition_args(parser, detection_required=False)
     add_model_args(parser)
     add_data_args(parser)

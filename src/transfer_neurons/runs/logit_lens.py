@@ -13,6 +13,7 @@ from ..conditions import Condition
 from ..detection import Detection, versions
 from ..interventions import active_intervention
 from ..models.loading import LoadedModel
+from ..states import StateProvider
 from ..outputs import save_figure, write_csv, write_json
 from .common import Summary, effects_table
 
@@ -33,16 +34,17 @@ class LensInputs:
     detection: str | None = None  # the detection folder, for the record
     vocab_data: str | None = None  # the parallel corpus that defined the token sets (Latin-script languages)
     batch_size: int | str = 16
-    chunk: int = 64
+    chunk: int | None = None  # states per unembedding step (None: by memory, analyses.logit_lens.chunk_rows)
     mode: str = "last"
     seed: int = 0
+    states: StateProvider | None = None  # the study's shared states (None: captured here)
 
 
 def run_logit_lens(inputs: LensInputs, out: Path) -> Summary:
     """logit_lens.csv/.json/.png; the summary's table is the last layer, its text every layer's mean mass."""
     lm, sets, det = inputs.lm, inputs.sets, inputs.det
-    result = logit_lens(lm, inputs.texts, inputs.conditions, sets, inputs.batch_size, inputs.chunk, inputs.mode,
-                        progress=False)
+    result = logit_lens(inputs.states or lm, inputs.texts, inputs.conditions, sets, inputs.batch_size, inputs.chunk,
+                        inputs.mode, progress=False)
     rows = lens_rows(result, inputs.seed)
     sample = {name: lm.tokenizer.convert_ids_to_tokens(
         np.flatnonzero(mask)[:: max(1, int(mask.sum()) // SAMPLE_TOKENS)][:SAMPLE_TOKENS].tolist())

@@ -224,7 +224,7 @@ def _logit_lens_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
         en_texts, l2_texts, vocab = pairs.hub, pairs.l2, pairs.name
     inputs = LensInputs(lm, lang, texts, f"{test.name}:{lang}", token_sets(lm, lang, en_texts, l2_texts), conditions,
                         read_detection(ctx.dep(detection_name(neuron_type, lang))), detection_name(neuron_type, lang),
-                        vocab, cfg["batch_size"], mode=cfg["mode"], seed=cfg["seed"])
+                        vocab, cfg["batch_size"], mode=cfg["mode"], seed=cfg["seed"], states=ctx.states)
     with applying(intervention_for(cfg["intervention"], reference=texts)):
         summary = run_logit_lens(inputs, ctx.folder)
     ctx.step()
