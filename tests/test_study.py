@@ -14,6 +14,7 @@ from tiny import save_model, tiny_lm, write_jsonl
 from transfer_neurons.cli import main
 from transfer_neurons.errors import TransferNeuronsError
 from transfer_neurons.study import read_manifest, resolve_config, run_study
+from transfer_neurons.study.plan import plan
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -156,8 +157,27 @@ def test_bad_config_is_one_clear_error(tmp_path):
         resolve_config({"stages": ["similarity", "telepathy"]})
     with pytest.raises(TransferNeuronsError, match="sizes.test"):
         resolve_config({"sizes": {"test": 0}})
+    with pytest.raises(TransferNeuronsError, match="config.item_controls: control spec 'magnitude-matched:2'"):
+        resolve_config({"item_controls": ["magnitude-matched:2"]})
+    with pytest.raises(TransferNeuronsError, match="dose_seeds"):
+        resolve_config({"dose_seeds": 0})
     assert resolve_config({}, quick=True)["langs"] == ["ja", "ko"]
     assert resolve_config({"langs": "nl,it"}, quick=True)["langs"] == ["nl", "it"]
+
+
+def test_item_analyses_take_item_controls_and_dose_its_own_seeds():
+    """QA, reasoning and the logit lens run item_controls (null: controls); dose draws dose_seeds (null: seeds)."""
+    by_kind = {stage.kind: stage.options for stage in plan(resolve_config({"langs": ["ja"]}))}
+    for kind in ("qa", "reasoning", "logit_lens"):
+        assert by_kind[kind]["controls"] == ["random:3", "magnitude-matched", "anti"]
+    for kind in ("similarity", "activations", "alignment", "latent_spaces"):
+        assert by_kind[kind]["controls"] == ["random", "layer-matched", "magnitude-matched", "anti"]
+        assert by_kind[kind]["seeds"] == 5
+    assert by_kind["dose"]["seeds"] == 3
+    same = {stage.kind: stage.options for stage in plan(resolve_config({"langs": ["ja"], "item_controls": None,
+                                                                        "dose_seeds": None, "controls": "random,anti"}))}
+    assert same["qa"]["controls"] == same["logit_lens"]["controls"] == same["similarity"]["controls"] == ["random", "anti"]
+    assert same["dose"]["seeds"] == 5
 
 
 def _no_model():
@@ -254,6 +274,9 @@ def test_batch_size_auto_reaches_every_stage_as_a_number(study, tmp_path):
     run = run_study(cfg, out, render=False)
     assert all(s.status in ("computed", "cached") for s in run.stages), [(s.name, s.error) for s in run.stages]
     assert yaml.safe_load((out / "config.yaml").read_text())["batch_size"] == "auto"  # the saved config keeps it
+    item_conditions = ["none", "transfer", "random#0", "random#1", "random#2", "magnitude-matched", "anti"]
+    assert [c["label"] for c in json.loads((out / "qa/type1-ja/qa.json").read_text())["conditions"]] == item_conditions
+    assert json.loads((out / "logit_lens/type2-ja/logit_lens.json").read_text())["meta"]["conditions"] == item_conditions
 
 
 def test_protocol_paper_runs_the_papers_qa_and_the_report_says_so(study, tmp_path):

@@ -33,6 +33,15 @@ ANALYSES = (
 )
 """Analysis stage kinds a config may select; detection always runs (everything rests on it)."""
 
+ITEM_ANALYSES = ("qa", "reasoning", "logit_lens")
+"""Analyses that run every item through the model (and its 262k-token head on Gemma) once per condition:
+their cost grows with the number of conditions, so they take `item_controls`."""
+
+ITEM_CONTROLS = ("random:3", "magnitude-matched", "anti")
+"""The item analyses' default controls: the claims are decided against magnitude-matched and anti;
+random keeps several seeds (SPEC §5); layer-matched is left out, since magnitude-matched neurons
+already match the transfer set's count per layer."""
+
 DEFAULTS: dict[str, Any] = {
     "model": EMBEDDED,
     "revision": None,
@@ -50,11 +59,13 @@ DEFAULTS: dict[str, Any] = {
     "sizes": {"detect": None, "test": None, "specificity": None, "qa": None, "mc": None, "lens": None},
     "top_n": None,
     "controls": list(DEFAULT_CONTROLS),
+    "item_controls": list(ITEM_CONTROLS),  # QA, reasoning and the logit lens (null: controls)
     "seeds": 5,
     "seed": 0,
     "knn_k": [5, 10],
     "dose_counts": [10, 30, 100, 300, 1000],
     "dose_scales": [0.0, 0.5, 1.5, 2.0],
+    "dose_seeds": 3,  # random draws per count (null: seeds)
     "intervention": "zero",
     "figure_format": "png",
     "qa_mode": "all",
@@ -80,6 +91,8 @@ QUICK: dict[str, Any] = {
     "sizes": {"detect": 48, "test": 20, "specificity": 24, "qa": 8, "mc": 8, "lens": 10},
     "seeds": 2,
     "controls": ["random", "magnitude-matched", "anti"],
+    "item_controls": None,
+    "dose_seeds": None,
     "knn_k": [5],
     "dose_counts": [10, 100],
     "dose_scales": [0.0, 2.0],
@@ -138,8 +151,14 @@ def validate_config(cfg: dict) -> dict:
     for stage in cfg["stages"]:
         if stage not in ANALYSES:
             raise TransferNeuronsError(f"config.stages: unknown stage {stage!r} (known: detect, {', '.join(ANALYSES)})")
-    for spec in cfg["controls"]:
-        parse_control(spec)
+    if cfg["item_controls"] is not None:
+        cfg["item_controls"] = _as_list(cfg["item_controls"], "item_controls")
+    for name in ("controls", "item_controls"):
+        for spec in cfg[name] or ():
+            try:
+                parse_control(spec)
+            except TransferNeuronsError as err:
+                raise TransferNeuronsError(f"config.{name}: {err}") from None
     for name, allowed in _CHOICES.items():
         if cfg[name] not in allowed:
             raise TransferNeuronsError(f"config.{name}: expected one of {', '.join(map(str, allowed))}, got {cfg[name]!r}")
@@ -165,6 +184,7 @@ def validate_config(cfg: dict) -> dict:
         if cfg[name] is not None and (not isinstance(cfg[name], str) or not cfg[name]):
             raise TransferNeuronsError(f"config.{name}: expected a string or null, got {cfg[name]!r}")
     _positive_or_none(cfg["qa_max_new_tokens"], "qa_max_new_tokens")
+    _positive_or_none(cfg["dose_seeds"], "dose_seeds")
     cfg["lm_eval_task"] = check_task_spec(cfg["lm_eval_task"], "config.lm_eval_task")
     include = cfg["lm_eval_include_path"]
     if include is not None and (not isinstance(include, str) or not Path(include).is_dir()):
@@ -246,3 +266,13 @@ def write_config(path: str | Path, cfg: dict) -> Path:
     header = f"# transfer-neurons {__version__} study config; reproduce with: transfer-neurons run --config {Path(path).name} --out DIR\n"
     return write_bytes(path, (header + yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True)).encode("utf-8"))
 
+
+
+def stage_controls(cfg: dict, kind: str) -> list[str]:
+    """The controls a kind of stage compares against: item_controls for the item analyses when set, else controls."""
+    return cfg["item_controls"] if kind in ITEM_ANALYSES and cfg["item_controls"] is not None else cfg["controls"]
+
+
+def dose_seeds(cfg: dict) -> int:
+    """Random draws per count of the dose stages: dose_seeds when set, else seeds."""
+    return cfg["dose_seeds"] or cfg["seeds"]

@@ -28,6 +28,7 @@ from ..runs.logit_lens import LensInputs, run_logit_lens
 from ..runs.qa import QuestionInputs, run_open_qa
 from ..runs.reasoning import PaperReasoning, run_lm_eval_reasoning, run_multiple_choice
 from ..runs.specificity import CLAIM_ETA2, SpecificityInputs, run_specificity
+from .config import dose_seeds, stage_controls
 from .engine import Stage, StageContext
 
 
@@ -54,10 +55,10 @@ def detection_name(neuron_type: str, lang: str) -> str:
     return f"detect/{neuron_type}-{lang}"
 
 
-def study_conditions(ctx: StageContext, neuron_type: str, lang: str) -> tuple[Any, list[Condition]]:
-    """The detection a stage depends on and the conditions none, transfer and the configured controls."""
+def study_conditions(ctx: StageContext, neuron_type: str, lang: str, kind: str) -> tuple[Any, list[Condition]]:
+    """The detection a stage depends on and the conditions none, transfer and the controls of its kind."""
     det = read_detection(ctx.dep(detection_name(neuron_type, lang)))
-    return det, build_conditions(det, ctx.config["controls"], seeds=ctx.config["seeds"])
+    return det, build_conditions(det, stage_controls(ctx.config, kind), seeds=ctx.config["seeds"])
 
 
 def _detect_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
@@ -78,7 +79,7 @@ def _detect_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
 def pair_inputs(ctx: StageContext, neuron_type: str, lang: str) -> PairInputs:
     """The shared states, test pairs, detection, conditions and mid layers of one type and language."""
     cfg = ctx.config
-    det, conditions = study_conditions(ctx, neuron_type, lang)
+    det, conditions = study_conditions(ctx, neuron_type, lang, "similarity")
     mid = middle_layers(det.scores.shape[0], neuron_type, det.layers)
     rule = "the type2 candidate layers" if neuron_type == "type2" else "the middle third of the layers"
     return PairInputs(ctx.states, ctx.lm.name, test_pairs(cfg, lang), det, conditions, mid, rule, cfg["seed"], cfg["mode"],
@@ -151,17 +152,17 @@ def _latent_stage(ctx: StageContext, neuron_type: str) -> dict:
     return summary.record()
 
 
-def question_inputs(ctx: StageContext, neuron_type: str, lang: str, items) -> QuestionInputs:
+def question_inputs(ctx: StageContext, kind: str, neuron_type: str, lang: str, items) -> QuestionInputs:
     """The detection, conditions and one language's question set of a QA or reasoning stage."""
     cfg = ctx.config
-    det, conditions = study_conditions(ctx, neuron_type, lang)
+    det, conditions = study_conditions(ctx, neuron_type, lang, kind)
     return QuestionInputs(ctx.lm, det, conditions, [items], cfg["qa_mode"], cfg["batch_size"], cfg["seed"],
                           cfg["chat_template"], detection_name(neuron_type, lang))
 
 
-def _question_stage(ctx: StageContext, neuron_type: str, lang: str, items, run: Callable) -> dict:
+def _question_stage(ctx: StageContext, kind: str, neuron_type: str, lang: str, items, run: Callable) -> dict:
     """Run a QA or reasoning analysis on one language's items; `mean` averages over their questions."""
-    inputs = question_inputs(ctx, neuron_type, lang, items)
+    inputs = question_inputs(ctx, kind, neuron_type, lang, items)
     with applying(intervention_for(ctx.config["intervention"], reference=[item.question for item in items.items])):
         summary = run(inputs, ctx.folder)
     ctx.step()
@@ -173,7 +174,7 @@ def _qa_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
     cfg = ctx.config
     qa = load_qa(cfg["data"]["qa"], lang)
     qa = QASet(qa.name, qa.lang, qa.items[: cfg["sizes"]["qa"]])
-    return _question_stage(ctx, neuron_type, lang, qa, lambda inputs, folder: run_open_qa(
+    return _question_stage(ctx, "qa", neuron_type, lang, qa, lambda inputs, folder: run_open_qa(
         inputs, folder, cfg["protocol"], cfg["qa_max_new_tokens"]))
 
 
@@ -189,9 +190,9 @@ def _reasoning_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
     mc = load_mc(cfg["data"]["mc"], lang)
     items = MCSet(mc.name, mc.lang, mc.items[: cfg["sizes"]["mc"]])
     if cfg["protocol"] != "paper":
-        return _question_stage(ctx, neuron_type, lang, items, run_multiple_choice)
+        return _question_stage(ctx, "reasoning", neuron_type, lang, items, run_multiple_choice)
     paper = paper_reasoning(cfg)
-    return _question_stage(ctx, neuron_type, lang, items,
+    return _question_stage(ctx, "reasoning", neuron_type, lang, items,
                            lambda inputs, folder: run_lm_eval_reasoning(inputs, folder, paper))
 
 
@@ -203,7 +204,7 @@ def _dose_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
     if not counts and not cfg["dose_scales"]:
         raise TransferNeuronsError(f"dose_counts {cfg['dose_counts']} all exceed half the candidate neurons")
     pairs = test_pairs(cfg, lang)
-    inputs = DoseInputs(ctx.states, ctx.lm.name, pairs, det, counts, cfg["dose_scales"], cfg["seeds"],
+    inputs = DoseInputs(ctx.states, ctx.lm.name, pairs, det, counts, cfg["dose_scales"], dose_seeds(cfg),
                         middle_layers(det.scores.shape[0], neuron_type, det.layers), cfg["seed"], dropped,
                         detection_name(neuron_type, lang))
     with applying(intervention_for(cfg["intervention"], pairs)):
@@ -215,7 +216,7 @@ def _dose_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
 def _logit_lens_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
     """Per-layer L2 and English token mass through the model's head, under deactivation."""
     cfg, lm = ctx.config, ctx.lm
-    _, conditions = study_conditions(ctx, neuron_type, lang)
+    _, conditions = study_conditions(ctx, neuron_type, lang, "logit_lens")
     test = corpus(cfg, "test")
     texts = test.sentences(lang).texts[: cfg["sizes"]["lens"] or cfg["sizes"]["test"]]
     en_texts, l2_texts, vocab = (), (), None
@@ -243,6 +244,7 @@ def plan(cfg: dict) -> list[Stage]:
     common = {"hub_lang": cfg["hub_lang"], "seed": cfg["seed"], "strict_pairs": cfg["strict_pairs"],
               "dedupe": cfg["dedupe"], "figure_format": cfg["figure_format"]}
     conditions = {"controls": cfg["controls"], "seeds": cfg["seeds"], "intervention": cfg["intervention"]}
+    items = {**conditions, "controls": stage_controls(cfg, "qa")}  # QA, reasoning and the logit lens
     test = {**common, "size": cfg["sizes"]["test"], "mode": cfg["mode"]}
     stages = []
     for lang in langs:
@@ -281,7 +283,7 @@ def plan(cfg: dict) -> list[Stage]:
         stages.append(Stage("specificity", "specificity", {
             **common, "langs": specificity_langs(cfg), "size": cfg["sizes"]["specificity"], "eta2": CLAIM_ETA2,
             "protocol": cfg["protocol"]}, parallel, every, _specificity_stage))
-    question = {"seed": cfg["seed"], **conditions, "mode": cfg["qa_mode"], "figure_format": cfg["figure_format"],
+    question = {"seed": cfg["seed"], **items, "mode": cfg["qa_mode"], "figure_format": cfg["figure_format"],
                 "chat_template": cfg["chat_template"]}
     if "qa" in wanted:
         per_lang("qa", _qa_stage, {**question, "size": cfg["sizes"]["qa"], "max_new_tokens": cfg["qa_max_new_tokens"],
@@ -292,8 +294,8 @@ def plan(cfg: dict) -> list[Stage]:
                  "lm_eval_include_path": cfg["lm_eval_include_path"]} if cfg["protocol"] == "paper" else {}
         per_lang("reasoning", _reasoning_stage, {**question, "size": cfg["sizes"]["mc"], **paper}, (cfg["data"]["mc"],))
     if "dose" in wanted:
-        per_lang("dose", _dose_stage, {**test, "seeds": cfg["seeds"], "counts": cfg["dose_counts"],
+        per_lang("dose", _dose_stage, {**test, "seeds": dose_seeds(cfg), "counts": cfg["dose_counts"],
                                         "scales": cfg["dose_scales"], "intervention": cfg["intervention"]}, parallel)
     if "logit_lens" in wanted:
-        per_lang("logit_lens", _logit_lens_stage, {**test, **conditions, "lens_size": cfg["sizes"]["lens"]}, parallel)
+        per_lang("logit_lens", _logit_lens_stage, {**test, **items, "lens_size": cfg["sizes"]["lens"]}, parallel)
     return stages
