@@ -14,6 +14,7 @@ from tiny import save_model, tiny_lm, write_jsonl
 from transfer_neurons.cli import main
 from transfer_neurons.errors import TransferNeuronsError
 from transfer_neurons.study import read_manifest, resolve_config, run_study
+from transfer_neurons.study.config import DEFAULTS
 from transfer_neurons.study.plan import plan
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -173,7 +174,7 @@ def test_item_analyses_take_item_controls_and_dose_its_own_seeds():
     for kind in ("similarity", "activations", "alignment", "latent_spaces"):
         assert by_kind[kind]["controls"] == ["random", "layer-matched", "magnitude-matched", "anti"]
         assert by_kind[kind]["seeds"] == 5
-    assert by_kind["dose"]["seeds"] == 3
+    assert by_kind["dose"]["seeds"] == 2
     same = {stage.kind: stage.options for stage in plan(resolve_config({"langs": ["ja"], "item_controls": None,
                                                                         "dose_seeds": None, "controls": "random,anti"}))}
     assert same["qa"]["controls"] == same["logit_lens"]["controls"] == same["similarity"]["controls"] == ["random", "anti"]
@@ -292,3 +293,9 @@ def test_protocol_paper_runs_the_papers_qa_and_the_report_says_so(study, tmp_pat
     assert record["languages"]["ja"]["example_prompt"].endswith("答え: ")
     assert (out / "qa/type1-ja/qa_scatter_ja.png").is_file() and (out / "qa/type1-ja/qa_scatter.csv").is_file()
     assert "protocol <b>paper</b>" in (out / "report.html").read_text()
+
+
+def test_the_example_config_names_every_option_with_its_default():
+    example = yaml.safe_load((Path(__file__).parents[1] / "examples/study.yaml").read_text(encoding="utf-8"))
+    assert set(example) == set(DEFAULTS)
+    assert resolve_config(example) == resolve_config({})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import socket
@@ -12,12 +13,14 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from test_study import make_setup
 
-from transfer_neurons import distributed
+from transfer_neurons import batching, distributed
 from transfer_neurons.models.loading import load_model
 from transfer_neurons.study import resolve_config, run_study
 
 WORLD_SIZE = 2
-STAGES = ["similarity", "alignment", "latent_spaces", "specificity"]
+STAGES = ["similarity", "alignment", "latent_spaces", "specificity", "qa", "reasoning", "logit_lens"]
+ITEM_FILES = ["qa/type1-ja/qa_answers.csv", "reasoning/type1-ko/reasoning_items.csv", "logit_lens/type2-ja/logit_lens.csv"]
+LOGIT_BYTES = 5 * 4 * 300  # lens chunks of 5 states (vocabulary 300), so the ranks split them
 VOLATILE = {"seconds", "finished", "generated", "run", "processes"}  # timings and run records, not results
 TOLERANCE = 1e-6  # shards batch other sentences together, which moves float sums in the last digits
 
@@ -33,12 +36,25 @@ def run_rank(rank: int, port: int, options: dict, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(WORLD_SIZE), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
+    batching.LOGIT_BYTES = LOGIT_BYTES
     assert distributed.init_from_env()
     try:
         run = run_study(resolve_config(options), out, lm=load_model(options["model"]))
         assert all(s.status == "computed" for s in run.stages), [(s.name, s.error) for s in run.stages]
     finally:
         dist.destroy_process_group()
+
+
+def csv_values(path: Path) -> list[dict]:
+    """A CSV's rows with every number (and space-separated list of numbers) read as floats."""
+    def value(text: str):
+        try:
+            return [float(v) for v in text.split()] if " " in text.strip() else float(text)
+        except ValueError:
+            return text
+
+    with path.open(encoding="utf-8", newline="") as handle:
+        return [{key: value(text) for key, text in row.items()} for row in csv.DictReader(handle)]
 
 
 def assert_close(got, want, where: str = "results") -> None:
@@ -58,14 +74,18 @@ def assert_close(got, want, where: str = "results") -> None:
         assert got == want, (where, got, want)
 
 
-def test_two_processes_give_the_single_process_study(tmp_path: Path):
+def test_two_processes_give_the_single_process_study(tmp_path: Path, monkeypatch):
+    """Every stage splits its sentences, questions or lens states over the ranks (batches of 2: several per stage)."""
     torch.set_num_threads(1)
-    options = {**make_setup(tmp_path), "stages": STAGES}
+    monkeypatch.setattr(batching, "LOGIT_BYTES", LOGIT_BYTES)
+    options = {**make_setup(tmp_path), "stages": STAGES, "batch_size": 2}
     single = run_study(resolve_config(options), tmp_path / "one", lm=load_model(options["model"]))
     assert all(s.status == "computed" for s in single.stages), [(s.name, s.error) for s in single.stages]
     mp.spawn(run_rank, args=(free_port(), options, str(tmp_path / "two")), nprocs=WORLD_SIZE, join=True)
     one = json.loads((tmp_path / "one/results.json").read_text())
     two = json.loads((tmp_path / "two/results.json").read_text())
     assert_close(two, one)
+    for name in ITEM_FILES:  # answers, option log-likelihoods and lens masses, beyond the summary in results.json
+        assert_close(csv_values(tmp_path / "two" / name), csv_values(tmp_path / "one" / name), name)
     assert json.loads((tmp_path / "two/run.json").read_text())["processes"] == WORLD_SIZE
     assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("transfer-neurons-rank*"))  # rank 1's folders are gone

@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .batching import AUTO, check_batch_size, resolve_batch_size
-from .distributed import is_main, shard, world_size
+from .distributed import is_main, shard_batches
 from .errors import TransferNeuronsError
 from .log import progress_enabled
 from .models.loading import LoadedModel
@@ -341,7 +341,7 @@ def run_prefixes(
     device, decoder = lm.view.device, lm.view.decoder
     out = []
     batches = [order[start : start + size] for start in range(0, len(order), size)]
-    batches = shard(batches) if len(batches) >= world_size() else batches
+    batches = shard_batches(batches)
     for idx in tqdm(batches, desc=progress, disable=progress is None or not is_main() or not progress_enabled(), unit="batch"):
         width = max(len(encoded[i]) for i in idx) - 1
         ids = torch.tensor([[pad] * (width + 1 - len(encoded[i])) + encoded[i][:-1] for i in idx])  # [batch, prefix]

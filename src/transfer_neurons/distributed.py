@@ -51,6 +51,21 @@ def shard(items: Sequence[T]) -> list[T]:
     return list(items)[dist.get_rank() :: dist.get_world_size()]
 
 
+def shard_batches(batches: Sequence[T]) -> list[T]:
+    """This rank's batches of a one-process batching (every world_size-th), or all of them when there are
+    fewer batches than ranks: each item meets the same batch, so the same arithmetic, on any number of ranks."""
+    return shard(batches) if len(batches) >= world_size() else list(batches)
+
+
+def gather_items(local: dict[int, T]) -> dict[int, T]:
+    """Every rank's results keyed by item index, merged on every rank (objects sent between our own ranks)."""
+    if not is_active():
+        return local
+    parts: list[dict[int, T] | None] = [None] * world_size()
+    dist.all_gather_object(parts, local)
+    return {index: value for part in parts for index, value in (part or {}).items()}
+
+
 def all_reduce_sum(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Sum tensors over ranks (returned on their original device and dtype)."""
     if not is_active():

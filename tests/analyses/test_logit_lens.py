@@ -8,7 +8,7 @@ import torch
 from tiny import SENTENCES, save_model, tiny_lm
 
 from transfer_neurons.analyses.logit_lens import (
-    corpus_token_sets, lens_log_probs, lens_masses, lens_rows, logit_lens, script_token_sets, softcap,
+    corpus_token_sets, lens_log_probs, lens_masses, lens_rows, logit_lens, script_token_sets,
     token_in_scripts, vocab_size,
 )
 from transfer_neurons.capture import capture, make_batches
@@ -33,7 +33,7 @@ def test_last_layer_lens_is_the_models_own_softmax_and_masses_sum_to_one(arch):
     lens = lens_log_probs(lm, h[:, -1])
     torch.testing.assert_close(lens, own, atol=2e-4, rtol=1e-4)
     if arch == "gemma2":
-        assert softcap(lm) == 30.0
+        assert lm.view.final_softcap() == 30.0
         uncapped = torch.log_softmax(lm.view.unembed()(lm.view.final_norm()(h[:, -1])), dim=-1)
         assert (uncapped - own).abs().max() > 0.1
     ones = torch.ones(vocab_size(lm), 1)

@@ -56,7 +56,7 @@ def reference(lm, prompt, option, neurons=None, positions="prompt", special=True
     return sum(logp[len(p_ids) - 1 + k, t].item() for k, t in enumerate(o_ids))
 
 
-@pytest.mark.parametrize("arch", ["llama", "gemma3_text", "gpt2"])
+@pytest.mark.parametrize("arch", ["llama", "gemma3_text", "gpt2", "gemma2", "cohere"])  # gemma2 softcaps, cohere scales
 @pytest.mark.parametrize("batch_size", [1, 3])
 def test_logliks_equal_a_single_unbatched_pass(arch, batch_size):
     lm = tiny_lm(arch)

@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..capture import cache_argument, returned_cache
+from ..distributed import gather_items, shard_batches
 from ..errors import TransferNeuronsError
 from ..log import progress_enabled
 from ..models.loading import LoadedModel
@@ -127,6 +128,7 @@ def greedy_generate(
 
     A row ends at an `eos` id (default: the model's; not kept), when `ended(ids so far)` is true, or
     after max_new_tokens. Interventions active around the call act on the prompt pass as on one row alone.
+    Under torchrun each rank runs its batches of the one-process batching and every rank returns all rows.
     """
     if max_new_tokens < 1:
         raise TransferNeuronsError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
@@ -135,10 +137,9 @@ def greedy_generate(
     eos = eos_ids(lm) if eos is None else eos
     pad = pad_id(lm.tokenizer)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths: little padding
-    out: list[list[int]] = [[] for _ in prompts]
-    starts = range(0, len(order), batch_size)
-    for start in tqdm(starts, desc=progress, disable=progress is None or not progress_enabled(), unit="batch"):
-        idx = order[start : start + batch_size]
-        for i, ids in zip(idx, _greedy_batch(lm, [prompts[i] for i in idx], max_new_tokens, ended, eos, pad)):
-            out[i] = ids
-    return out
+    batches = shard_batches([order[start : start + batch_size] for start in range(0, len(order), batch_size)])
+    out: dict[int, list[int]] = {}
+    for idx in tqdm(batches, desc=progress, disable=progress is None or not progress_enabled(), unit="batch"):
+        out.update(zip(idx, _greedy_batch(lm, [prompts[i] for i in idx], max_new_tokens, ended, eos, pad)))
+    out = gather_items(out)  # under torchrun each rank answered its batches
+    return [out[i] for i in range(len(prompts))]

@@ -32,7 +32,9 @@ from matplotlib.ticker import MaxNLocator
 import numpy as np
 import torch
 
+from ..batching import logit_rows
 from ..conditions import Condition, condition_groups
+from ..distributed import gather_rows, shard_batches
 from ..errors import TransferNeuronsError
 from ..models.loading import LoadedModel
 from ..states import StateProvider, provider_for
@@ -154,34 +156,11 @@ def token_sets(lm: LoadedModel, lang: str, en_texts: Sequence[str] = (), l2_text
     return corpus_token_sets(lm, en_texts, l2_texts, lang)
 
 
-def softcap(lm: LoadedModel) -> float | None:
-    """The architecture's final logit softcapping (Gemma 2), or None."""
-    config = lm.model.config
-    config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    return getattr(config, "final_logit_softcapping", None)
-
-
-LOGIT_BYTES = 256 << 20
-"""Memory for one chunk of lens logits (float32 rows x vocabulary): 256 rows of a 262k vocabulary.
-Larger chunks run the unembedding faster (measured: 110 GFLOP/s at 64 rows, 153 at 256 on 2 CPU cores)."""
-
-
-def chunk_rows(vocab: int) -> int:
-    """States per unembedding step so that their logits take about LOGIT_BYTES."""
-    return max(1, LOGIT_BYTES // (4 * vocab))
-
-
 @torch.no_grad()
 def lens_logits(lm: LoadedModel, states: torch.Tensor) -> torch.Tensor:
     """The model's own head applied to raw layer outputs: [rows, d_model] -> logits [rows, vocab] float32."""
-    norm, unembed = lm.view.final_norm(), lm.view.unembed()
-    x = states.to(next(norm.parameters()).device, next(norm.parameters()).dtype)
-    x = norm(x).to(unembed.weight.device, unembed.weight.dtype)
-    logits = unembed(x).float() * lm.view.logit_scale()  # Cohere scales its logits
-    cap = softcap(lm)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    return logits
+    norm = lm.view.final_norm()
+    return lm.view.head_logits(norm(states.to(next(norm.parameters()).device, next(norm.parameters()).dtype)))
 
 
 def lens_log_probs(lm: LoadedModel, states: torch.Tensor) -> torch.Tensor:
@@ -193,17 +172,20 @@ def lens_log_probs(lm: LoadedModel, states: torch.Tensor) -> torch.Tensor:
 def lens_masses(lm: LoadedModel, states: torch.Tensor, masks: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
     """Probability mass on each mask per item and layer: states [n, layer, d], masks [vocab, k] -> [n, layer, k].
 
-    chunk: states per unembedding step (None: chunk_rows of the vocabulary).
+    chunk: states per unembedding step (None: batching.logit_rows of the vocabulary).
     """
     n, layers, d = states.shape
     flat = states.reshape(n * layers, d)
-    rows = chunk or chunk_rows(masks.shape[0])
+    rows = chunk or logit_rows(masks.shape[0])
+    chunks = shard_batches([range(start, min(start + rows, len(flat))) for start in range(0, len(flat), rows)])
     out = []
-    for start in range(0, flat.shape[0], rows):
-        z = lens_logits(lm, flat[start : start + rows])  # [rows, vocab]
+    for part in chunks:  # this rank's chunks under torchrun
+        z = lens_logits(lm, flat[part.start : part.stop])  # [rows, vocab]
         z = z.sub_(z.amax(-1, keepdim=True)).exp_()  # unnormalised probabilities, in place: one vocab-wide buffer
         out.append((z @ masks.to(z.device) / z.sum(-1, keepdim=True)).cpu())  # [rows, k]
-    return torch.cat(out).reshape(n, layers, masks.shape[1])
+    done = [i for part in chunks for i in part]
+    masses = torch.cat(out) if len(done) == len(flat) else gather_rows(torch.cat(out), done, len(flat))
+    return masses.reshape(n, layers, masks.shape[1])
 
 
 def first_affected_layer(neurons: np.ndarray | None, num_layers: int) -> int:

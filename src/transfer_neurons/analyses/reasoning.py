@@ -33,9 +33,11 @@ import torch
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
+from ..batching import logit_rows
 from ..capture import cache_argument, returned_cache
 from ..conditions import Condition
 from ..data import MCItem, MCSet
+from ..distributed import gather_items, shard_batches
 from ..data.questions import answer_cue
 from ..errors import TransferNeuronsError
 from ..interventions import Intervention, deactivated
@@ -70,12 +72,25 @@ def _right_padded(rows: Sequence[list[int]], pad: int) -> tuple[torch.Tensor, to
     return ids, mask
 
 
+def token_log_probs(lm: LoadedModel, final: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log p(target) under the model's head at final-norm states: final [n, d_model], targets [n] -> [n] float32,
+    in steps of batching.logit_rows so the logits' memory stays bounded."""
+    rows = logit_rows(int(lm.view.unembed().weight.shape[0]))
+    out = []
+    for start in range(0, final.shape[0], rows):
+        logits = lm.view.head_logits(final[start : start + rows])  # [rows, vocab]
+        picked = logits.gather(-1, targets[start : start + rows, None].to(logits.device))[:, 0]
+        out.append(picked - torch.logsumexp(logits, -1))
+    return torch.cat(out) if out else torch.zeros(0)
+
+
 @torch.no_grad()
 def _batch_logliks(lm: LoadedModel, prompts: list[list[int]], options: list[list[list[int]]], pad: int) -> list[np.ndarray]:
     """Summed log-probabilities of each item's options after its prompt: per item [option].
 
     Each prompt runs once (left-padded, cache on); the cache is repeated per option and the options
-    (right-padded) run against it, so the prompt is not recomputed for every option.
+    (right-padded) run against it, so the prompt is not recomputed for every option. The head runs
+    only where a log-probability is read: the prompt's last position and each option token but the last.
     """
     device = lm.view.device
     p_ids, p_mask = left_padded(prompts, pad)  # [item, prompt]
@@ -89,13 +104,17 @@ def _batch_logliks(lm: LoadedModel, prompts: list[list[int]], options: list[list
     c_ids, c_mask = _right_padded([ids for opts in options for ids in opts], pad)  # [row, option token]
     # [row, option token]; a padding slot repeats its row's last position, so no position exceeds the row's own
     positions = p_mask.sum(1)[owner, None] + (c_mask.cumsum(1) - 1).clamp(min=0)
-    rest = lm.model(
+    rest = lm.view.decoder(
         input_ids=c_ids.to(device), attention_mask=torch.cat([p_mask[owner], c_mask], 1).to(device),
-        position_ids=positions.to(device), use_cache=True, **cache_argument(lm.model, cache),
-    )
-    logits = torch.cat([first.logits[owner.to(device), -1:], rest.logits[:, :-1]], 1).float()  # [row, option token, vocab]
-    logp = logits.gather(-1, c_ids.to(device)[..., None])[..., 0] - torch.logsumexp(logits, -1)  # [row, option token]
-    totals = (logp * c_mask.to(device)).sum(1).cpu().numpy()  # [row]
+        position_ids=positions.to(device), use_cache=True, **cache_argument(lm.view.decoder, cache),
+    ).last_hidden_state  # [row, option token, d_model]
+    first_logits = first.logits[owner.to(device), -1].float()  # [row, vocab]: the prompt's prediction of token 0
+    totals = first_logits.gather(-1, c_ids[:, :1].to(device))[:, 0] - torch.logsumexp(first_logits, -1)  # [row]
+    reads = c_mask.clone()  # positions whose state predicts the next option token: every real one but the last
+    reads[torch.arange(len(reads)), c_mask.sum(1) - 1] = 0
+    row, col = reads.nonzero(as_tuple=True)
+    inner = token_log_probs(lm, rest[row.to(device), col.to(device)], c_ids[row, col + 1])  # [read]
+    totals = totals.index_add(0, row.to(totals.device), inner.to(totals.device)).cpu().numpy()  # [row]
     bounds = np.cumsum([0] + [len(opts) for opts in options])
     return [totals[bounds[i] : bounds[i + 1]] for i in range(len(options))]
 
@@ -130,7 +149,7 @@ def option_logliks(
     batch_size counts (prompt, option) rows, which bound the logits' memory; each prompt runs once,
     and an item with more options than batch_size forms a batch of its own. chat_template: the prompt
     is the user turn of the tokenizer's chat template and the options continue the assistant's turn.
-    Returns per item [option].
+    Returns per item [option], on every rank under torchrun (each rank scores its batches).
     """
     if mode not in GENERATION_MODES:
         raise TransferNeuronsError(f"reasoning deactivation mode must be one of {GENERATION_MODES}, got {mode!r}")
@@ -143,14 +162,13 @@ def option_logliks(
         raise TransferNeuronsError("every prompt needs options, and every option must tokenise to something")
     pad = pad_id(tokenizer)
     order = sorted(range(len(prompts)), key=lambda i: len(prompt_ids[i]))
-    out: list[np.ndarray] = [np.zeros(0)] * len(prompts)
+    out: dict[int, np.ndarray] = {}
+    batches = shard_batches(_row_batches(order, [len(o) for o in options], batch_size))  # this rank's, under torchrun
     with deactivated(lm, neurons, mode, intervention) if neurons is not None else nullcontext():
-        for idx in tqdm(_row_batches(order, [len(o) for o in options], batch_size), desc=progress,
-                        disable=progress is None or not progress_enabled(), unit="batch"):
-            scores = _batch_logliks(lm, [prompt_ids[i] for i in idx], [option_ids[i] for i in idx], pad)
-            for i, score in zip(idx, scores):
-                out[i] = score
-    return out
+        for idx in tqdm(batches, desc=progress, disable=progress is None or not progress_enabled(), unit="batch"):
+            out.update(zip(idx, _batch_logliks(lm, [prompt_ids[i] for i in idx], [option_ids[i] for i in idx], pad)))
+    out = gather_items(out)
+    return [out[i] for i in range(len(prompts))]
 
 
 def option_choices(loglik: Sequence[np.ndarray], sizes: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

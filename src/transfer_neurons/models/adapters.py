@@ -153,6 +153,21 @@ class ModelView:
         name = self.adapter.logit_scale
         return 1.0 if name is None else float(getattr(self.model.config, name))
 
+    def final_softcap(self) -> float | None:
+        """The head's final logit softcapping (Gemma 2), or None."""
+        config = self.model.config
+        config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        return getattr(config, "final_logit_softcapping", None)
+
+    @torch.no_grad()
+    def head_logits(self, final: torch.Tensor) -> torch.Tensor:
+        """The model's own logits from final-norm states (the decoder's output): [rows, d_model] -> [rows, vocab]
+        float32; unembedding, then the architecture's logit scale (Cohere) or final softcapping (Gemma 2)."""
+        unembed = self.unembed()
+        logits = unembed(final.to(unembed.weight.device, unembed.weight.dtype)).float() * self.logit_scale()
+        cap = self.final_softcap()
+        return torch.tanh(logits / cap) * cap if cap else logits
+
     def norm_eps(self, layer: int) -> float:
         """Epsilon of the MLP-output RMS norm (0 where there is none)."""
         norm = self.mlp_out_norm(layer)

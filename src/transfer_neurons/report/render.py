@@ -198,6 +198,12 @@ def sample_sizes(stages: dict) -> dict[str, Any]:
     return {k: v for k, v in sizes.items() if v is not None}
 
 
+def item_controls_note(cfg: dict) -> str:
+    """The QA, reasoning and logit-lens controls when they differ from the other analyses' (config item_controls)."""
+    chosen = cfg.get("item_controls")  # absent in studies run before the option existed
+    return f" (QA, reasoning, logit lens: {esc(', '.join(chosen))})" if chosen and chosen != cfg["controls"] else ""
+
+
 def banner(results: dict) -> str:
     """What the claims rest on: model, dtype, quantisation, sample sizes, whether --quick ran, and the protocol."""
     cfg, model = results["config"], results["model"]
@@ -208,7 +214,7 @@ def banner(results: dict) -> str:
         f"quantisation {esc(model.get('quantisation') or 'unknown')}",
         f"languages {esc(', '.join(cfg['langs']))} (hub {esc(cfg['hub_lang'])})",
         "sizes: " + (esc("; ".join(f"{k} {v}" for k, v in sizes.items())) or "none finished"),
-        f"controls {esc(', '.join(cfg['controls']))}, {cfg['seeds']} seeds",
+        f"controls {esc(', '.join(cfg['controls']))}, {cfg['seeds']} seeds" + item_controls_note(cfg),
         "<b>--quick</b> (small samples: expect wide intervals)" if cfg.get("quick") else "full sizes (not --quick)",
         f"protocol <b>{esc(cfg.get('protocol', 'default'))}</b>",
     ]
@@ -255,6 +261,8 @@ def model_section(results: dict) -> str:
         ["detection / analyses split", "train / test (bundled sets); every row of files"],
         ["top-n", cfg["top_n"] if cfg["top_n"] is not None else "paper share of candidates"],
         ["controls, seeds", f"{', '.join(cfg['controls'])}; {cfg['seeds']} seeds"],
+        ["QA, reasoning, logit lens controls", ", ".join(cfg.get("item_controls") or cfg["controls"])],
+        ["dose random draws per count", cfg.get("dose_seeds") or cfg["seeds"]],
         ["seed, k (kNN), QA mode, deactivation mode", f"{cfg['seed']}, {cfg['knn_k']}, {cfg['qa_mode']}, {cfg['mode']}"],
         ["quick", cfg["quick"]],
         ["transfer-neurons", results["transfer_neurons"]],

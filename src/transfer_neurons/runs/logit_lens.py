@@ -34,7 +34,7 @@ class LensInputs:
     detection: str | None = None  # the detection folder, for the record
     vocab_data: str | None = None  # the parallel corpus that defined the token sets (Latin-script languages)
     batch_size: int | str = 16
-    chunk: int | None = None  # states per unembedding step (None: by memory, analyses.logit_lens.chunk_rows)
+    chunk: int | None = None  # states per unembedding step (None: by memory, batching.logit_rows)
     mode: str = "last"
     seed: int = 0
     states: StateProvider | None = None  # the study's shared states (None: captured here)

@@ -56,7 +56,8 @@ DEFAULTS: dict[str, Any] = {
     "langs": ["ja", "nl", "ko", "it"],
     "hub_lang": "en",
     "data": {"parallel": "parallel", "qa": "qa", "mc": "mc"},
-    "sizes": {"detect": None, "test": None, "specificity": None, "qa": None, "mc": None, "lens": None},
+    # null: every row; the logit lens (a figure of per-layer means, beyond the paper) reads the first 64 test sentences
+    "sizes": {"detect": None, "test": None, "specificity": None, "qa": None, "mc": None, "lens": 64},
     "top_n": None,
     "controls": list(DEFAULT_CONTROLS),
     "item_controls": list(ITEM_CONTROLS),  # QA, reasoning and the logit lens (null: controls)
@@ -65,7 +66,7 @@ DEFAULTS: dict[str, Any] = {
     "knn_k": [5, 10],
     "dose_counts": [10, 30, 100, 300, 1000],
     "dose_scales": [0.0, 0.5, 1.5, 2.0],
-    "dose_seeds": 3,  # random draws per count (null: seeds)
+    "dose_seeds": 2,  # random draws per count (null: seeds)
     "intervention": "zero",
     "figure_format": "png",
     "qa_mode": "all",
