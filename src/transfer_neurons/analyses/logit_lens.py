@@ -137,8 +137,8 @@ def corpus_token_sets(
 
 @functools.lru_cache(maxsize=4)
 def _script_sets_of(tokenizer, size: int, lang: str) -> TokenSets:
-    """The script rule over a tokenizer's whole vocabulary, kept per language: decoding and sorting 262k
-    tokens takes about 10 s, and a study asks again for every type of neuron."""
+    """The script rule over a tokenizer's whole vocabulary, kept per language: decoding and classifying
+    262k tokens takes about 10 s, and a study asks again for every type of neuron."""
     keep = ordinary_ids(tokenizer, size)
     texts = [""] * size
     for i, text in zip(np.flatnonzero(keep), decode_ids(tokenizer, np.flatnonzero(keep))):

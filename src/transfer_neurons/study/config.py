@@ -56,8 +56,8 @@ DEFAULTS: dict[str, Any] = {
     "langs": ["ja", "nl", "ko", "it"],
     "hub_lang": "en",
     "data": {"parallel": "parallel", "qa": "qa", "mc": "mc"},
-    # null: every row; the logit lens (a figure of per-layer means, beyond the paper) reads the first 64 test sentences
-    "sizes": {"detect": None, "test": None, "specificity": None, "qa": None, "mc": None, "lens": 64},
+    # null: every row; the logit lens (a figure of per-layer means, beyond the paper) reads the first 32 test sentences
+    "sizes": {"detect": None, "test": None, "specificity": None, "qa": None, "mc": None, "lens": 32},
     "top_n": None,
     "controls": list(DEFAULT_CONTROLS),
     "item_controls": list(ITEM_CONTROLS),  # QA, reasoning and the logit lens (null: controls)
