@@ -6,23 +6,28 @@ and LLaMA3-8B (32 layers, d_model 4096, d_ff 14,336, 8 KV heads), each with the 
 cut to the tokenizer at hand. For batch sizes 16, 64 and auto it prints, in seconds per
 sentence, the floor (the decoder over length-sorted batches, as capture runs it) and
 `score_neurons` for Type-1 and Type-2 centroids (computed beforehand, not timed), their
-ratio (target <= 1.25), peak GPU memory during detection next to the weights' size,
-and how many device-to-host copies one detection made (torch.profiler). With --study it
-also times the default study (`transfer-neurons run`) on the embedded model.
+ratio (target <= 1.25), peak GPU memory of the floor and of detection next to the weights'
+size, and how many device-to-host copies one detection made (torch.profiler). With --study
+it also times the default study (`transfer-neurons run`) on the embedded model, or on random
+weights of its config (--study-model random: the device needs no GGUF file), with seconds
+per kind of stage.
 
     python bench/bench_gpu.py --device cuda [--tokenizer FOLDER] [--shapes gemma3-270m llama3-8b] [--study]
+    python bench/bench_gpu.py --device cuda --tokenizer EMBEDDED_FOLDER --shapes --study --study-model random
     python bench/bench_gpu.py --device cpu --smoke     # tiny shapes, a few sentences: checks the script
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -31,6 +36,7 @@ from transfer_neurons.batching import resolve_batch_size
 from transfer_neurons.capture import make_batches
 from transfer_neurons.centroids import language_centroids, shared_centroids
 from transfer_neurons.data import load_parallel
+from transfer_neurons.log import show_progress
 from transfer_neurons.models.loading import EMBEDDED, LoadedModel, convert_gguf, embedded_gguf_path, prepare
 from transfer_neurons.scoring import score_neurons
 
@@ -164,7 +170,7 @@ def bench_shape(shape: str, args: argparse.Namespace, tokenizer) -> None:
     cents = {"type1": shared_centroids(lm, hub, l2, max(sizes.values())),
              "type2": language_centroids(lm, l2, max(sizes.values()))}
     print(f"   {'batch':>10} {'floor s/sent':>13} {'type1 s/sent':>13} {'ratio':>6} {'type2 s/sent':>13} {'ratio':>6}"
-          f" {'peak GiB':>9} {'D->H copies':>11}")
+          f" {'floor GiB':>9} {'peak GiB':>9} {'D->H copies':>11}")
     for label, size in sizes.items():
         base = timed(args.device, lambda: floor(lm, l2, size), args.repeats) / len(l2)
         row = f"   {label + (f' ({size})' if label == 'auto' else ''):>10} {base:13.6f}"
@@ -179,42 +185,85 @@ def bench_shape(shape: str, args: argparse.Namespace, tokenizer) -> None:
                 copies = (device_to_host_copies(args.device, lambda: floor(lm, texts, size)),
                           device_to_host_copies(args.device, lambda: score_neurons(lm, cents[kind], texts, size,
                                                                                    progress=None)))
+        floor_peak = peak_memory(args.device, lambda: floor(lm, l2, size))
         peak = "n/a" if peaks[0] is None else f"{max(peaks):.2f}"
-        row += f" {peak:>9} {'n/a' if copies[0] is None else f'{copies[0]} / {copies[1]}':>11}"
+        row += f" {'n/a' if floor_peak is None else f'{floor_peak:.2f}':>9} {peak:>9} {'n/a' if copies[0] is None else f'{copies[0]} / {copies[1]}':>11}"
         print(row)
-    print("   ratio = detect / floor (target <= 1.25); peak = max GPU memory allocated during detection, weights "
-          "included; D->H copies: device-to-host copies over 4 batches, floor / detection")
+    print("   ratio = detect / floor (target <= 1.25); floor GiB, peak GiB = max GPU memory allocated by the floor "
+          "and by detection, weights included; D->H copies: device-to-host copies over 4 batches, floor / detection")
     del lm
     if args.device.startswith("cuda"):
         torch.cuda.empty_cache()
 
 
+def study_model(args: argparse.Namespace, folder: str) -> str:
+    """The model the study runs: the embedded one, or (--study-model random) random weights of its config.
+
+    'random' builds the model from the config.json in --tokenizer (the embedded model's converted
+    folder holds it) and saves it with the tokenizer into `folder`: no GGUF file or download.
+    """
+    if args.study_model != "random":
+        return args.study_model
+    config = AutoConfig.from_pretrained(args.tokenizer)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(args.tokenizer).save_pretrained(folder)
+    return folder
+
+
+def stage_seconds(folder: Path) -> dict[str, tuple[int, float]]:
+    """(stages, seconds) per stage kind, read from the finished stages' manifests."""
+    kinds: dict[str, tuple[int, float]] = {}
+    for manifest in sorted(folder.glob("*/*/manifest.json")) + sorted(folder.glob("*/manifest.json")):
+        record = json.loads(manifest.read_text())
+        count, seconds = kinds.get(record["kind"], (0, 0.0))
+        kinds[record["kind"]] = (count + 1, seconds + record["seconds"])
+    return kinds
+
+
 def time_study(args: argparse.Namespace) -> None:
-    """Wall time of the default study (`transfer-neurons run`) on the embedded model."""
+    """Wall time of the default study (`transfer-neurons run`), and seconds per kind of stage."""
     with tempfile.TemporaryDirectory(prefix="bench-study-") as folder:
-        cmd = [sys.executable, "-m", "transfer_neurons.cli", "run", "--device", args.device, "--out", folder]
+        model = study_model(args, str(Path(folder) / "model"))
+        out = Path(folder) / "study"
+        cmd = [sys.executable, "-m", "transfer_neurons.cli", "run", "--device", args.device, "--dtype", "float32",
+               "--out", str(out), "-q"]
+        if model != EMBEDDED:
+            cmd += ["--model", model]
         if args.smoke:
             cmd.append("--quick")
-        print(f"\n== study: {' '.join(cmd[1:])}", flush=True)
+        print(f"\n== study: {' '.join(cmd[1:])} (at most {args.study_timeout} s)", flush=True)
         start = time.perf_counter()
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.study_timeout)
+            status = f"exit {done.returncode}"
+        except subprocess.TimeoutExpired:
+            done, status = None, f"stopped after {args.study_timeout} s"
         seconds = time.perf_counter() - start
-        print(f"   exit {done.returncode}, {seconds / 60:.1f} min wall")
-        if done.returncode:
+        kinds = stage_seconds(out)
+        print(f"   {status}, {seconds:.1f} s wall, {sum(n for n, _ in kinds.values())} stages finished")
+        for kind, (count, total) in kinds.items():
+            print(f"   {kind:>14}: {count:>2} stages {total:8.1f} s")
+        if done is not None and done.returncode:
             print(done.stderr[-2000:])
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
-    parser.add_argument("--shapes", nargs="+", choices=tuple(SHAPES), default=["gemma3-270m", "smollm2-135m", "llama3-8b"])
+    parser.add_argument("--shapes", nargs="*", choices=tuple(SHAPES), default=["gemma3-270m", "smollm2-135m", "llama3-8b"])
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
                         help="weights dtype for every shape (default: float32 for the small shapes, bfloat16 for LLaMA3-8B)")
     parser.add_argument("--batches", nargs="+", default=["16", "64", "auto"], help="batch sizes; 'auto' = batching.py's choice")
     parser.add_argument("--sentences", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=2, help="timings keep the minimum of this many runs")
     parser.add_argument("--tokenizer", default=EMBEDDED, help="a tokenizer folder, or 'embedded' (Gemma 3's; default)")
-    parser.add_argument("--study", action="store_true", help="also time the default study on the embedded model")
+    parser.add_argument("--study", action="store_true", help="also time the default study")
+    parser.add_argument("--study-model", default=EMBEDDED,
+                        help="the study's model: 'embedded' (default), 'random' (the --tokenizer folder's config.json "
+                             "with random weights: no GGUF needed) or any --model value")
+    parser.add_argument("--study-timeout", type=int, default=3600, help="stop the study after this many seconds")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny shapes, 24 sentences, batches 4, 8 and auto, one repeat (and --quick for --study)")
     args = parser.parse_args(argv)
@@ -223,6 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     args.batches = [b if b == "auto" else int(b) for b in args.batches]
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU ({os.cpu_count()} cores)"
     print(f"{name}; torch {torch.__version__}; {torch.get_num_threads()} threads")
+    show_progress(False)
     tokenizer = load_tokenizer(args.tokenizer)
     for shape in args.shapes:
         bench_shape(shape, args, tokenizer)

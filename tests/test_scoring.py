@@ -1,5 +1,7 @@
 """Fast closed-form scores equal a literal reading of method.md §4, batched or not."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -150,3 +152,26 @@ def test_value_vectors_in_chunks_give_the_same_scores(monkeypatch):
     # p and n are float64 dot products per neuron; a BLAS may order them differently by chunk
     np.testing.assert_allclose(chunked.scores, whole.scores, rtol=0, atol=1e-7)
     np.testing.assert_allclose(chunked.magnitudes, whole.magnitudes, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("group_bytes", [1, 2 * 8 * 4 * 64])  # one layer per group; two layers per group (batch 4, d_ff 64)
+def test_scores_in_layer_groups_equal_the_whole_model_at_once(monkeypatch, group_bytes):
+    lm = tiny_lm("gemma3_text")
+    centroids = language_centroids(lm, SENTENCES, batch_size=3)
+    whole = score_neurons(lm, centroids, SENTENCES, batch_size=4, progress=None)
+    monkeypatch.setattr(scoring, "SCORE_BYTES", group_bytes)
+    assert len(scoring.layer_groups(lm, 4)) == (lm.view.num_layers if group_bytes == 1 else -(-lm.view.num_layers // 2))
+    grouped = score_neurons(lm, centroids, SENTENCES, batch_size=4, progress=None)
+    np.testing.assert_allclose(grouped.scores, whole.scores, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(grouped.magnitudes, whole.magnitudes, rtol=1e-9, atol=0)
+
+
+def test_layer_groups_never_span_two_devices():
+    devices = ["cuda:0"] * 3 + ["cuda:1"] * 4
+    out_proj = lambda layer: SimpleNamespace(weight=SimpleNamespace(device=devices[layer]))  # noqa: E731
+    lm = SimpleNamespace(view=SimpleNamespace(num_layers=7, d_ff=8, out_proj=out_proj))
+    assert scoring.layer_groups(lm, 1) == [range(0, 3), range(3, 7)]
+    # at most 2 layers' [batch 4, d_ff 8] float64 work per group
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(scoring, "SCORE_BYTES", 2 * 8 * 4 * 8)
+        assert scoring.layer_groups(lm, 4) == [range(0, 2), range(2, 3), range(3, 5), range(5, 7)]

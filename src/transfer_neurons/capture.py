@@ -53,6 +53,14 @@ class LayerInternals:
     h: list[torch.Tensor] | None = None  # per layer [batch, d_model]
     m: list[torch.Tensor] | None = None  # per layer [batch, d_model]
     a: list[torch.Tensor] | None = None  # per layer [batch, d_ff]  effective activations
+    blocks: dict[str, torch.Tensor] = field(default_factory=dict)
+    """name -> [layer, batch, width] when every layer is on one device; the per-layer tensors are its views."""
+
+    def block(self, name: str, layers: range) -> torch.Tensor:
+        """One quantity of consecutive layers on one device as one [g, batch, width] tensor (a view when it can be)."""
+        if name in self.blocks:
+            return self.blocks[name][layers.start : layers.stop]
+        return torch.stack(getattr(self, name)[layers.start : layers.stop])
 
     def stacked(self, device: torch.device | str = "cpu") -> Internals:
         """The same internals as [batch, layer, width] tensors on one device."""
@@ -126,6 +134,7 @@ class _Recorder:
     want: frozenset[str]
     store: dict = field(default_factory=dict)
     index: dict = field(default_factory=dict)  # device -> (rows [batch], last [batch]) of the current batch
+    eps: dict = field(default_factory=dict)  # device -> [layer, 1, 1] MLP-output norm epsilons
 
     def start(self, last: torch.Tensor) -> None:
         """Begin a batch whose rows end at positions `last` [batch] (on the input device)."""
@@ -178,28 +187,49 @@ class _Recorder:
         return hook
 
     def collect(self) -> LayerInternals:
-        """Turn one batch's stored tensors into LayerInternals (float32, where they were computed)."""
+        """Turn one batch's stored tensors into LayerInternals (float32, where they were computed).
+
+        When every layer is on one device, m and a are computed for all layers at once on
+        [layer, batch, width] stacks: a few kernels per batch instead of a few per layer,
+        which is what a small model's step on a GPU is bound by.
+        """
         store, out = self.store, LayerInternals()
         layers = range(self.lm.view.num_layers)
+        one_device = len({store[key].device for key in store}) == 1
         if "embed" in self.want:
             out.embed = store["embed"]
         if "h" in self.want:
             out.h = [store[("h", l)] for l in layers]
         if "m" in self.want:
-            out.m = [store[("h", l)] - store[("mlp", l)] for l in layers]
+            h, mlp = [store[("h", l)] for l in layers], [store[("mlp", l)] for l in layers]
+            if one_device:
+                out.blocks["m"] = torch.stack(h) - torch.stack(mlp)
+                out.m = list(out.blocks["m"].unbind(0))
+            else:
+                out.m = [x - y for x, y in zip(h, mlp)]
         if "a" in self.want:
-            out.a = [self._effective_a(l) for l in layers]
+            a = [store[("a", l)] for l in layers]
+            u = [store[("u", l)] for l in layers] if ("u", 0) in store else None
+            if one_device:
+                out.blocks["a"] = torch.stack(a) if u is None else effective_a(torch.stack(a), torch.stack(u), self._eps())
+                out.a = list(out.blocks["a"].unbind(0))
+            else:
+                out.a = a if u is None else [effective_a(x, y, self.lm.view.norm_eps(l)) for l, (x, y) in enumerate(zip(a, u))]
         self.store = {}
         return out
 
-    def _effective_a(self, layer: int) -> torch.Tensor:
-        """a / rms(u) where the MLP output passes an RMS norm, else a itself: [batch, d_ff]."""
-        a = self.store[("a", layer)]
-        if ("u", layer) not in self.store:
-            return a
-        u = self.store[("u", layer)]
-        rms = torch.sqrt(u.pow(2).mean(dim=-1, keepdim=True) + self.lm.view.norm_eps(layer))
-        return a / rms
+    def _eps(self) -> torch.Tensor:
+        """Each layer's MLP-output norm epsilon as [layer, 1, 1], on the batch's device (made once)."""
+        device = next(iter(self.store.values())).device
+        if device not in self.eps:
+            eps = [self.lm.view.norm_eps(l) for l in range(self.lm.view.num_layers)]
+            self.eps[device] = torch.tensor(eps, device=device)[:, None, None]
+        return self.eps[device]
+
+
+def effective_a(a: torch.Tensor, u: torch.Tensor, eps: float | torch.Tensor) -> torch.Tensor:
+    """a / rms(u), where u is the MLP output that passes an RMS norm: [..., batch, d_ff] (one layer or stacked)."""
+    return a / torch.sqrt(u.pow(2).mean(dim=-1, keepdim=True) + eps)
 
 
 def batch_size_for(lm: LoadedModel, batch_size: int | str, texts: Sequence[str]) -> int:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from . import distributed
-from .capture import iter_layer_internals, stack_on
+from .capture import LayerInternals, batch_size_for, iter_layer_internals, stack_on
 from .errors import TransferNeuronsError
 from .models.loading import LoadedModel
 
@@ -30,6 +30,7 @@ PAPER_NEURONS = 458_752  # 32 layers x 14,336 neurons (LLaMA3-8B, Mistral-7B, Ay
 TYPE1_SHARE = 0.625  # Type-1 candidates: the first 62.5 % of layers (paper: 20 of 32)
 _TINY = 1e-30
 _CHUNK = 2048  # neurons whose value vectors are in float64 at once while setting up
+SCORE_BYTES = 64 << 20  # one float64 [layers, batch, d_ff] array of a scoring step (a few exist at once)
 
 
 @dataclass
@@ -65,26 +66,56 @@ class _LayerTerms:
             self.c.append(c)
 
 
-def layer_score_sum(
-    lm: LoadedModel, terms: _LayerTerms, layer: int, b: torch.Tensor, a: torch.Tensor
-) -> torch.Tensor:
-    """Sum over a batch of every neuron's score at one layer: b [n, d_model], a [n, d_ff] -> [d_ff].
+class _GroupTerms:
+    """The terms of consecutive layers on one device, stacked: p, n [g, d_ff], C [g, d_model], |C| [g], value gains."""
 
-    b and a are on the layer's weight device (capture leaves them there). cos(b, C) is the
-    same for every neuron, so its batch sum is subtracted once, and 1/|C| is applied to
-    the sums: the [n, d_ff] work is a few in-place float64 passes.
+    def __init__(self, lm: LoadedModel, terms: _LayerTerms, layers: range):
+        self.layers = layers
+        self.p = torch.stack(terms.p[layers.start : layers.stop])
+        self.n = torch.stack(terms.n[layers.start : layers.stop])
+        self.c = torch.stack(terms.c[layers.start : layers.stop])
+        self.c_norm = torch.stack(terms.c_norm[layers.start : layers.stop])
+        self.gains = lm.view.value_gains(layers)  # [g, d_model] or None
+
+
+def layer_groups(lm: LoadedModel, batch_size: int) -> list[range]:
+    """Consecutive layers on one weight device whose float64 [g, batch, d_ff] work fits SCORE_BYTES.
+
+    Scoring a group is one set of element-wise kernels instead of one per layer: on a GPU a
+    small model's step is bound by kernel launches, not arithmetic.
     """
-    p, n, c_norm, c = terms.p[layer], terms.n[layer], terms.c_norm[layer], terms.c[layer]
-    q = lm.view.dot_values(layer, b).double()  # [n, d_ff]
-    b = b.double()
-    a = a.double()
-    bc = (b @ c)[:, None]  # [n, 1]
-    bb = b.pow(2).sum(dim=1, keepdim=True)  # [n, 1]
-    base = (bc / bb.clamp_min(_TINY).sqrt()).sum()  # sum of |C| cos(b, C)
+    view = lm.view
+    most = max(1, SCORE_BYTES // (8 * batch_size * view.d_ff))
+    groups: list[range] = []
+    start = 0
+    for layer in range(1, view.num_layers + 1):
+        if (layer == view.num_layers or layer - start == most
+                or view.out_proj(layer).weight.device != view.out_proj(start).weight.device):
+            groups.append(range(start, layer))
+            start = layer
+    return groups
+
+
+def group_score_sum(lm: LoadedModel, group: _GroupTerms, batch: LayerInternals) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sums over a batch of every neuron's score and of |a| in a group of layers: -> [g, d_ff] twice.
+
+    The batch's m and a stay on the group's device (capture leaves them there). cos(b, C)
+    is the same for every neuron, so its batch sum is subtracted once, and 1/|C| is
+    applied to the sums: the [g, n, d_ff] work is a few in-place float64 passes.
+    """
+    m = batch.block("m", group.layers)  # [g, n, d_model] float32
+    q = lm.view.dot_values(group.layers, m, group.gains).double()  # [g, n, d_ff]  q_i = v_i . b
+    b = m.double()
+    acts = batch.block("a", group.layers).double()  # [g, n, d_ff]
+    bc = torch.bmm(b, group.c[:, :, None])  # [g, n, 1]
+    bb = b.pow(2).sum(dim=2, keepdim=True)  # [g, n, 1]
+    base = (bc / bb.clamp_min(_TINY).sqrt()).sum(dim=(1, 2))  # [g] sum of |C| cos(b, C)
+    abs_a = acts.abs().sum(dim=1)  # [g, d_ff]
     # |b + a_i v_i|^2 = |b|^2 + a_i (2 q_i + a_i n_i)
-    inv_norm = torch.addcmul(bb, a, torch.addcmul(q, a, n, value=0.5), value=2).clamp_min_(_TINY).rsqrt_()
-    shifted = torch.addcmul(bc, a, p).mul_(inv_norm).sum(dim=0)  # sum of |C| cos(b + a_i v_i, C)
-    return (shifted - base) / c_norm
+    inv_norm = torch.addcmul(bb, acts, q.addcmul_(acts, group.n[:, None], value=0.5), value=2)
+    inv_norm = inv_norm.clamp_min_(_TINY).rsqrt_()
+    shifted = torch.addcmul(bc, acts, group.p[:, None]).mul_(inv_norm).sum(dim=1)  # [g, d_ff] sum of |C| cos(b + a_i v_i, C)
+    return (shifted - base[:, None]) / group.c_norm[:, None], abs_a
 
 
 def score_neurons(
@@ -107,17 +138,21 @@ def score_neurons(
             f"({view.num_layers}, {view.d_model})"
         )
     terms = _LayerTerms(lm, centroids)
-    score_sums = [torch.zeros_like(n) for n in terms.n]  # [d_ff] float64 per layer, on its weight's device
-    abs_a_sums = [torch.zeros_like(n) for n in terms.n]  # [d_ff] float64 per layer, likewise
     count = 0
     shard = distributed.shard(texts)
+    size = batch_size_for(lm, batch_size, shard) if shard else 1
+    groups = [_GroupTerms(lm, terms, layers) for layers in layer_groups(lm, size)]
+    score_sums = [torch.zeros_like(group.n) for group in groups]  # [g, d_ff] float64 per group, on its device
+    abs_a_sums = [torch.zeros_like(group.n) for group in groups]  # [g, d_ff] float64 per group, likewise
     if shard:
-        for _, batch in iter_layer_internals(lm, shard, ("m", "a"), batch_size, progress=progress):
-            for layer, (b, a) in enumerate(zip(batch.m, batch.a)):  # [n, d_model], [n, d_ff]
-                score_sums[layer] += layer_score_sum(lm, terms, layer, b, a)
-                abs_a_sums[layer] += a.abs().sum(dim=0)
+        for _, batch in iter_layer_internals(lm, shard, ("m", "a"), size, progress=progress):
+            for group, score_sum, abs_a_sum in zip(groups, score_sums, abs_a_sums):
+                scores, abs_a = group_score_sum(lm, group, batch)
+                score_sum += scores
+                abs_a_sum += abs_a
             count += len(batch.a[0])
-    score_sum, abs_a_sum, value_norms = (stack_on(sums, "cpu") for sums in (score_sums, abs_a_sums, terms.n))
+    score_sum, abs_a_sum = (torch.cat([s.to("cpu") for s in sums]) for sums in (score_sums, abs_a_sums))
+    value_norms = stack_on(terms.n, "cpu")
     score_sum, abs_a_sum, total = distributed.all_reduce_sum(
         score_sum, abs_a_sum, torch.tensor(count, dtype=torch.float64)
     )

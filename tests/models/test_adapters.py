@@ -54,10 +54,14 @@ def test_unknown_architecture_names_type_and_supported():
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2", "gemma3_text"])
-def test_dot_values_equals_explicit_product(arch):
+def test_dot_values_equals_explicit_product_for_each_layer(arch):
     view = tiny_lm(arch).view
-    x = torch.randn(5, view.d_model)
-    torch.testing.assert_close(view.dot_values(1, x), x @ view.value_vectors(1).T, atol=1e-5, rtol=1e-5)
+    layers = range(1, 3)
+    x = torch.randn(len(layers), 5, view.d_model)  # [g, n, d_model]
+    got = view.dot_values(layers, x, view.value_gains(layers))
+    assert got.shape == (len(layers), 5, view.d_ff)
+    for i, layer in enumerate(layers):
+        torch.testing.assert_close(got[i], x[i] @ view.value_vectors(layer).T, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)

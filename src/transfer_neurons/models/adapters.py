@@ -192,20 +192,29 @@ class ModelView:
         return values if gain is None else values * gain.to(values.device)[None, :]
 
     @torch.no_grad()
-    def dot_values(self, layer: int, x: torch.Tensor) -> torch.Tensor:
-        """x · eff_v_i for every neuron i, without copying the weight: [n, d_model] -> [n, d_ff]."""
-        weight = self.out_proj(layer).weight
-        gain = self.value_gain(layer)
-        x = x.to(weight.device, torch.float32)
-        if gain is not None:
-            x = x * gain.to(x.device)
-        # Linear stores W as [d_model, d_ff]; GPT-2's Conv1D as [d_ff, d_model]
-        w = weight.T if self.adapter.value_vectors_are_rows else weight
-        if w.dtype == torch.float32:
-            return x @ w
-        # half-precision weights: multiply in their dtype (float32 accumulation) as the forward
-        # does, rather than copy the whole [d_model, d_ff] weight to float32 on every call
-        return (x.to(w.dtype) @ w).float()
+    def value_gains(self, layers: range) -> torch.Tensor | None:
+        """Gains of the MLP-output norms of consecutive layers on one device: [g, d_model] float32, or None."""
+        gains = [self.value_gain(layer) for layer in layers]
+        return None if gains[0] is None else torch.stack(gains)
+
+    @torch.no_grad()
+    def dot_values(self, layers: range, x: torch.Tensor, gains: torch.Tensor | None = None) -> torch.Tensor:
+        """x[i] . eff_v_j for every neuron j of layer layers[i], without copying a weight: [g, n, d_model] -> [g, n, d_ff].
+
+        The layers share one device; gains are their value_gains (None where there is no
+        MLP-output norm). The result is in the weights' dtype: half-precision weights multiply
+        in their dtype (float32 accumulation) as the forward does, rather than be copied to float32.
+        """
+        weights = [self.out_proj(layer).weight for layer in layers]
+        x = x.to(weights[0].device, torch.float32)
+        if gains is not None:
+            x = x * gains[:, None, :]
+        x = x.to(weights[0].dtype)
+        out = torch.empty(len(weights), x.shape[1], self.d_ff, dtype=x.dtype, device=x.device)  # [g, n, d_ff]
+        for i, weight in enumerate(weights):
+            # Linear stores W as [d_model, d_ff]; GPT-2's Conv1D as [d_ff, d_model]
+            torch.matmul(x[i], weight.T if self.adapter.value_vectors_are_rows else weight, out=out[i])
+        return out
 
     @torch.no_grad()
     def out_bias(self, layer: int) -> torch.Tensor | None:
