@@ -5,10 +5,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from host_copies import HostCopies
 from tiny import SENTENCES, assert_same_ranking, tiny_lm
 
-from transfer_neurons.capture import capture
+from transfer_neurons.capture import capture, make_batches
 from transfer_neurons.centroids import language_centroids, shared_centroids
 from transfer_neurons import scoring
 from transfer_neurons.errors import TransferNeuronsError
@@ -175,3 +176,45 @@ def test_layer_groups_never_span_two_devices():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(scoring, "SCORE_BYTES", 2 * 8 * 4 * 8)
         assert scoring.layer_groups(lm, 4) == [range(0, 2), range(2, 3), range(3, 5), range(5, 7)]
+
+
+class _Kernels(TorchDispatchMode):
+    """Counts the ATen operations that compute (views excluded): on a GPU, each is a kernel launch."""
+
+    VIEWS = {"view", "t", "transpose", "expand", "slice", "select", "unsqueeze", "squeeze", "as_strided", "detach",
+             "_unsafe_view", "alias", "permute", "unbind", "split", "_reshape_alias"}
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += func.__name__.split(".")[0] not in self.VIEWS
+        return func(*args, **(kwargs or {}))
+
+
+def kernels_per_batch(run, batches=(1, 5)) -> float:
+    """Operations one more batch adds to run(texts), so one-off set-up is left out."""
+    counts = []
+    for n in batches:
+        with _Kernels() as seen:
+            run(SENTENCES * n)
+        counts.append(seen.count)
+    return (counts[1] - counts[0]) / (batches[1] - batches[0])
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3_text"])
+def test_scoring_adds_few_kernels_per_layer_beyond_the_forward(arch):
+    # a small model's step on a GPU is bound by kernel launches: per layer and batch, scoring may add
+    # its 4 last-token gathers and one q product, not the ~38 element-wise steps of scoring layer by layer
+    extra = {}
+    for layers in (2, 4):
+        lm = truncated(tiny_lm(arch), layers)
+        centroids = language_centroids(lm, SENTENCES)
+        size = len(SENTENCES)
+        forward = kernels_per_batch(lambda texts: [lm.view.decoder(input_ids=b.input_ids, attention_mask=b.attention_mask,
+                                                                   position_ids=b.position_ids, use_cache=False)
+                                                   for b in make_batches(lm, texts, size)])
+        scored = kernels_per_batch(lambda texts: score_neurons(lm, centroids, texts, batch_size=size, progress=None))
+        extra[layers] = scored - forward
+    assert (extra[4] - extra[2]) / 2 <= 6, extra
