@@ -82,7 +82,7 @@ def _greedy_batch(
     pad: int,
 ) -> list[list[int]]:
     """Greedy continuation ids of one batch of prompts, each row stopped at its own end."""
-    device = lm.view.device
+    device, decoder = lm.view.device, lm.view.decoder
     ids, mask = left_padded(prompts, pad)  # [row, prompt]
     positions = (mask.cumsum(1) - 1).clamp(min=0)  # [row, prompt]; real tokens count from 0 in every row
     out: list[list[int]] = [[] for _ in prompts]
@@ -90,9 +90,9 @@ def _greedy_batch(
     next_position = mask.sum(1)  # [live]
     cache_kwargs: dict = {}
     for step in range(max_new_tokens):
-        result = lm.model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-                          use_cache=True, logits_to_keep=1, **cache_kwargs)
-        tokens = result.logits[:, -1].argmax(-1).tolist()  # [live]
+        result = decoder(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                         use_cache=True, **cache_kwargs)
+        tokens = lm.view.head_logits(result.last_hidden_state[:, -1]).argmax(-1).tolist()  # [live]
         keep = []
         for j, (row, token) in enumerate(zip(live.tolist(), tokens)):
             if token in eos:
@@ -111,7 +111,7 @@ def _greedy_batch(
         mask = torch.cat([mask, torch.ones(len(live), 1, dtype=mask.dtype)], 1)  # [live, prompt + step + 1]
         positions = next_position[:, None]  # [live, 1]
         next_position = next_position + 1
-        cache_kwargs = cache_argument(lm.model, cache)
+        cache_kwargs = cache_argument(decoder, cache)
     return out
 
 

@@ -94,9 +94,9 @@ def _batch_logliks(lm: LoadedModel, prompts: list[list[int]], options: list[list
     """
     device = lm.view.device
     p_ids, p_mask = left_padded(prompts, pad)  # [item, prompt]
-    first = lm.model(
+    first = lm.view.decoder(
         input_ids=p_ids.to(device), attention_mask=p_mask.to(device),
-        position_ids=(p_mask.cumsum(1) - 1).clamp(min=0).to(device), use_cache=True, logits_to_keep=1,
+        position_ids=(p_mask.cumsum(1) - 1).clamp(min=0).to(device), use_cache=True,
     )
     owner = torch.tensor([i for i, opts in enumerate(options) for _ in opts])  # [row] item of each option
     cache = returned_cache(first)
@@ -108,7 +108,7 @@ def _batch_logliks(lm: LoadedModel, prompts: list[list[int]], options: list[list
         input_ids=c_ids.to(device), attention_mask=torch.cat([p_mask[owner], c_mask], 1).to(device),
         position_ids=positions.to(device), use_cache=True, **cache_argument(lm.view.decoder, cache),
     ).last_hidden_state  # [row, option token, d_model]
-    first_logits = first.logits[owner.to(device), -1].float()  # [row, vocab]: the prompt's prediction of token 0
+    first_logits = lm.view.head_logits(first.last_hidden_state[:, -1])[owner.to(device)]  # [row, vocab]: the prompt's prediction of token 0
     totals = first_logits.gather(-1, c_ids[:, :1].to(device))[:, 0] - torch.logsumexp(first_logits, -1)  # [row]
     reads = c_mask.clone()  # positions whose state predicts the next option token: every real one but the last
     reads[torch.arange(len(reads)), c_mask.sum(1) - 1] = 0

@@ -162,9 +162,12 @@ class ModelView:
     @torch.no_grad()
     def head_logits(self, final: torch.Tensor) -> torch.Tensor:
         """The model's own logits from final-norm states (the decoder's output): [rows, d_model] -> [rows, vocab]
-        float32; unembedding, then the architecture's logit scale (Cohere) or final softcapping (Gemma 2)."""
+        float32; unembedding, then the architecture's logit scale (Cohere) or final softcapping (Gemma 2).
+
+        The states are made contiguous first: on CPU, a linear layer given a strided view (a sequence's
+        last positions) ran 10x slower (1.47 s instead of 0.14 s for 64 rows of Gemma 3's 262k vocabulary)."""
         unembed = self.unembed()
-        logits = unembed(final.to(unembed.weight.device, unembed.weight.dtype)).float() * self.logit_scale()
+        logits = unembed(final.to(unembed.weight.device, unembed.weight.dtype).contiguous()).float() * self.logit_scale()
         cap = self.final_softcap()
         return torch.tanh(logits / cap) * cap if cap else logits
 
