@@ -390,3 +390,14 @@ def test_mkqa_file_is_read_limited_and_scored_with_aliases(tmp_path):
     # "1603" vs tokens [1603, 年]: P 1, R 1/2 -> F1 2/3
     np.testing.assert_allclose(f1, [14 / 16, 2 / 3])
     np.testing.assert_array_equal(em, [0.0, 0.0])
+
+
+def test_the_head_reads_contiguous_states(lm):
+    # on CPU a linear layer given a strided view (the last positions of a batch) ran 10x slower
+    seen = []
+    handle = lm.view.unembed().register_forward_pre_hook(lambda module, args: seen.append(args[0].is_contiguous()))
+    try:
+        greedy_generate(lm, prompt_token_ids(lm.tokenizer, UNEVEN), 4, batch_size=len(UNEVEN))
+    finally:
+        handle.remove()
+    assert len(seen) > 1 and all(seen)
