@@ -20,7 +20,6 @@ per kind of stage.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from transfer_neurons.centroids import language_centroids, shared_centroids
 from transfer_neurons.data import load_parallel
 from transfer_neurons.log import show_progress
 from transfer_neurons.models.loading import EMBEDDED, LoadedModel, convert_gguf, embedded_gguf_path, prepare
+from transfer_neurons.outputs import read_manifest
 from transfer_neurons.scoring import score_neurons
 
 _GEMMA3_LAYER_TYPES = (["sliding_attention"] * 5 + ["full_attention"]) * 3
@@ -70,10 +70,14 @@ SHAPES: dict[str, tuple[str, dict, torch.dtype]] = {
 KINDS = ("type1", "type2")
 
 
+def model_folder(spec: str) -> str:
+    """A folder with a tokenizer (and config), or 'embedded': the embedded model's, converted once into the cache."""
+    return str(convert_gguf(embedded_gguf_path())) if spec == EMBEDDED else spec
+
+
 def load_tokenizer(spec: str):
-    """A tokenizer folder, or 'embedded': the embedded model's (converted once into the cache)."""
-    folder = convert_gguf(embedded_gguf_path()) if spec == EMBEDDED else spec
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    """The tokenizer of model_folder(spec), with a padding token."""
+    tokenizer = AutoTokenizer.from_pretrained(model_folder(spec))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -204,19 +208,21 @@ def study_model(args: argparse.Namespace, folder: str) -> str:
     """
     if args.study_model != "random":
         return args.study_model
-    config = AutoConfig.from_pretrained(args.tokenizer)
+    source = model_folder(args.tokenizer)
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(source), dtype=torch.float32)
     model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(args.tokenizer).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(source).save_pretrained(folder)
     return folder
 
 
 def stage_seconds(folder: Path) -> dict[str, tuple[int, float]]:
     """(stages, seconds) per stage kind, read from the finished stages' manifests."""
     kinds: dict[str, tuple[int, float]] = {}
-    for manifest in sorted(folder.glob("*/*/manifest.json")) + sorted(folder.glob("*/manifest.json")):
-        record = json.loads(manifest.read_text())
+    for path in sorted(folder.glob("*/*/manifest.json")) + sorted(folder.glob("*/manifest.json")):
+        record = read_manifest(path.parent)
+        if record is None:
+            continue
         count, seconds = kinds.get(record["kind"], (0, 0.0))
         kinds[record["kind"]] = (count + 1, seconds + record["seconds"])
     return kinds
