@@ -50,3 +50,24 @@ def package_caller() -> str | None:
     if frame is None or not frame.f_code.co_filename.startswith(PACKAGE):
         return None
     return f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno}"
+
+
+class DeviceWaits(TorchFunctionMode):
+    """Within the with-block, `calls` lists (method, file:line) of the package's calls that would make the
+    host wait for a GPU: a read of any tensor's values on the host (`.any()` under `if`, `.tolist()`, ...)
+    and any `.to(device)` (from the host it waits too, unless non-blocking). Only calls from `file`."""
+
+    def __init__(self, file: str) -> None:
+        super().__init__()
+        self.file = file
+        self.calls: list[tuple[str, str]] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        names_device = any(isinstance(a, (str, torch.device)) for a in (*args[1:], kwargs.get("device")))
+        if name in _READS or (name == "to" and names_device) or name == "cuda":
+            site = package_caller()
+            if site is not None and site.startswith(f"{self.file}:"):
+                self.calls.append((name, site))
+        return func(*args, **kwargs)

@@ -251,3 +251,27 @@ def test_parse_intervention_builds_mean_and_patch_from_data():
 def test_bad_intervention_specs_are_clear_errors(spec):
     with pytest.raises(TransferNeuronsError, match="intervention|scale factor"):
         parse_intervention(spec)
+
+
+@pytest.mark.parametrize("mode", ["last", "all", "prompt_last"])
+@pytest.mark.parametrize("kind", ["zero", "mean", "patch"])
+def test_decoding_under_an_intervention_waits_for_the_device_a_fixed_number_of_times(mode, kind):
+    """Each pass may read its mask and token ids once, but a deactivated layer adds no wait on a GPU:
+    none per layer and step (before: `hit.any()` and the index's copy in every hook)."""
+    from host_copies import DeviceWaits
+
+    from transfer_neurons.analyses.generation import greedy_generate, prompt_token_ids
+
+    lm = tiny_lm("llama")
+    prompts = prompt_token_ids(lm.tokenizer, SENTENCES[:4])
+    intervention = parse_intervention(kind, reference=SENTENCES, sources=SENTENCES[2:6], targets=SENTENCES[:4])
+    waits = {}
+    for layers in (1, 3):
+        neurons = np.array([[layer, 5] for layer in range(layers)])
+        with deactivated(lm, neurons, mode, intervention):
+            greedy_generate(lm, prompts, max_new_tokens=1, ended=lambda ids: False, eos=frozenset())  # binds
+            with DeviceWaits("interventions.py") as seen:
+                greedy_generate(lm, prompts, max_new_tokens=4, ended=lambda ids: False, eos=frozenset(),
+                                batch_size=4)
+        waits[layers] = sorted(seen.calls)
+    assert waits[1] == waits[3], waits

@@ -80,7 +80,10 @@ class _Positions:
         self.mode = mode
         self.keep_tokens = keep_tokens
         self.mask: torch.Tensor | None = None  # [batch, seq]
+        self.active = False  # whether the mask can hold a position: known on the host, so no device sync
         self.tokens: list[tuple[int, ...]] | None = None  # real token ids of each row of the last prompt pass
+        self.prompt = 0  # counts prompt passes, so per-prompt values can be cached until the next one
+        self._masks: dict[torch.device, torch.Tensor] = {}  # the current mask on each layer's device
 
     def update(self, module, args, kwargs) -> None:
         ids = kwargs.get("input_ids", args[0] if args else None)
@@ -100,8 +103,18 @@ class _Positions:
         elif self.mode == "last" or (self.mode == "prompt_last" and not generating):
             mask[torch.arange(batch, device=ids.device), last_token_index(real)] = True
         self.mask = mask
+        self.active = self.mode == "last" or not generating
+        self._masks = {mask.device: mask}
+        if not generating:
+            self.prompt += 1
         if self.keep_tokens and not generating:  # a generation step keeps its prompt's rows
             self.tokens = None if embeds else [tuple(row[keep].tolist()) for row, keep in zip(ids.cpu(), real.cpu())]
+
+    def mask_on(self, device: torch.device) -> torch.Tensor:
+        """The current pass's mask [batch, seq] on `device`, copied there once per pass (device_map)."""
+        if device not in self._masks:
+            self._masks[device] = self.mask.to(device)
+        return self._masks[device]
 
 
 class Intervention:
@@ -129,13 +142,26 @@ class _Bound:
     intervention: Intervention
     values: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> [k] (mean) or [source, k] (patch)
     rows: dict[tuple[int, ...], int] | None = None  # patch: target token ids -> source row
+    _placed: dict = field(default_factory=dict)  # (layer, device, dtype) -> values there
+    _rows: tuple | None = None  # ((prompt pass, batch, device), [batch] source rows) of the latest pass
 
     def replace(self, layer: int, chosen: torch.Tensor, positions: _Positions) -> torch.Tensor:
-        """The new values of the chosen activations (only read where positions.mask is set)."""
+        """The new values of the chosen activations (only read where positions.mask is set).
+
+        A host-to-device copy waits for the GPU, so values reach a layer's device once and patch's
+        source rows once per prompt pass and device, not once per layer and step."""
         values = self.values.get(layer)
         if values is not None:
-            values = values.to(chosen.device, chosen.dtype)
-        rows = None if self.rows is None else source_rows(positions.tokens, self.rows, chosen.shape[0]).to(chosen.device)
+            key = (layer, chosen.device, chosen.dtype)
+            if key not in self._placed:
+                self._placed[key] = values.to(chosen.device, chosen.dtype)
+            values = self._placed[key]
+        rows = None
+        if self.rows is not None:
+            key = (positions.prompt, chosen.shape[0], chosen.device)
+            if self._rows is None or self._rows[0] != key:
+                self._rows = (key, source_rows(positions.tokens, self.rows, chosen.shape[0]).to(chosen.device))
+            rows = self._rows[1]
         return self.intervention.replace(chosen, values, rows)
 
 
@@ -370,14 +396,21 @@ def deactivated(
 
 
 def _replacer(bound: _Bound, positions: _Positions, layer: int, index: torch.Tensor):
-    """A pre-hook that replaces a[..., index] by the bound intervention's values where positions.mask is set."""
+    """A pre-hook that replaces a[..., index] by the bound intervention's values where positions.mask is set.
+
+    It reads nothing back from the device and copies `index` there once: on a GPU either would wait for
+    the queued kernels, once per deactivated layer and decoding step."""
+
+    placed: dict[torch.device, torch.Tensor] = {}  # index on each device it was needed on
 
     def hook(module, args):
-        a = args[0]  # [batch, seq, d_ff]
-        hit = positions.mask.to(a.device)[..., None]  # [batch, seq, 1]
-        if not hit.any():
+        if not positions.active:  # e.g. a generation step under modes `all` and `prompt_last`
             return None
-        index_on = index.to(a.device)
+        a = args[0]  # [batch, seq, d_ff]
+        hit = positions.mask_on(a.device)[..., None]  # [batch, seq, 1]
+        if a.device not in placed:
+            placed[a.device] = index.to(a.device)
+        index_on = placed[a.device]
         chosen = a[..., index_on]  # [batch, seq, k]
         a = a.clone()
         a[..., index_on] = torch.where(hit, bound.replace(layer, chosen, positions), chosen)
