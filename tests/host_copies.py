@@ -24,11 +24,13 @@ _READS = {"cpu", "numpy", "tolist", "item", "__array__", "__float__", "__int__",
 
 
 class HostCopies(TorchFunctionMode):
-    """Within the with-block, `calls` lists (method, file:line) of every host copy the package makes."""
+    """Within the with-block, `calls` lists (method, file:line) of every host copy the package makes,
+    and `sizes` the number of elements each one copied."""
 
     def __init__(self) -> None:
         super().__init__()
         self.calls: list[tuple[str, str]] = []
+        self.sizes: list[int] = []
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -39,6 +41,7 @@ class HostCopies(TorchFunctionMode):
             site = package_caller()
             if site is not None:
                 self.calls.append((name, site))
+                self.sizes.append(tensor.numel())
         return func(*args, **kwargs)
 
 

@@ -84,6 +84,17 @@ def test_streamed_statistics_equal_a_direct_computation():
     assert stats.total.shape == (2, 4, 64) and stats.total.dtype == np.float64
 
 
+def test_statistics_are_reduced_before_they_reach_the_host():
+    """Only [layer, d_ff] sums leave the model's device, never a batch's [batch, layer, d_ff] activations."""
+    from host_copies import HostCopies
+
+    lm = tiny_lm("llama")
+    with HostCopies() as seen:
+        collect_language_stats(lm, {"a": SENTENCES, "b": SENTENCES[:3]}, batch_size=3, progress=False)
+    assert len(seen.calls) == 3 * 2 * 2  # 3 batches: `.cpu().numpy()` of the float sums of a and a²
+    assert set(seen.sizes) == {lm.view.num_layers * lm.view.d_ff}
+
+
 def test_labels_use_a_family_only_when_it_has_other_members_and_a_rest():
     assert labels_for("ja", ["ja", "en", "ko", "nl", "it"]) == {
         "language": (("ja",), ("en", "ko", "nl", "it")), "family:east-asian": (("ja", "ko"), ("en", "nl", "it"))}

@@ -106,12 +106,13 @@ class LanguageStats:
         return cls(tuple(langs), np.zeros(len(langs)), np.zeros(shape), np.zeros(shape), np.zeros(shape))
 
     def add(self, lang: int, a: np.ndarray | torch.Tensor) -> None:
-        """Add a batch of activations a [n, layer, d_ff] of language index `lang`."""
-        a = torch.as_tensor(a, dtype=torch.float64)
+        """Add a batch of activations a [n, layer, d_ff] of language index `lang`, reduced on a's device
+        (only the three [layer, d_ff] sums reach the host)."""
+        a = torch.as_tensor(a).double()
         self.count[lang] += a.shape[0]
-        self.total[lang] += a.sum(dim=0).numpy()
-        self.sumsq[lang] += a.pow(2).sum(dim=0).numpy()
-        self.positive[lang] += (a > 0).sum(dim=0).numpy()
+        self.total[lang] += a.sum(dim=0).cpu().numpy()
+        self.sumsq[lang] += a.pow(2).sum(dim=0).cpu().numpy()
+        self.positive[lang] += (a > 0).sum(dim=0).cpu().numpy()
 
     def index(self, lang: str) -> int:
         """Position of a language code in langs."""
@@ -131,7 +132,7 @@ def collect_language_stats(
     stats = LanguageStats.empty(list(texts_by_lang), view.num_layers, view.d_ff)
     for j, (lang, texts) in enumerate(texts_by_lang.items()):
         desc = f"activations {lang}" if progress else None
-        for _, batch in iter_internals(lm, texts, want=("a",), batch_size=batch_size, progress=desc):
+        for _, batch in iter_internals(lm, texts, want=("a",), batch_size=batch_size, progress=desc, device=view.device):
             stats.add(j, batch.a)
     return stats
 
