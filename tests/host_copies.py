@@ -58,9 +58,10 @@ def package_caller() -> str | None:
 class DeviceWaits(TorchFunctionMode):
     """Within the with-block, `calls` lists (method, file:line) of the package's calls that would make the
     host wait for a GPU: a read of any tensor's values on the host (`.any()` under `if`, `.tolist()`, ...)
-    and any `.to(device)` (from the host it waits too, unless non-blocking). Only calls from `file`."""
+    and any `.to(device)` (from the host it waits too, unless non-blocking). Only calls from `file`
+    (a file name such as "interventions.py"; None: every package file)."""
 
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str | None = None) -> None:
         super().__init__()
         self.file = file
         self.calls: list[tuple[str, str]] = []
@@ -71,6 +72,6 @@ class DeviceWaits(TorchFunctionMode):
         names_device = any(isinstance(a, (str, torch.device)) for a in (*args[1:], kwargs.get("device")))
         if name in _READS or (name == "to" and names_device) or name == "cuda":
             site = package_caller()
-            if site is not None and site.startswith(f"{self.file}:"):
+            if site is not None and (self.file is None or site.startswith(f"{self.file}:")):
                 self.calls.append((name, site))
         return func(*args, **kwargs)

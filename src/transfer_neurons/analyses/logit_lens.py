@@ -193,7 +193,8 @@ def lens_masses(lm: LoadedModel, states: torch.Tensor, masks: torch.Tensor, chun
     for part in chunks:  # this rank's chunks under torchrun
         z = lens_logits(lm, flat[part.start : part.stop])  # [rows, vocab]
         z = z.sub_(z.amax(-1, keepdim=True)).exp_()  # unnormalised probabilities, in place: one vocab-wide buffer
-        out.append(z @ masks.to(z.device) / z.sum(-1, keepdim=True))  # [rows, k], on the head's device
+        masks = masks.to(z.device)  # copied to the head's device with the first chunk only
+        out.append(z @ masks / z.sum(-1, keepdim=True))  # [rows, k], on the head's device
     done = [i for part in chunks for i in part]
     masses = torch.cat(out) if len(done) == len(flat) else gather_rows(torch.cat(out), done, len(flat))
     return masses.cpu().reshape(n, layers, masks.shape[1])  # one copy to the host per call
