@@ -41,7 +41,8 @@ import torch
 from transfer_neurons.capture import make_batches
 from transfer_neurons.centroids import language_centroids, shared_centroids
 from transfer_neurons.data import load_parallel
-from transfer_neurons.models.loading import LoadedModel, load_model
+from transfer_neurons.models.loaded import LoadedModel
+from transfer_neurons.models.loading import load_model
 from transfer_neurons.scoring import score_neurons
 
 from naive import naive_scores

@@ -36,7 +36,8 @@ from transfer_neurons.capture import make_batches
 from transfer_neurons.centroids import language_centroids, shared_centroids
 from transfer_neurons.data import load_parallel
 from transfer_neurons.log import show_progress
-from transfer_neurons.models.loading import EMBEDDED, LoadedModel, convert_gguf, embedded_gguf_path, prepare
+from transfer_neurons.models.loaded import LoadedModel
+from transfer_neurons.models.loading import EMBEDDED, convert_gguf, embedded_gguf_path, prepare
 from transfer_neurons.outputs import read_manifest
 from transfer_neurons.scoring import score_neurons
 

@@ -16,7 +16,7 @@ import torch
 from torch.nn.functional import cosine_similarity
 
 from transfer_neurons.capture import capture
-from transfer_neurons.models.loading import LoadedModel
+from transfer_neurons.models.loaded import LoadedModel
 
 
 @torch.no_grad()

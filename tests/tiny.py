@@ -11,7 +11,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
 
-from transfer_neurons.models.loading import LoadedModel, prepare
+from transfer_neurons.models.loaded import LoadedModel
+from transfer_neurons.models.loading import prepare
 
 ARCHITECTURES = (
     "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text",

@@ -6,9 +6,8 @@ The notebook API in one import:
     from transfer_neurons import load_model, compute_centroids, detect, deactivated, capture
 """
 
-__version__ = "0.1.0"
-
-from .capture import capture  # noqa: E402  (modules below read __version__)
+from ._version import __version__
+from .capture import capture
 from .centroids import language_centroids, shared_centroids
 from .detection import compute_centroids, detect, read_detection, write_detection
 from .interventions import Mean, Patch, Scale, Zero, applying, deactivated, parse_intervention

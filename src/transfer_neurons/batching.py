@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from .errors import TransferNeuronsError
-from .models.loading import LoadedModel
+from .models.loaded import LoadedModel
 from .tokens import context_limit
 
 AUTO = "auto"

@@ -29,7 +29,7 @@ from .batching import AUTO, check_batch_size, resolve_batch_size
 from .distributed import is_main, shard_batches
 from .errors import TransferNeuronsError
 from .log import progress_enabled
-from .models.loading import LoadedModel
+from .models.loaded import LoadedModel
 from .tokens import encode_within_context
 
 QUANTITIES = ("embed", "h", "m", "a")

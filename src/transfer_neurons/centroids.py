@@ -16,7 +16,7 @@ import torch
 from . import distributed
 from .capture import iter_layer_internals, stack_on
 from .errors import TransferNeuronsError
-from .models.loading import LoadedModel
+from .models.loaded import LoadedModel
 
 
 def mean_layer_outputs(

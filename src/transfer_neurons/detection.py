@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, distributed
+from . import distributed
+from ._version import __version__
 from .capture import batch_size_for
 from .centroids import language_centroids, shared_centroids
 from .errors import TransferNeuronsError
-from .models.loading import LoadedModel
+from .models.loaded import LoadedModel
 from .neuron_sets import NeuronSet, model_record, neuron_module, read_neuron_set, to_json
 from .outputs import load_npy, save_npy, staged_folder, write_json
 from .scoring import default_candidate_layers, default_top_n, rank_neurons, score_neurons

@@ -44,7 +44,7 @@ import torch
 
 from .capture import Internals, capture, iter_internals, last_token_index, make_batches
 from .errors import TransferNeuronsError
-from .models.loading import LoadedModel
+from .models.loaded import LoadedModel
 
 MODES = ("last", "all", "prompt_last")
 KINDS = ("zero", "scale:F", "mean", "patch")

@@ -23,7 +23,7 @@ import torch
 from . import distributed
 from .capture import LayerInternals, batch_size_for, iter_layer_internals, stack_on
 from .errors import TransferNeuronsError
-from .models.loading import LoadedModel
+from .models.loaded import LoadedModel
 
 PAPER_TOP_N = 1000
 PAPER_NEURONS = 458_752  # 32 layers x 14,336 neurons (LLaMA3-8B, Mistral-7B, Aya-expanse-8B)

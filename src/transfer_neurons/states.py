@@ -27,7 +27,7 @@ import torch
 from .capture import Internals, PrefixBatch, capture, capture_last, run_prefixes
 from .distributed import gather_rows, shard
 from .interventions import Intervention, Patch, Scale, Zero, active_intervention, deactivated
-from .models.loading import LoadedModel
+from .models.loaded import LoadedModel
 
 DEFAULT_MAX_BYTES = 4 << 30
 """States kept in memory by default (4 GiB): a whole (type, language) group of the default study on small models."""

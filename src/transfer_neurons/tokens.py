@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 
 from .errors import TransferNeuronsError
-from .models.loading import LoadedModel
+from .models.loaded import LoadedModel
 
 LOG = logging.getLogger("transfer_neurons")
 _UNSET_MAX_LENGTH = 10**7  # tokenizers without a limit report int(1e30); no real context is this long

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from ..conditions import Condition
 from ..data import ParallelPairs
-from ..models.loading import LoadedModel
+from ..models.loaded import LoadedModel
 from .similarity import ConditionCosines, compare_conditions
 
 

@@ -26,7 +26,7 @@ import torch
 from ..conditions import Condition
 from ..data import ParallelPairs
 from ..errors import TransferNeuronsError
-from ..models.loading import LoadedModel
+from ..models.loaded import LoadedModel
 from ..states import StateProvider, provider_for
 from ..stats import resample_counts
 from .effects import layer_range, summarise, summarise_boot, summarise_layer_range

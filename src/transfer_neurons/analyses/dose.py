@@ -32,7 +32,7 @@ from ..detection import Detection
 from ..errors import TransferNeuronsError
 from ..interventions import Intervention, Scale, active_intervention, applying
 from ..log import progress_enabled
-from ..models.loading import LoadedModel
+from ..models.loaded import LoadedModel
 from ..scoring import rank_neurons
 from ..states import StateProvider, provider_for
 from .effects import summarise, summarise_layer_range

@@ -24,7 +24,7 @@ from ..capture import cache_argument, returned_cache
 from ..distributed import gather_items, shard_batches
 from ..errors import TransferNeuronsError
 from ..log import progress_enabled
-from ..models.loading import LoadedModel
+from ..models.loaded import LoadedModel
 
 
 def chat_prompts(tokenizer, prompts: Sequence[str]) -> list[str]:

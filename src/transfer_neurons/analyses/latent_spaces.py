@@ -47,7 +47,7 @@ from sklearn.decomposition import PCA
 from ..conditions import Condition
 from ..errors import TransferNeuronsError
 from ..protocols import choose
-from ..models.loading import LoadedModel
+from ..models.loaded import LoadedModel
 from ..states import StateProvider, provider_for
 from ..stats import resample_counts
 from .effects import summarise_boot, summarise_layer_range

@@ -43,7 +43,7 @@ import numpy as np
 from ..conditions import Condition
 from ..errors import TransferNeuronsError
 from ..interventions import deactivated
-from ..models.loading import LoadedModel
+from ..models.loaded import LoadedModel
 from ..outputs import write_bytes
 from .similarity import COLOURS
 

@@ -36,7 +36,7 @@ from ..batching import logit_rows
 from ..conditions import Condition, condition_groups
 from ..distributed import gather_rows, shard_batches
 from ..errors import TransferNeuronsError
-from ..models.loading import LoadedModel
+from ..models.loaded import LoadedModel
 from ..states import StateProvider, provider_for
 from ..stats import bootstrap_ci
 from .effects import summarise

@@ -34,7 +34,7 @@ from ..data.questions import answer_cue
 from ..errors import TransferNeuronsError
 from ..protocols import choose
 from ..interventions import Intervention, deactivated
-from ..models.loading import LoadedModel
+from ..models.loaded import LoadedModel
 from .answer_norm import best_exact_match, best_f1
 from .effects import pooled, summarise
 from .generation import greedy_generate, prompt_texts, prompt_token_ids

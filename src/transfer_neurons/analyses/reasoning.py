@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -42,13 +41,11 @@ from ..data.questions import answer_cue
 from ..errors import TransferNeuronsError
 from ..interventions import Intervention, deactivated
 from ..log import progress_enabled
-from ..models.loading import LoadedModel
+from ..models.loaded import LoadedModel
 from .effects import summarise
 from .generation import left_padded, pad_id, prompt_texts, prompt_token_ids
+from .lm_eval_bridge import TaskScores
 from .qa import ALL_LAYERS, GENERATION_MODES, condition_bars, seed_means
-
-if TYPE_CHECKING:
-    from .lm_eval_bridge import TaskScores
 
 METRICS = ("acc", "acc_norm", "p_correct")
 METRIC_TITLES = {"acc": "accuracy (total log-lik.)", "acc_norm": "accuracy (log-lik. per byte)",

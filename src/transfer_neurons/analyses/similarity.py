@@ -26,7 +26,7 @@ import torch
 from ..conditions import Condition, condition_groups
 from ..data import ParallelPairs, nonparallel_pairs
 from ..interventions import capture_under
-from ..models.loading import LoadedModel
+from ..models.loaded import LoadedModel
 from ..scoring import default_candidate_layers
 from ..states import StateProvider, provider_for
 from .effects import summarise, summarise_layer_range

@@ -40,7 +40,7 @@ from ..capture import iter_internals
 from ..detection import Detection
 from ..errors import TransferNeuronsError
 from ..protocols import choose
-from ..models.loading import LoadedModel
+from ..models.loaded import LoadedModel
 from ..stats import share_vs_base_rate, two_proportion_test
 
 FAMILIES = {

@@ -17,7 +17,7 @@ from ..analyses.similarity import METRIC_TITLES, ablate_rows, hidden_similarity,
 from ..conditions import DEFAULT_CONTROLS, Condition, build_conditions
 from ..detection import Detection, read_detection, read_neurons
 from ..errors import TransferNeuronsError
-from ..models.loading import LoadedModel
+from ..models.loaded import LoadedModel
 from ..interventions import applying
 from ..outputs import save_figure, staged_folder, write_csv, write_json
 from ..runs.common import effects_text

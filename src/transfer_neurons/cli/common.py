@@ -16,7 +16,8 @@ from ..distributed import init_from_env, is_main
 from ..detection import Detection, check_detection_model, read_detection, read_meta
 from ..errors import TransferNeuronsError
 from ..interventions import Intervention, intervention_for, parse_intervention
-from ..models.loading import DEVICES, DTYPES, EMBEDDED, LoadedModel, load_model
+from ..models.loaded import LoadedModel
+from ..models.loading import DEVICES, DTYPES, EMBEDDED, load_model
 from ..outputs import staged_folder
 from ..runs.common import Summary
 from ..tokens import limit_tokens

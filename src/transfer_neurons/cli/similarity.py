@@ -13,7 +13,7 @@ from ..data import ParallelPairs
 from ..detection import Detection
 from ..errors import TransferNeuronsError
 from ..interventions import MODES, applying
-from ..models.loading import LoadedModel
+from ..models.loaded import LoadedModel
 from ..runs.common import describe_conditions
 from ..runs.comparison import PairInputs, run_similarity
 from ..scoring import parse_layers

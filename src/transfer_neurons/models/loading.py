@@ -16,7 +16,6 @@ import re
 import shutil
 import socket
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -27,6 +26,7 @@ from ..errors import ModelLoadError, TransferNeuronsError
 from ..fingerprints import cache_root, file_sha256, resolve_hub_commit, tree_sha256
 from ..outputs import make_folder
 from .adapters import ADAPTERS, Adapter, ModelView, adapter_for
+from .loaded import LoadedModel
 from .user_adapter import check_adapter, read_adapter, view_with
 
 EMBEDDED = "embedded"
@@ -35,27 +35,6 @@ _CUDA_INDEX = re.compile(r"cuda:(\d+)")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 GGUF_MAGIC = b"GGUF"
 _PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
-
-
-@dataclass
-class LoadedModel:
-    """A model, its tokenizer and adapter view, and the identity results record."""
-
-    model: torch.nn.Module
-    tokenizer: PreTrainedTokenizerBase
-    view: ModelView
-    name: str
-    spec: str | None = None  # the model spec it was loaded from; None for a model built in memory
-    revision: str | None = None  # the revision asked for (hub ids only)
-    _fingerprint: dict | None = field(default=None, repr=False)
-
-    def fingerprint(self) -> dict:
-        """What names these weights (model_fingerprint of the source; computed once)."""
-        if self._fingerprint is None:
-            self._fingerprint = (
-                {"kind": "in-memory", "name": self.name} if self.spec is None else model_fingerprint(self.spec, self.revision)
-            )
-        return self._fingerprint
 
 
 def cache_dir() -> Path:
@@ -268,7 +247,10 @@ def load_model(
     lm.spec, lm.revision = spec, revision
     commit = getattr(model.config, "_commit_hash", None)
     if from_hub and commit:  # the commit from_pretrained really loaded
-        lm._fingerprint = {"kind": "hub", "id": spec, "revision": revision or "main", "commit": commit}
+        loaded = {"kind": "hub", "id": spec, "revision": revision or "main", "commit": commit}
+        lm.identify = lambda: loaded
+    else:
+        lm.identify = functools.partial(model_fingerprint, spec, revision)
     if declared is not None:
         check_adapter(lm, adapter_source)
     return lm

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from ..capture import capture
 from ..errors import ModelLoadError
 from .adapters import Adapter, ModelView
 
@@ -113,8 +114,6 @@ def _relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
 
 def reconstruction_errors(lm, probe: Sequence[str] = PROBE) -> dict[str, list[float]]:
     """Per layer, the relative errors of the two identities the module docstring states."""
-    from ..capture import capture  # capture imports models.loading, which imports this module
-
     view = lm.view
     base = capture(lm, list(probe), want=("h", "m", "a"), batch_size=len(probe), progress=None)
     added, decomposition = [], []

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from .. import __version__
+from .._version import __version__
 from ..errors import TransferNeuronsError
 from ..outputs import read_manifest, write_bytes, write_json
 from .claims import BASELINE_MARGIN, FLOOR, INCOMPLETE, INCONCLUSIVE, NOT_RUN, SUPPORTED, evaluate_claims

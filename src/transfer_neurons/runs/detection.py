@@ -16,8 +16,9 @@ import torch
 from ..data import ParallelPairs, Sentences
 from ..detection import Detection, compute_centroids, detect, write_detection
 from ..errors import TransferNeuronsError
-from ..models.loading import LoadedModel
+from ..models.loaded import LoadedModel
 from ..outputs import save_figure
+from ..report.figures import detection_figure
 from .common import Summary
 
 
@@ -53,8 +54,6 @@ class DetectInputs:
 
 def run_detection(inputs: DetectInputs, out: Path) -> Summary:
     """Score, rank and write a detection folder with its per-layer figure."""
-    from ..report.figures import detection_figure
-
     lm = inputs.lm
     if isinstance(inputs.centroids, torch.Tensor):
         cents, data = inputs.centroids, dict(inputs.centroid_meta)

@@ -12,7 +12,7 @@ from ..analyses.logit_lens import TokenSets, lens_rows, logit_lens, plot_lens
 from ..conditions import Condition
 from ..detection import Detection, versions
 from ..interventions import active_intervention
-from ..models.loading import LoadedModel
+from ..models.loaded import LoadedModel
 from ..states import StateProvider
 from ..outputs import save_figure, write_csv, write_json
 from .common import Summary, effects_table

@@ -13,7 +13,7 @@ from ..conditions import Condition
 from ..data import QASet
 from ..detection import Detection
 from ..interventions import active_intervention
-from ..models.loading import LoadedModel
+from ..models.loaded import LoadedModel
 from ..outputs import save_figure, write_csv, write_json
 from .common import Summary, _fmt, describe_conditions, effects_table
 

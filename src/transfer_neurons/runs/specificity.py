@@ -15,7 +15,7 @@ from ..analyses.specificity import (
     shares_figure, specificity_protocol, specificity_shares,
 )
 from ..detection import Detection, versions
-from ..models.loading import LoadedModel
+from ..models.loaded import LoadedModel
 from ..outputs import save_figure, save_npy, write_csv, write_json
 from .common import Summary
 

@@ -12,9 +12,11 @@ from pathlib import Path
 
 from ..batching import resolve_batch_size
 from ..distributed import init_from_env, is_main
-from ..models.loading import LoadedModel, load_model
+from ..models.loaded import LoadedModel
+from ..models.loading import load_model
 from ..outputs import figure_format
 from ..preflight import check_study
+from ..report import write_report
 from ..states import StateProvider
 from ..tokens import limit_tokens
 from .config import ANALYSES, DEFAULTS, QUICK, read_config_file, resolve_config, validate_config
@@ -70,7 +72,5 @@ def run_study(
         run = execute(stages, cfg, out, model_identity(cfg), data, model, provider, verbose,
                       stream if stream is not None else sys.stderr)
     if render and is_main():
-        from ..report import write_report
-
         write_report(out)
     return run

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..distributed import agree, any_rank, is_main, world_size
 from ..errors import ModelLoadError, OutputError, TransferNeuronsError
-from ..models.loading import LoadedModel
+from ..models.loaded import LoadedModel
 from ..outputs import make_folder, output_error, read_manifest, write_bytes, write_json
 from ..states import StateProvider
 from .config import write_config
