@@ -182,11 +182,6 @@ def _check_figure_format(fmt: str) -> str:
     return fmt
 
 
-def set_figure_format(fmt: str) -> None:
-    """Make save_figure also write `fmt` (svg or pdf) beside each PNG from now on (the CLI's --figure-format)."""
-    _FIGURE_FORMAT.set(_check_figure_format(fmt))
-
-
 @contextmanager
 def figure_format(fmt: str) -> Iterator[str]:
     """Within the block, save_figure also writes `fmt` (svg or pdf) beside each PNG."""

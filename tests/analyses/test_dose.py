@@ -8,7 +8,7 @@ import torch
 from tiny import save_model, tiny_lm
 
 from transfer_neurons.analyses.dose import (
-    dose_conditions, dose_counts, dose_response, dose_rows, max_count, ranked_neurons, scale_conditions,
+    dose_conditions, dose_counts, dose_response, max_count, ranked_neurons, scale_conditions,
     scale_response, seed_drops, sweep_rows,
 )
 from transfer_neurons.interventions import Mean, Scale, capture_under
@@ -70,7 +70,7 @@ def test_zero_neurons_drop_nothing_and_seed_drops_match_rows(lm):
     det = detection()
     pairs = ParallelPairs("t", "en", "nl", EN, NL)
     result = dose_response(lm, pairs, det, [0, 6], seeds=2, mid_layers=(1, 2), batch_size=3, progress=False)
-    mid, per_layer = dose_rows(result)
+    mid, per_layer = sweep_rows(result)
     zero = [r for r in mid + per_layer if r["count"] == 0]
     assert zero and all(r["drop"] == 0.0 and r["p_vs_none"] == 1.0 for r in zero)
     six = {(r["metric"], r["condition"]): r for r in mid if r["count"] == 6}

@@ -32,7 +32,6 @@ from ..stats import resample_counts
 from .effects import layer_range, summarise, summarise_boot, summarise_layer_range
 from .similarity import COLOURS, centring_mean
 
-KNN_CENTRINGS = ("raw", "centred")
 CKA = "cka"
 
 

@@ -204,11 +204,6 @@ def sweep_rows(result: DoseResult | ScaleResult, seed: int = 0) -> tuple[list[di
     return mid, per_layer
 
 
-def dose_rows(result: DoseResult, seed: int = 0) -> tuple[list[dict], list[dict]]:
-    """Mid-layer and per-layer effects rows (effects.summarise) for every count and metric."""
-    return sweep_rows(result, seed)
-
-
 def seed_drops(result: DoseResult | ScaleResult, metric: str, dose: float, name: str = "random") -> np.ndarray:
     """Mid-layer mean drop (none − condition) of each seed of a seeded condition at one count or scale: [seed]."""
     values, layers = result.values[metric][dose], list(result.mid_layers)

@@ -417,8 +417,6 @@ SPECS = (
         f"centred cosine of the activations a[l], parallel test pairs, mean over the middle third of the layers: {_EFFECT}",
         "lower: English–L2 activation-pattern similarity falls under Type-1 deactivation (the activation figures)"),
 )
-CLAIMS = tuple(s.claim for s in SPECS)
-BASES = tuple(s.basis for s in SPECS)
 
 
 def _knn_metric(stages: Mapping[str, dict | None], langs: Sequence[str]) -> str:
