@@ -16,7 +16,7 @@ from .scoring import rank_neurons, score_neurons
 from .states import StateProvider
 
 __all__ = [
-    "Mean", "Patch", "Scale", "StateProvider", "Zero", "applying", "capture", "compute_centroids", "deactivated",
-    "detect", "language_centroids", "load_model", "parse_intervention", "rank_neurons", "read_detection",
+    "Mean", "Patch", "Scale", "StateProvider", "Zero", "__version__", "applying", "capture", "compute_centroids",
+    "deactivated", "detect", "language_centroids", "load_model", "parse_intervention", "rank_neurons", "read_detection",
     "score_neurons", "shared_centroids", "write_detection",
 ]

@@ -18,7 +18,6 @@ from transfer_neurons.analyses.latent_spaces import (
     merge_rows,
     own_nearest,
 )
-from transfer_neurons.capture import capture
 from transfer_neurons.cli import main
 from transfer_neurons.conditions import Condition
 from transfer_neurons.errors import TransferNeuronsError

@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from ..analyses.similarity import middle_layers
+from ..conditions import Condition
 from ..data import ParallelPairs
 from ..detection import Detection
 from ..errors import TransferNeuronsError

@@ -10,7 +10,6 @@ from ..analyses.qa import (
     answer_rows, metric_titles, plot_f1_scatter, plot_qa, qa_protocol, qa_summary, run_qa, scatter_rows, subset_counts,
 )
 from ..conditions import Condition
-from ..data import QASet
 from ..detection import Detection
 from ..interventions import active_intervention
 from ..models.loaded import LoadedModel
