@@ -4,6 +4,7 @@ Skipped without CUDA (CI has none); on a GPU machine: `PYTHONPATH=src python -m 
 """
 
 import copy
+import json
 import warnings
 
 import numpy as np
@@ -86,3 +87,20 @@ def test_batch_size_auto_on_cuda_finds_and_records_a_size():
     gpu = on_cuda(tiny_lm("llama"))
     det = detect(gpu, "type2", "ja", TEXTS, language_centroids(gpu, TEXTS, 4), top_n=10, batch_size="auto")
     assert isinstance(det.meta["batch_size"], int) and det.meta["batch_size"] >= len(TEXTS)
+
+
+def test_the_tiny_study_on_cuda_gives_the_cpu_results(tmp_path):
+    """Every analysis, run with device cuda, writes the numbers and answers the CPU run writes."""
+    from test_study import make_setup
+    from test_study_distributed import ITEM_FILES, STAGES, assert_close, csv_values
+
+    from transfer_neurons.study import resolve_config, run_study
+
+    options = {**make_setup(tmp_path), "stages": STAGES, "dtype": "float32"}
+    for device in ("cpu", "cuda"):
+        run = run_study(resolve_config({**options, "device": device}), tmp_path / device)
+        assert all(s.status == "computed" for s in run.stages), [(s.name, s.error) for s in run.stages]
+    results = {device: json.loads((tmp_path / device / "results.json").read_text()) for device in ("cpu", "cuda")}
+    assert_close(results["cuda"], results["cpu"], tolerance=1e-4)
+    for name in ITEM_FILES:
+        assert_close(csv_values(tmp_path / "cuda" / name), csv_values(tmp_path / "cpu" / name), name, tolerance=1e-4)

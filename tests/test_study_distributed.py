@@ -57,19 +57,19 @@ def csv_values(path: Path) -> list[dict]:
         return [{key: value(text) for key, text in row.items()} for row in csv.DictReader(handle)]
 
 
-def assert_close(got, want, where: str = "results") -> None:
-    """Equal structure and strings; numbers within TOLERANCE; volatile fields skipped."""
+def assert_close(got, want, where: str = "results", tolerance: float = TOLERANCE) -> None:
+    """Equal structure and strings; numbers within `tolerance` (relative above 1); volatile fields skipped."""
     if isinstance(want, dict):
         assert isinstance(got, dict) and set(got) == set(want), where
         for key in want:
             if key not in VOLATILE:
-                assert_close(got[key], want[key], f"{where}.{key}")
+                assert_close(got[key], want[key], f"{where}.{key}", tolerance)
     elif isinstance(want, list):
         assert isinstance(got, list) and len(got) == len(want), where
         for i, (g, w) in enumerate(zip(got, want)):
-            assert_close(g, w, f"{where}[{i}]")
+            assert_close(g, w, f"{where}[{i}]", tolerance)
     elif isinstance(want, float) and not isinstance(got, bool):
-        assert isinstance(got, (int, float)) and abs(got - want) <= TOLERANCE * max(1.0, abs(want)), (where, got, want)
+        assert isinstance(got, (int, float)) and abs(got - want) <= tolerance * max(1.0, abs(want)), (where, got, want)
     else:
         assert got == want, (where, got, want)
 
