@@ -275,3 +275,20 @@ def test_decoding_under_an_intervention_waits_for_the_device_a_fixed_number_of_t
                                 batch_size=4)
         waits[layers] = sorted(seen.calls)
     assert waits[1] == waits[3], waits
+
+
+def test_mean_and_patch_values_are_reduced_on_the_device():
+    """The reference means reach the host once per layer, however many batches; patch values stay on the device."""
+    from host_copies import HostCopies
+
+    lm = tiny_lm("llama")
+    copies = {}
+    for batches in (1, 3):
+        with HostCopies() as seen:
+            Mean(tuple(SENTENCES * batches), batch_size=len(SENTENCES)).means(lm)
+        copies[batches] = seen.calls
+    assert len(copies[1]) == len(copies[3]) == lm.view.num_layers
+    groups = neurons_by_layer(NEURONS, lm.view.num_layers, lm.view.d_ff)
+    with HostCopies() as seen:
+        Patch(tuple(SENTENCES[:3]), tuple(SENTENCES[3:]), batch_size=1).bind(lm, groups)
+    assert seen.calls == []

@@ -218,10 +218,12 @@ class Mean(Intervention):
         if key not in self._means:
             view = lm.view
             everything = {layer: torch.arange(view.d_ff) for layer in range(view.num_layers)}
-            total = torch.zeros(view.num_layers, view.d_ff, dtype=torch.float64)
+            totals: dict[int, torch.Tensor] = {}  # layer -> [d_ff] float64 on the layer's device
             LOG.info("mean intervention: averaging activations over %d reference sentences", len(self.reference))
             for _, acts in last_token_activations(lm, self.reference, everything, self.batch_size):
-                total += torch.stack([acts[layer].double().sum(dim=0) for layer in range(view.num_layers)])
+                for layer, a in acts.items():
+                    totals[layer] = a.double().sum(dim=0) + totals.get(layer, 0)
+            total = torch.stack([totals[layer].cpu() for layer in range(view.num_layers)])  # [layer, d_ff]
             self._means[key] = total / len(self.reference)
         return self._means[key]
 
@@ -291,7 +293,8 @@ class Patch(Intervention):
                     parts[layer].append(acts[layer])
             inverse = torch.empty(len(order), dtype=torch.long)
             inverse[torch.tensor(order)] = torch.arange(len(order))
-            self._values[key] = {layer: torch.cat(chunks)[inverse] for layer, chunks in parts.items()}  # [source, k]
+            self._values[key] = {layer: torch.cat(chunks)[inverse.to(chunks[0].device)]  # [source, k], on its device
+                                 for layer, chunks in parts.items()}
         return _Bound(self, self._values[key], lookup)
 
     def replace(self, chosen: torch.Tensor, values: torch.Tensor | None, rows: torch.Tensor | None) -> torch.Tensor:
@@ -423,14 +426,18 @@ def last_token_activations(
     lm: LoadedModel, texts: Sequence[str], groups: dict[int, torch.Tensor], batch_size: int = 16
 ) -> Iterator[tuple[list[int], dict[int, torch.Tensor]]]:
     """Raw activations (input of the MLP output projection) of the grouped neurons at each text's
-    last real token, per batch: (input indices, layer -> [batch, k] float32 on CPU)."""
+    last real token, per batch: (input indices, layer -> [batch, k] float32 on the layer's device)."""
     positions = _Positions("last")
     kept: dict[int, torch.Tensor] = {}
 
     def keeper(layer: int, index: torch.Tensor):
+        placed: dict[torch.device, torch.Tensor] = {}  # index on each device it was needed on
+
         def hook(module, args):
             a = args[0]  # [batch, seq, d_ff]
-            kept[layer] = a[positions.mask.to(a.device)][:, index.to(a.device)].float().cpu()  # [batch, k]
+            if a.device not in placed:
+                placed[a.device] = index.to(a.device)
+            kept[layer] = a[positions.mask_on(a.device)][:, placed[a.device]].float()  # [batch, k]
 
         return hook
 
@@ -438,7 +445,7 @@ def last_token_activations(
     handles = [view.decoder.register_forward_pre_hook(positions.update, with_kwargs=True)]
     handles += [view.out_proj(layer).register_forward_pre_hook(keeper(layer, index)) for layer, index in groups.items()]
     try:
-        for indices, _ in iter_internals(lm, texts, ("embed",), batch_size, progress=None):
+        for indices, _ in iter_internals(lm, texts, ("embed",), batch_size, progress=None, device=lm.view.device):
             yield indices, dict(kept)
     finally:
         for handle in handles:
