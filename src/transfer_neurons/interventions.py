@@ -67,6 +67,21 @@ def neurons_by_layer(neurons: np.ndarray, num_layers: int, d_ff: int) -> dict[in
     }
 
 
+class _OnDevices:
+    """One tensor, copied to a device the first time it is needed there: a host-to-device copy
+    waits for the GPU, so hooks that run per layer and step must not repeat it."""
+
+    def __init__(self, tensor: torch.Tensor):
+        self.copies = {tensor.device: tensor}
+        self.source = tensor
+
+    def on(self, device: torch.device) -> torch.Tensor:
+        """The tensor on `device`."""
+        if device not in self.copies:
+            self.copies[device] = self.source.to(device)
+        return self.copies[device]
+
+
 class _Positions:
     """Which token positions of the current forward pass are intervened on: [batch, seq] bool.
 
@@ -83,7 +98,7 @@ class _Positions:
         self.active = False  # whether the mask can hold a position: known on the host, so no device sync
         self.tokens: list[tuple[int, ...]] | None = None  # real token ids of each row of the last prompt pass
         self.prompt = 0  # counts prompt passes, so per-prompt values can be cached until the next one
-        self._masks: dict[torch.device, torch.Tensor] = {}  # the current mask on each layer's device
+        self.masks: _OnDevices | None = None  # the current mask on each layer's device (device_map)
 
     def update(self, module, args, kwargs) -> None:
         ids = kwargs.get("input_ids", args[0] if args else None)
@@ -104,17 +119,11 @@ class _Positions:
             mask[torch.arange(batch, device=ids.device), last_token_index(real)] = True
         self.mask = mask
         self.active = self.mode == "last" or not generating
-        self._masks = {mask.device: mask}
+        self.masks = _OnDevices(mask)
         if not generating:
             self.prompt += 1
         if self.keep_tokens and not generating:  # a generation step keeps its prompt's rows
             self.tokens = None if embeds else [tuple(row[keep].tolist()) for row, keep in zip(ids.cpu(), real.cpu())]
-
-    def mask_on(self, device: torch.device) -> torch.Tensor:
-        """The current pass's mask [batch, seq] on `device`, copied there once per pass (device_map)."""
-        if device not in self._masks:
-            self._masks[device] = self.mask.to(device)
-        return self._masks[device]
 
 
 class Intervention:
@@ -404,16 +413,14 @@ def _replacer(bound: _Bound, positions: _Positions, layer: int, index: torch.Ten
     It reads nothing back from the device and copies `index` there once: on a GPU either would wait for
     the queued kernels, once per deactivated layer and decoding step."""
 
-    placed: dict[torch.device, torch.Tensor] = {}  # index on each device it was needed on
+    placed = _OnDevices(index)
 
     def hook(module, args):
         if not positions.active:  # e.g. a generation step under modes `all` and `prompt_last`
             return None
         a = args[0]  # [batch, seq, d_ff]
-        hit = positions.mask_on(a.device)[..., None]  # [batch, seq, 1]
-        if a.device not in placed:
-            placed[a.device] = index.to(a.device)
-        index_on = placed[a.device]
+        hit = positions.masks.on(a.device)[..., None]  # [batch, seq, 1]
+        index_on = placed.on(a.device)
         chosen = a[..., index_on]  # [batch, seq, k]
         a = a.clone()
         a[..., index_on] = torch.where(hit, bound.replace(layer, chosen, positions), chosen)
@@ -431,13 +438,11 @@ def last_token_activations(
     kept: dict[int, torch.Tensor] = {}
 
     def keeper(layer: int, index: torch.Tensor):
-        placed: dict[torch.device, torch.Tensor] = {}  # index on each device it was needed on
+        placed = _OnDevices(index)
 
         def hook(module, args):
             a = args[0]  # [batch, seq, d_ff]
-            if a.device not in placed:
-                placed[a.device] = index.to(a.device)
-            kept[layer] = a[positions.mask_on(a.device)][:, placed[a.device]].float()  # [batch, k]
+            kept[layer] = a[positions.masks.on(a.device)][:, placed.on(a.device)].float()  # [batch, k]
 
         return hook
 
