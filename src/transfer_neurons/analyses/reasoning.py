@@ -105,12 +105,14 @@ def _batch_logliks(lm: LoadedModel, prompts: list[list[int]], options: list[list
         input_ids=c_ids.to(device), attention_mask=torch.cat([p_mask[owner], c_mask], 1).to(device),
         position_ids=positions.to(device), use_cache=True, **cache_argument(lm.view.decoder, cache),
     ).last_hidden_state  # [row, option token, d_model]
-    first_logits = lm.view.head_logits(first.last_hidden_state[:, -1])[owner.to(device)]  # [row, vocab]: the prompt's prediction of token 0
-    totals = first_logits.gather(-1, c_ids[:, :1].to(device))[:, 0] - torch.logsumexp(first_logits, -1)  # [row]
+    # indices go to the device of what they index: under device_map the head and last layer sit on the last GPU
+    logits = lm.view.head_logits(first.last_hidden_state[:, -1])  # [item, vocab]
+    first_logits = logits[owner.to(logits.device)]  # [row, vocab]: the prompt's prediction of token 0
+    totals = first_logits.gather(-1, c_ids[:, :1].to(logits.device))[:, 0] - torch.logsumexp(first_logits, -1)  # [row]
     reads = c_mask.clone()  # positions whose state predicts the next option token: every real one but the last
     reads[torch.arange(len(reads)), c_mask.sum(1) - 1] = 0
     row, col = reads.nonzero(as_tuple=True)
-    inner = token_log_probs(lm, rest[row.to(device), col.to(device)], c_ids[row, col + 1])  # [read]
+    inner = token_log_probs(lm, rest[row.to(rest.device), col.to(rest.device)], c_ids[row, col + 1])  # [read]
     totals = totals.index_add(0, row.to(totals.device), inner.to(totals.device)).cpu().numpy()  # [row]
     bounds = np.cumsum([0] + [len(opts) for opts in options])
     return [totals[bounds[i] : bounds[i + 1]] for i in range(len(options))]
