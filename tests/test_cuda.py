@@ -10,6 +10,8 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from test_study import make_setup
+from test_study_distributed import ITEM_FILES, STAGES, assert_close, csv_values
 from tiny import SENTENCES, tiny_lm
 
 from transfer_neurons.analyses.generation import greedy_generate, prompt_token_ids
@@ -20,6 +22,7 @@ from transfer_neurons.detection import detect
 from transfer_neurons.interventions import deactivated, parse_intervention
 from transfer_neurons.models.loading import prepare
 from transfer_neurons.scoring import score_neurons
+from transfer_neurons.study import resolve_config, run_study
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 TEXTS = SENTENCES * 3
@@ -34,10 +37,10 @@ def on_cuda(lm):
 def test_capture_and_scores_on_cuda_equal_the_cpu(arch):
     cpu = tiny_lm(arch)
     gpu = on_cuda(cpu)
+    got = capture(gpu, TEXTS, ("h", "m", "a"), 4, progress=None)  # on the host, as the analyses keep them
+    want = capture(cpu, TEXTS, ("h", "m", "a"), 4, progress=None)
     for name in ("h", "m", "a"):
-        torch.testing.assert_close(capture(gpu, TEXTS, (name,), 4, progress=None).__getattribute__(name),
-                                   capture(cpu, TEXTS, (name,), 4, progress=None).__getattribute__(name),
-                                   atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(getattr(got, name), getattr(want, name), atol=1e-4, rtol=1e-4)
     hub, l2 = SENTENCES[:3], SENTENCES[3:]
     for make in (lambda lm: shared_centroids(lm, hub, l2, 2), lambda lm: language_centroids(lm, l2, 2)):
         want = score_neurons(cpu, make(cpu), TEXTS, 4, progress=None)
@@ -91,11 +94,6 @@ def test_batch_size_auto_on_cuda_finds_and_records_a_size():
 
 def test_the_tiny_study_on_cuda_gives_the_cpu_results(tmp_path):
     """Every analysis, run with device cuda, writes the numbers and answers the CPU run writes."""
-    from test_study import make_setup
-    from test_study_distributed import ITEM_FILES, STAGES, assert_close, csv_values
-
-    from transfer_neurons.study import resolve_config, run_study
-
     options = {**make_setup(tmp_path), "stages": STAGES, "dtype": "float32"}
     for device in ("cpu", "cuda"):
         run = run_study(resolve_config({**options, "device": device}), tmp_path / device)

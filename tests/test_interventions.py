@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 import torch
+from host_copies import DeviceWaits, HostCopies
 from tiny import ARCHITECTURES, SENTENCES, tiny_lm
 
+from transfer_neurons.analyses.generation import greedy_generate, prompt_token_ids
 from transfer_neurons.capture import capture, last_token_index
 from transfer_neurons.errors import TransferNeuronsError
 from transfer_neurons.interventions import (Mean, Patch, Scale, Zero, active_intervention, applying, capture_under,
@@ -258,10 +260,6 @@ def test_bad_intervention_specs_are_clear_errors(spec):
 def test_decoding_under_an_intervention_waits_for_the_device_a_fixed_number_of_times(mode, kind):
     """Each pass may read its mask and token ids once, but a deactivated layer adds no wait on a GPU:
     none per layer and step (before: `hit.any()` and the index's copy in every hook)."""
-    from host_copies import DeviceWaits
-
-    from transfer_neurons.analyses.generation import greedy_generate, prompt_token_ids
-
     lm = tiny_lm("llama")
     prompts = prompt_token_ids(lm.tokenizer, SENTENCES[:4])
     intervention = parse_intervention(kind, reference=SENTENCES, sources=SENTENCES[2:6], targets=SENTENCES[:4])
@@ -269,18 +267,15 @@ def test_decoding_under_an_intervention_waits_for_the_device_a_fixed_number_of_t
     for layers in (1, 3):
         neurons = np.array([[layer, 5] for layer in range(layers)])
         with deactivated(lm, neurons, mode, intervention):
-            greedy_generate(lm, prompts, max_new_tokens=1, ended=lambda ids: False, eos=frozenset())  # binds
+            greedy_generate(lm, prompts, max_new_tokens=1, eos=frozenset())  # places the values once per layer
             with DeviceWaits("interventions.py") as seen:
-                greedy_generate(lm, prompts, max_new_tokens=4, ended=lambda ids: False, eos=frozenset(),
-                                batch_size=4)
+                greedy_generate(lm, prompts, max_new_tokens=4, eos=frozenset(), batch_size=4)
         waits[layers] = sorted(seen.calls)
     assert waits[1] == waits[3], waits
 
 
 def test_mean_and_patch_values_are_reduced_on_the_device():
     """The reference means reach the host once per layer, however many batches; patch values stay on the device."""
-    from host_copies import HostCopies
-
     lm = tiny_lm("llama")
     copies = {}
     for batches in (1, 3):

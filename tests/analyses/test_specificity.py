@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from host_copies import HostCopies
 from scipy import stats as sps
 from tiny import SENTENCES, save_model, tiny_lm, write_jsonl
 
@@ -86,8 +87,6 @@ def test_streamed_statistics_equal_a_direct_computation():
 
 def test_statistics_are_reduced_before_they_reach_the_host():
     """Only [layer, d_ff] sums leave the model's device, never a batch's [batch, layer, d_ff] activations."""
-    from host_copies import HostCopies
-
     lm = tiny_lm("llama")
     with HostCopies() as seen:
         collect_language_stats(lm, {"a": SENTENCES, "b": SENTENCES[:3]}, batch_size=3, progress=False)
