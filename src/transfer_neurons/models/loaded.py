@@ -25,7 +25,7 @@ class LoadedModel:
     name: str
     spec: str | None = None  # the model spec it was loaded from; None for a model built in memory
     revision: str | None = None  # the revision asked for (hub ids only)
-    identify: Callable[[], dict] | None = field(default=None, repr=False)  # the source's fingerprint (set by load_model)
+    identify: Callable[[], dict] | None = field(default=None, repr=False)  # computes the fingerprint (load_model)
     _fingerprint: dict | None = field(default=None, repr=False)
 
     def fingerprint(self) -> dict:
