@@ -18,12 +18,12 @@ from collections import Counter
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AutoModelForCausalLM
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from host_copies import DeviceWaits  # noqa: E402
 from test_study import make_setup  # noqa: E402
-from tiny import _SPECIAL, byte_tokenizer  # noqa: E402
+from tiny import byte_tokenizer, tiny_config  # noqa: E402
 
 from transfer_neurons.log import show_progress  # noqa: E402
 from transfer_neurons.study import resolve_config, run_study  # noqa: E402
@@ -33,9 +33,9 @@ def study_waits(layers: int, root: Path) -> Counter:
     """Waits per (call, file:line) of the tiny study on a random Gemma 3 with `layers` layers."""
     options = make_setup(root)
     torch.manual_seed(0)
-    config = AutoConfig.for_model("gemma3_text", **{**_SPECIAL["gemma3_text"], "num_hidden_layers": layers})
-    AutoModelForCausalLM.from_config(config).save_pretrained(Path(options["model"]))
-    byte_tokenizer().save_pretrained(Path(options["model"]))
+    model = AutoModelForCausalLM.from_config(tiny_config("gemma3_text", num_hidden_layers=layers))
+    model.save_pretrained(options["model"])
+    byte_tokenizer().save_pretrained(options["model"])
     with DeviceWaits() as seen:
         run_study(resolve_config(options), root / "study", render=False)
     return Counter(seen.calls)

@@ -57,10 +57,15 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
+def tiny_config(model_type: str, **changes):
+    """The tiny models' config of one architecture (4 layers, width 32, d_ff 64), with `changes` applied."""
+    return AutoConfig.for_model(model_type, **{**_SPECIAL.get(model_type, _COMMON), **changes})
+
+
 def tiny_lm(model_type: str, padding_side: str = "right", seed: int = 0) -> LoadedModel:
     """A randomly initialised 4-layer model of one architecture, in eval mode, float32."""
     torch.manual_seed(seed)
-    config = AutoConfig.for_model(model_type, **_SPECIAL.get(model_type, _COMMON))
+    config = tiny_config(model_type)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     with torch.no_grad():  # random norm gains, so gain handling is exercised
         for name, param in model.named_parameters():

@@ -143,7 +143,8 @@ def corpus_token_sets(
 
 @functools.lru_cache(maxsize=2)
 def _vocabulary_texts(tokenizer, size: int) -> tuple[str, ...]:
-    """Every id's text decoded on its own ("" for added and special tokens), kept per tokenizer: about 4 s for 262k ids."""
+    """Every id's text decoded on its own ("" for added and special tokens), kept per tokenizer:
+    about 4 s for 262k ids."""
     keep = ordinary_ids(tokenizer, size)
     texts = [""] * size
     for i, text in zip(np.flatnonzero(keep), decode_ids(tokenizer, np.flatnonzero(keep))):
@@ -153,7 +154,8 @@ def _vocabulary_texts(tokenizer, size: int) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=4)
 def _script_sets_of(tokenizer, size: int, lang: str) -> TokenSets:
-    """The script rule over a tokenizer's whole vocabulary, kept per language: a study asks again for every type of neuron."""
+    """The script rule over a tokenizer's whole vocabulary, kept per language: a study asks again
+    for every type of neuron."""
     return script_token_sets(_vocabulary_texts(tokenizer, size), lang)
 
 
@@ -189,12 +191,12 @@ def lens_masses(lm: LoadedModel, states: torch.Tensor, masks: torch.Tensor, chun
     flat = states.reshape(n * layers, d)
     rows = chunk or logit_rows(masks.shape[0])
     chunks = shard_batches([range(start, min(start + rows, len(flat))) for start in range(0, len(flat), rows)])
+    on_head = masks.to(lm.view.unembed().weight.device)  # [vocab, k], copied once to where the logits are
     out = []
     for part in chunks:  # this rank's chunks under torchrun
         z = lens_logits(lm, flat[part.start : part.stop])  # [rows, vocab]
         z = z.sub_(z.amax(-1, keepdim=True)).exp_()  # unnormalised probabilities, in place: one vocab-wide buffer
-        masks = masks.to(z.device)  # copied to the head's device with the first chunk only
-        out.append(z @ masks / z.sum(-1, keepdim=True))  # [rows, k], on the head's device
+        out.append(z @ on_head / z.sum(-1, keepdim=True))  # [rows, k], on the head's device
     done = [i for part in chunks for i in part]
     masses = torch.cat(out) if len(done) == len(flat) else gather_rows(torch.cat(out), done, len(flat))
     return masses.cpu().reshape(n, layers, masks.shape[1])  # one copy to the host per call

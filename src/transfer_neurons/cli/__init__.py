@@ -10,7 +10,8 @@ import argparse
 import importlib
 import sys
 
-from .. import __version__, preflight
+from .. import preflight
+from .._version import __version__
 from ..errors import TransferNeuronsError
 from ..log import NORMAL, QUIET, VERBOSE, configured
 from ..models.loading import EMBEDDED

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .. import __version__
+from .._version import __version__
 from ..batching import AUTO, CPU_BATCH, check_batch_size
 from ..conditions import DEFAULT_CONTROLS
 from ..analyses.lm_eval_bridge import check_task_spec

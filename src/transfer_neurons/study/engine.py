@@ -28,7 +28,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .. import __version__
+from .._version import __version__
 from ..distributed import agree, any_rank, is_main, world_size
 from ..errors import ModelLoadError, OutputError, TransferNeuronsError
 from ..models.loaded import LoadedModel
