@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
+import tokenize
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -163,7 +164,7 @@ def load_npy(path: str | Path) -> np.ndarray:
         if exc.strerror:
             raise DataError(f"{path}: cannot read the file ({exc.strerror})") from None
         array = None
-    except (ValueError, EOFError, SyntaxError, TypeError, MemoryError):
+    except (ValueError, EOFError, SyntaxError, TypeError, MemoryError, tokenize.TokenError):  # numpy's header parser
         array = None
     if not isinstance(array, np.ndarray) or array.dtype.hasobject:
         raise DataError(f"{path}: not a readable .npy array (corrupt, truncated or of another format); write it again")

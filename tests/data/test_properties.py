@@ -129,6 +129,7 @@ ARRAY_FILES = st.one_of(
 @SETTINGS
 @given(content=ARRAY_FILES)
 @example(content=b"\x93NUMPY\x01\x00v\x00{'descr': '|O', 'fortran_order': False, 'shape': (1,), }" + b" " * 50)
+@example(content=npy_bytes(np.zeros((2, 3), np.float32))[:109] + b"\x00" * 18 + b"(")  # numpy's header parser: TokenError
 def test_random_npy_files_only_raise_data_error(content: bytes) -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "array.npy"
