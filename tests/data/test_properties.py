@@ -1,7 +1,8 @@
 """Property: whatever a file holds, every loader either reads it or raises the project's own error.
 
 Data files (parallel, sentences, QA, MC, MKQA) may raise only DataError; detection folders
-(neurons.json, meta.json, .npy arrays), study configs (YAML, TOML) and arrays only TransferNeuronsError.
+(neurons.json, meta.json, .npy arrays), study configs (YAML, TOML) and arrays only TransferNeuronsError,
+adapter files only ModelLoadError.
 """
 
 import io
@@ -16,7 +17,8 @@ from hypothesis import strategies as st
 
 from transfer_neurons.data import load_mc, load_parallel, load_qa, load_sentences
 from transfer_neurons.detection import read_detection, read_meta, read_neurons
-from transfer_neurons.errors import DataError, TransferNeuronsError
+from transfer_neurons.errors import DataError, ModelLoadError, TransferNeuronsError
+from transfer_neurons.models.user_adapter import read_adapter
 from transfer_neurons.outputs import load_npy
 from transfer_neurons.study import read_config_file, resolve_config
 
@@ -213,3 +215,25 @@ def test_random_config_files_only_raise_transfer_neurons_error(config: tuple[str
         except TransferNeuronsError:
             return
         loads_or_raises(TransferNeuronsError, resolve_config, options)
+
+
+ADAPTER_FIELDS = st.sampled_from(["decoder", "layers", "out_proj", "mlp_out_norm", "norm_gain_offset",
+                                  "value_vectors_are_rows", "unembed", "norm"])
+ADAPTER_FILES = st.one_of(
+    st.tuples(st.sampled_from([".yaml", ".json"]), st.binary(max_size=80)),
+    st.tuples(st.just(".yaml"), st.dictionaries(ADAPTER_FIELDS, JSON_VALUES, max_size=4).map(
+        lambda m: yaml.safe_dump(m).encode())),
+    st.tuples(st.just(".json"), JSON_VALUES.map(lambda v: json.dumps(v).encode())),
+)
+
+
+@SETTINGS
+@given(adapter=ADAPTER_FILES)
+@example(adapter=(".yaml", b"decoder: mod\xe9l"))  # not UTF-8: was a UnicodeDecodeError
+@example(adapter=(".json", DEEP))
+def test_random_adapter_files_only_raise_model_load_error(adapter: tuple[str, bytes]) -> None:
+    suffix, content = adapter
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"adapter{suffix}"
+        path.write_bytes(content)
+        loads_or_raises(ModelLoadError, read_adapter, path)

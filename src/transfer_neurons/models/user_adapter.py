@@ -20,16 +20,15 @@ A mismatch raises ModelLoadError with the relative error it measured.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-import yaml
 
 from ..capture import capture
 from ..errors import ModelLoadError
+from ..option_files import read_options
 from .adapters import Adapter, ModelView
 
 PROBE = ("The cat sleeps on the warm windowsill.", "Wo ist der Bahnhof?", "猫が寝ている。")
@@ -59,18 +58,7 @@ def _accepts(kind: type, value: object) -> bool:
 def read_adapter(path: str | Path) -> Adapter:
     """Parse an adapter file (YAML or JSON mapping of Adapter fields) and check every value's type."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ModelLoadError(f"adapter {path}: cannot read it ({err.strerror or err})", option="adapter") from None
-    try:
-        fields = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise ModelLoadError(f"adapter {path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'} ({err})",
-                             option="adapter") from None
-    if not isinstance(fields, dict):
-        raise ModelLoadError(f"adapter {path}: expected a mapping of adapter fields, got {type(fields).__name__}",
-                             option="adapter")
+    fields = read_options(path, "adapter", "adapter", ModelLoadError)
     kinds = _field_kinds()
     unknown = sorted(set(fields) - set(kinds))
     if unknown:

@@ -23,6 +23,7 @@ from ..detection import NEURON_TYPES
 from ..errors import TransferNeuronsError
 from ..interventions import MODES, parse_intervention
 from ..models.loading import DEVICES, DTYPES, EMBEDDED
+from ..option_files import read_options
 from ..outputs import FIGURE_FORMATS, write_bytes
 from ..protocols import NAMES as PROTOCOL_NAMES
 from ..runs.reasoning import DEFAULT_LM_EVAL_TASK
@@ -225,30 +226,7 @@ def _scales(value: Any) -> list[float]:
 
 def read_config_file(path: str | Path) -> dict:
     """A study config from a YAML (or TOML) file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise TransferNeuronsError(f"config {path}: cannot read ({err.strerror})", option="config") from None
-    except UnicodeDecodeError as err:
-        line = path.read_bytes().count(b"\n", 0, err.start) + 1
-        raise TransferNeuronsError(f"config {path}, line {line}: not valid UTF-8; re-save the file as UTF-8",
-                                   option="config") from None
-    try:
-        if path.suffix.lower() == ".toml":
-            import tomllib
-
-            loaded = tomllib.loads(text)
-        else:
-            loaded = yaml.safe_load(text)
-    except Exception as err:  # yaml and toml raise their own error types
-        raise TransferNeuronsError(f"config {path}: not valid {path.suffix.lstrip('.') or 'YAML'} ({err})",
-                                   option="config") from None
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise TransferNeuronsError(f"config {path}: expected a mapping of options at the top level", option="config")
-    return loaded
+    return read_options(path, "config", "config")
 
 
 def resolve_config(file_options: dict | None = None, quick: bool = False, overrides: dict | None = None) -> dict:
