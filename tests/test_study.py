@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -149,6 +150,23 @@ def test_cli_run_writes_the_report_and_config(tmp_path, capsys):
     saved = yaml.safe_load((tmp_path / "out/config.yaml").read_text())
     assert saved["langs"] == ["ja"] and saved["stages"] == ["similarity"]
     assert main(["report", str(tmp_path / "out")]) == 0
+
+
+def finite_numbers(value: object) -> list[float]:
+    """Every float in a JSON value, or an AssertionError naming the first that is not finite."""
+    if isinstance(value, float):
+        assert math.isfinite(value), value
+        return [value]
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    return [number for item in items for number in finite_numbers(item)]
+
+
+def test_the_whole_study_runs_with_bfloat16_weights(tmp_path):
+    """The paper's large models run in bfloat16: every stage must compute (numpy has no bfloat16)."""
+    result = run_study(resolve_config({**make_setup(tmp_path), "dtype": "bfloat16"}), tmp_path / "out")
+    assert [s.status for s in result.stages] == ["computed"] * len(result.stages), [(s.name, s.error) for s in result.stages]
+    results = json.loads((tmp_path / "out/results.json").read_text())
+    assert results["model"]["dtype"] == "bfloat16" and len(finite_numbers(results)) > 1000
 
 
 def test_bad_config_is_one_clear_error(tmp_path):
