@@ -56,6 +56,19 @@ def make_folder(path: str | Path) -> Path:
     return path
 
 
+def _creation_mode(kind: int) -> int:
+    """The mode a plain open() or mkdir() would give under the current umask (kind 0o666 or 0o777):
+    temp files and folders are private (0600, 0700), so results would stay unreadable to others."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return kind & ~umask
+
+
+def publish(path: str | Path) -> None:
+    """Give a temp file or folder the mode an ordinary one gets (a study on a shared file system stays readable)."""
+    os.chmod(path, _creation_mode(0o777 if Path(path).is_dir() else 0o666))
+
+
 def write_bytes(path: str | Path, data: bytes) -> Path:
     """Write bytes to path atomically; parent folders are created; the temp file never outlives a failure."""
     path = Path(path)
@@ -67,6 +80,7 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+        publish(tmp)
         os.replace(tmp, path)
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)

@@ -24,7 +24,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 
 from ..errors import ModelLoadError, TransferNeuronsError
 from ..fingerprints import cache_root, file_sha256, resolve_hub_commit, tree_sha256
-from ..outputs import make_folder
+from ..outputs import make_folder, publish
 from .adapters import ADAPTERS, Adapter, ModelView, adapter_for
 from .loaded import LoadedModel
 from .user_adapter import check_adapter, read_adapter, view_with
@@ -95,6 +95,7 @@ def convert_gguf(path: Path) -> Path:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "source.json").write_text(json.dumps({"gguf": str(path.resolve())}))
+        publish(tmp)
         os.replace(tmp, entry)
     except Exception as err:  # the GGUF reader raises many types for a damaged or unsupported file
         shutil.rmtree(tmp, ignore_errors=True)
