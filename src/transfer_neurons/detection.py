@@ -26,6 +26,7 @@ from ._version import __version__
 from .capture import batch_size_for
 from .centroids import language_centroids, shared_centroids
 from .errors import TransferNeuronsError
+from .models.adapters import ModelView
 from .models.loaded import LoadedModel
 from .neuron_sets import NeuronSet, model_record, neuron_module, read_neuron_set, to_json
 from .outputs import load_npy, save_npy, staged_folder, write_json
@@ -90,8 +91,11 @@ def detect(
         LOG.warning("--top-n %d is more than the %d candidate neurons (%d layers x %d); keeping all %d",
                     top_n, candidates, len(layers), view.d_ff, candidates)
         top_n, rule = candidates, f"{rule}, clamped to the {candidates} candidates"
+    centroids = torch.as_tensor(centroids)
+    check_finite(centroids, "centroids", view)
     batch_size = batch_size_for(lm, batch_size, score_texts)
-    result = score_neurons(lm, torch.as_tensor(centroids), score_texts, batch_size, progress=f"score {neuron_type} {lang}")
+    result = score_neurons(lm, centroids, score_texts, batch_size, progress=f"score {neuron_type} {lang}")
+    check_finite(torch.as_tensor(result.scores), "scores", view)
     neurons = rank_neurons(result.scores, layers, top_n)
     meta = {
         "model": lm.name,
@@ -110,12 +114,25 @@ def detect(
         "num_score_sentences": result.num_sentences,
         "processes": distributed.world_size(),
         "batch_size": batch_size,
+        **view.precision(lm.name),
         "seconds_scoring": round(time.perf_counter() - start, 3),
         "versions": versions(),
     }
     return Detection(
         neuron_type, lang, result.scores, result.magnitudes, np.asarray(centroids, dtype=np.float32), layers, neurons, meta
     )
+
+
+def check_finite(values: torch.Tensor, what: str, view: ModelView) -> None:
+    """Refuse NaN or inf centroids or scores: ranking them would pick arbitrary neurons. The usual cause
+    is a float16 model whose activations overflow, so then the error suggests another dtype."""
+    bad = int((~torch.isfinite(values)).sum())
+    if not bad:
+        return
+    message = f"{what}: {bad:,} of {values.numel():,} values are not finite (NaN or inf)"
+    if view.precision()["dtype"] == "float16":
+        message += "; the model runs in float16, whose activations overflow easily: use dtype='bfloat16' or 'float32'"
+    raise TransferNeuronsError(message, mentions=("dtype",))
 
 
 def versions() -> dict[str, str]:
@@ -160,10 +177,10 @@ def read_neurons(path: str | Path, top_k: int | None = None) -> np.ndarray:
     return neurons
 
 
-def read_meta(folder: str | Path) -> dict:
-    """The meta.json of a detection folder (model, shape, type, language, ...)."""
+def read_meta(folder: str | Path, name: str = "meta.json") -> dict:
+    """The meta.json of a detection folder (model, shape, type, language, ...), or another such file."""
     folder = Path(folder)
-    meta_path = folder / "meta.json"
+    meta_path = folder / name
     if not meta_path.is_file():
         raise TransferNeuronsError(f"{folder}: not a detection folder (no meta.json); run `transfer-neurons detect`")
     try:
@@ -173,6 +190,30 @@ def read_meta(folder: str | Path) -> dict:
     if not isinstance(meta, dict):
         raise TransferNeuronsError(f"{meta_path}: expected a JSON object of detection facts, got {type(meta).__name__}")
     return meta
+
+
+def read_centroids(path: str | Path, neuron_type: str, lang: str) -> torch.Tensor:
+    """A saved centroids.npy, refused if it holds NaN or inf, or if the centroids_meta.json (from `centroids`)
+    or meta.json (from `detect`) beside it says it was computed for another type or language."""
+    path = Path(path)
+    try:
+        cents = torch.from_numpy(load_npy(path))
+    except (OSError, ValueError) as err:
+        raise TransferNeuronsError(f"centroids {path}: cannot read a centroids.npy ({err})", option="centroids") from None
+    if cents.dim() != 2 or not torch.isfinite(cents).all():
+        raise TransferNeuronsError(f"centroids {path}: expected a finite [layer, d_model] array, got shape "
+                                   f"{tuple(cents.shape)} with {int((~torch.isfinite(cents)).sum())} NaN or inf",
+                                   option="centroids")
+    for name in ("centroids_meta.json", "meta.json"):
+        if (path.parent / name).is_file():
+            facts = read_meta(path.parent, name)
+            made_for = (facts.get("type"), facts.get("language"))
+            if made_for != (neuron_type, lang):
+                raise TransferNeuronsError(
+                    f"centroids {path}: computed for {made_for[0]} {made_for[1]} ({name} beside it), "
+                    f"not {neuron_type} {lang}", option="centroids")
+            break
+    return cents
 
 
 def read_detection(folder: str | Path, top_k: int | None = None) -> Detection:

@@ -1,12 +1,16 @@
 """`detect` and `centroids` from the command line on a tiny saved model: files, contract, determinism."""
 
 import json
+import re
 
 import numpy as np
 import pytest
+import torch
 from tiny import assert_same_ranking, save_model, tiny_lm, write_jsonl
 
 from transfer_neurons.cli import main
+from transfer_neurons.detection import check_finite
+from transfer_neurons.errors import TransferNeuronsError
 from transfer_neurons.outputs import load_npy
 
 ROWS = [
@@ -81,3 +85,29 @@ def test_every_subcommand_has_help(capsys):
             main([name, "--help"])
         assert exit_info.value.code == 0
         assert "usage: transfer-neurons" in capsys.readouterr().out
+
+
+def test_centroids_of_another_type_or_language_or_not_finite_are_refused(setup, capsys):
+    root, common = setup
+    assert main(["centroids", "--type", "type2", *common[:-4], "--centroid-data", common[5], "--out", str(root / "c2")]) == 0
+    nan = root / "nan.npy"
+    np.save(nan, np.full((4, 32), np.nan, dtype=np.float32))
+    cases = [(root / "c2/centroids.npy", r"c2/centroids\.npy: computed for type2 ja \(centroids_meta\.json beside it\), "
+                                         r"not type1 ja$"),
+             (nan, r"nan\.npy: expected a finite \[layer, d_model\] array, got shape \(4, 32\) with 128 NaN or inf$")]
+    for path, message in cases:
+        capsys.readouterr()
+        assert main(["detect", "--type", "type1", *common, "--centroids", str(path), "--out", str(root / "refused")]) == 2
+        assert re.search(r"error: --centroids \S*" + message, capsys.readouterr().err.strip())
+    assert not (root / "refused").exists()
+
+
+def test_non_finite_scores_are_refused_and_name_the_dtype():
+    """A float16 model can overflow (the embedded Gemma 3 does): NaN scores would rank arbitrary neurons."""
+    lm = tiny_lm("llama")
+    check_finite(torch.zeros(3), "scores", lm.view)  # finite: nothing to say
+    lm.model.to(torch.float16)
+    with pytest.raises(TransferNeuronsError, match=r"^scores: 2 of 3 values are not finite \(NaN or inf\); the model "
+                                                   r"runs in float16.*dtype='bfloat16'") as caught:
+        check_finite(torch.tensor([0.0, float("nan"), float("inf")]), "scores", lm.view)
+    assert caught.value.mentions == ("dtype",)

@@ -5,10 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
-from ..errors import TransferNeuronsError
-from ..outputs import load_npy
+from ..detection import read_centroids
 from ..runs.detection import DetectInputs, run_detection
 from ..scoring import parse_layers
 from .centroids import add_centroid_args, centroid_source
@@ -22,10 +19,7 @@ def run(args: argparse.Namespace) -> int:
     layers = parse_layers(args.layers, lm.view.num_layers) if args.layers else None
     meta = {}
     if args.centroids:
-        try:
-            source, meta = torch.from_numpy(load_npy(args.centroids)), {"centroids_file": args.centroids}
-        except (OSError, ValueError) as err:
-            raise TransferNeuronsError(f"--centroids {args.centroids}: cannot read a centroids.npy ({err})") from None
+        source, meta = read_centroids(args.centroids, args.neuron_type, args.lang), {"centroids_file": args.centroids}
     else:
         source = centroid_source(args)
     scoring = sentences_from_args(args, args.score_data, args.lang, "train")
