@@ -202,6 +202,21 @@ def test_missing_data_file_is_refused_before_the_model_loads(tiny, tmp_path, cap
     assert not (tmp_path / "det").exists()
 
 
+def test_specificity_reads_one_file_per_language_through_the_lang_field(tiny, tmp_path, capsys):
+    """--data mono/{lang}.txt (the form --help shows) names one file per language of --langs."""
+    mono = tmp_path / "mono"
+    mono.mkdir()
+    for lang, column in (("en", 0), ("ja", 1)):
+        (mono / f"{lang}.txt").write_text("\n".join(row[column] for row in ROWS) + "\n", encoding="utf-8")
+    args = ["specificity", "--detections", str(tiny / "det_a"), "--model", str(tiny / "model_a"), "--batch-size", "4",
+            "--data", str(mono / "{lang}.txt"), "--per-lang", "4"]
+    assert main([*args, "--langs", "en,ja", "--out", str(tmp_path / "sp")]) == 0
+    assert (tmp_path / "sp/specificity.json").is_file()
+    error_line(capsys, main([*args, "--langs", "en,ja,ko", "--out", str(tmp_path / "sp_ko")]),
+               "--data", mono / "ko.txt", "no such file")
+    assert not (tmp_path / "sp_ko").exists()
+
+
 def test_missing_detection_and_config_are_refused(tiny, tmp_path, capsys, no_model):
     missing = tmp_path / "no-detection"
     error_line(capsys, main(["ablate", "--detection", str(missing), "--model", str(tiny / "model_a"),

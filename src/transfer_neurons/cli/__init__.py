@@ -16,6 +16,7 @@ from ..errors import TransferNeuronsError
 from ..log import NORMAL, QUIET, VERBOSE, configured
 from ..models.loading import EMBEDDED
 from ..outputs import FIGURE_FORMATS, figure_format
+from .common import LANG_FIELD
 
 COMMANDS = (
     "demo",
@@ -98,9 +99,11 @@ def check_options(args: argparse.Namespace) -> None:
         preflight.check_writable_dir(out, "--out")
     for out in _values(args, "out_file"):
         preflight.check_writable_file(out, "--out")
+    langs = [lang.strip() for lang in (getattr(args, "langs", None) or "").split(",") if lang.strip()]
     for dest in DATA_OPTIONS:
         for spec in _values(args, dest):
-            preflight.check_data_spec(spec, f"--{dest.replace('_', '-')}")
+            for each in [spec.replace(LANG_FIELD, lang) for lang in langs] if LANG_FIELD in spec else [spec]:
+                preflight.check_data_spec(each, f"--{dest.replace('_', '-')}")
     for dest in ("config", "centroids"):
         for path in _values(args, dest):
             preflight.check_input_file(path, f"--{dest}")

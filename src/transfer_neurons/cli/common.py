@@ -22,6 +22,7 @@ from ..outputs import staged_folder
 from ..runs.common import Summary
 from ..tokens import limit_tokens
 
+LANG_FIELD = "{lang}"  # in a data spec, replaced by each of --langs (specificity's monolingual files)
 DATA_HELP = "a file path (.jsonl/.tsv/.csv/.txt), a bundled set name (see `data list`) or hf:DATASET[:CONFIG]"
 
 

@@ -12,8 +12,8 @@ from ..detection import read_detection
 from ..errors import TransferNeuronsError
 from ..runs.specificity import SpecificityInputs, run_specificity
 from .common import (
-    DATA_HELP, add_model_args, add_model_check_arg, data_options, model_from_args, positive_int, resolve_split,
-    write_and_print,
+    DATA_HELP, LANG_FIELD, add_model_args, add_model_check_arg, data_options, model_from_args, positive_int,
+    resolve_split, write_and_print,
 )
 
 
@@ -32,7 +32,7 @@ def _texts_by_lang(args: argparse.Namespace, langs: list[str]) -> tuple[dict[str
     """Monolingual sentences per language (first --per-lang of the split) and their source names."""
     texts, sources = {}, {}
     for lang in langs:
-        spec = args.data.replace("{lang}", lang)
+        spec = args.data.replace(LANG_FIELD, lang)
         split = resolve_split(args, spec, "test")
         sentences = load_sentences(spec, lang, split=split, limit=args.per_lang, **data_options(args))
         if not sentences.texts:
