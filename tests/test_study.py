@@ -122,6 +122,18 @@ def test_changed_option_recomputes_only_its_dependants(study, tmp_path):
     assert read_manifest(out / "similarity/type1-ko")["inputs"]["options"]["seeds"] == 2  # other stages untouched
 
 
+def test_a_stage_missing_a_file_of_its_manifest_is_recomputed(study, tmp_path):
+    root, _, cfg, _ = study
+    out = tmp_path / "copy"
+    shutil.copytree(root / "out", out)
+    lost = out / "similarity/type2-ko/similarity.csv"
+    assert "similarity.csv" in read_manifest(lost.parent)["files"]
+    lost.unlink()
+    status = {s.name: s.status for s in run_study(cfg, out, render=False).stages}
+    assert [n for n, s in status.items() if s != "cached"] == ["similarity/type2-ko"]
+    assert status["similarity/type2-ko"] == "computed" and lost.is_file()
+
+
 def test_resume_after_a_kill_recomputes_only_the_unfinished_stage(study, tmp_path):
     root, _, cfg, _ = study
     out = tmp_path / "copy"

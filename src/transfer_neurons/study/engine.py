@@ -4,8 +4,8 @@ A stage writes into a temporary folder beside its final one, writes `manifest.js
 is renamed into place, so a stage folder is either complete or absent. Its key hashes the
 model identity, the identity of the data it reads, the options it reads, the keys of the
 stages it depends on and the package version. A stage whose manifest holds the current key
-is reused; anything else (no folder, no manifest, another key, a leftover temporary folder)
-is recomputed, so a killed run resumes where it stopped and a changed option recomputes only
+and whose listed files are all there is reused; anything else (no folder, no manifest, another
+key, a deleted file, a leftover temporary folder) is recomputed, so a killed run resumes where it stopped and a changed option recomputes only
 the stages whose key changed. One process at a time holds a study folder (an OS lock).
 """
 
@@ -215,13 +215,22 @@ def _compute(stage: Stage, ctx: StageContext, inputs: dict, key: str, verbose: b
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def finished(manifest: dict | None, folder: Path, key: str) -> bool:
+    """Whether a stage folder holds a finished run under this key: its manifest has the key and every
+    file the manifest lists is still there (a deleted result is recomputed, not reported as cached)."""
+    if manifest is None or manifest.get("key") != key:
+        return False
+    files = manifest.get("files")
+    return isinstance(files, list) and all(isinstance(f, str) and (folder / f).is_file() for f in files)
+
+
 def _run_stage(stage: Stage, ctx: StageContext, inputs: dict, key: str, blocked: bool, verbose: bool) -> StageResult:
     """Reuse a finished stage with this key, or compute it; a failure is recorded, not raised."""
     began = time.perf_counter()
     result = StageResult(stage.name, stage.kind, "computed", 0.0, key)
     manifest = read_manifest(ctx.folder)
     error_log = ctx.study / "errors" / (stage.name.replace("/", "__") + ".txt")
-    if agree(manifest is not None and manifest.get("key") == key):  # rank 0 decides for all
+    if agree(finished(manifest, ctx.folder, key)):  # rank 0 decides for all
         result.status = "cached"
         ctx.step(stage.steps)
     elif blocked:
