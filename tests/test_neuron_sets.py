@@ -155,8 +155,13 @@ def test_lape_single_language_list_and_refusals(tmp_path):
     with pytest.raises(TransferNeuronsError, match="layer 0 is not a 1-D integer tensor"):
         read_lape(tmp_path / "float.pt")
     torch.save([[NeuronSet(NEURONS)]], tmp_path / "object.pt")
-    with pytest.raises(TransferNeuronsError, match=r"object\.pt: not a tensor file torch\.load\(weights_only=True\) accepts"):
-        read_lape(tmp_path / "object.pt")
+    (tmp_path / "garbage.pt").write_text("garbage\n")
+    for name, reason in (("object.pt", r"Unsupported global: GLOBAL transfer_neurons\.neuron_sets\.NeuronSet.*"),
+                         ("garbage.pt", r"Unsupported operand 103|invalid load key.*")):
+        with pytest.raises(TransferNeuronsError, match=rf"{name}: not a readable LAPE tensor file \(({reason})\); only "
+                                                       r"tensors and lists are loaded from it, never code$") as caught:
+            read_lape(tmp_path / name)
+        assert "weights_only" not in str(caught.value)
     with pytest.raises(TransferNeuronsError, match="beyond the 2 layers given"):
         write_lape([NEURONS], 2, tmp_path / "x.pt")
 

@@ -19,6 +19,7 @@ import io
 import json
 import math
 import pickle
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -257,6 +258,13 @@ def _layer_indices(tensors, where: str) -> np.ndarray:
     return _pairs_array(rows, where)
 
 
+def _load_failure(err: Exception) -> str:
+    """torch.load's reason in a few words: the safe unpickler's complaint, without its advice to turn it off."""
+    text = " ".join(str(err).split())
+    found = re.search(r"WeightsUnpickler error:\s*(.*?)\s*(?:Check the documentation|$)", text)
+    return (found.group(1) if found else text)[:200]
+
+
 def read_lape(path: str | Path) -> list[np.ndarray]:
     """A LAPE activation mask (a list per language of per-layer LongTensors, or one language's list): [n, 2] each."""
     import torch
@@ -265,8 +273,8 @@ def read_lape(path: str | Path) -> list[np.ndarray]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError) as err:
-        reason = " ".join(str(err).split())[:300]
-        raise TransferNeuronsError(f"{path}: not a tensor file torch.load(weights_only=True) accepts ({reason})") from None
+        raise TransferNeuronsError(f"{path}: not a readable LAPE tensor file ({_load_failure(err)}); only tensors "
+                                   "and lists are loaded from it, never code") from None
     if isinstance(obj, torch.Tensor) or not isinstance(obj, (list, tuple)) or not obj:
         raise TransferNeuronsError(f"{path}: expected a list (per language) of lists (per layer) of index tensors")
     languages = [obj] if isinstance(obj[0], torch.Tensor) else list(obj)
