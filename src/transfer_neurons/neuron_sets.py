@@ -262,7 +262,8 @@ def _load_failure(err: Exception) -> str:
     """torch.load's reason in a few words: the safe unpickler's complaint, without its advice to turn it off."""
     text = " ".join(str(err).split())
     found = re.search(r"WeightsUnpickler error:\s*(.*?)\s*(?:Check the documentation|$)", text)
-    return (found.group(1) if found else text)[:200]
+    reason = found.group(1) if found else text
+    return re.split(r" was not an allowed global|\. ", reason)[0][:200]  # the complaint, not what to do
 
 
 def read_lape(path: str | Path) -> list[np.ndarray]:
