@@ -235,6 +235,13 @@ def test_missing_data_in_a_study_config_is_refused_before_the_model_loads(tiny, 
     assert not (tmp_path / "s").exists()
 
 
+def test_a_study_language_the_data_lacks_is_refused_before_the_model_loads(tiny, tmp_path, capsys, no_model):
+    line = error_line(capsys, main(["run", "--config", str(study_config(tiny)), "--langs", "ja,xx",
+                                    "--out", str(tmp_path / "s")]), "config.langs", "no 'xx' sentences", "it has en, ja")
+    assert "'ja'" not in line
+    assert not (tmp_path / "s").exists()
+
+
 def test_read_only_study_folder_is_refused_before_the_model_loads(tiny, read_only, capsys, no_model):
     error_line(capsys, main(["run", "--config", str(study_config(tiny)), "--out", str(read_only)]), "--out", read_only)
 

@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from .data import load_parallel
 from .data.catalog import BUNDLED_KINDS
 from .data.hub import HF_PREFIX
 from .errors import TransferNeuronsError
@@ -139,4 +140,18 @@ def check_study(cfg: Mapping, out: str | Path) -> None:
         analysis = STUDY_DATA.get(name)
         if analysis is None or analysis in cfg["stages"]:
             check_data_spec(spec, f"config.data.{name}")
+    check_study_languages(cfg)
     check_model(cfg["model"], cfg["device"], {"model": "config.model", "device": "config.device"})
+
+
+def check_study_languages(cfg: Mapping) -> None:
+    """Every study language and the hub language have sentences in the parallel data (read here unless it
+    is an hf: dataset, which would mean a download): else every stage would fail after the model loaded."""
+    spec = cfg["data"]["parallel"]
+    if spec.startswith(HF_PREFIX):
+        return
+    have = load_parallel(spec, strict_pairs=cfg["strict_pairs"]).languages
+    missing = [lang for lang in (cfg["hub_lang"], *cfg["langs"]) if lang not in have]
+    if missing:
+        raise TransferNeuronsError(f"config.langs: the parallel data {spec} has no {', '.join(map(repr, missing))} "
+                                   f"sentences; it has {', '.join(have)}", option="config.langs")
