@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import shutil
@@ -221,17 +222,28 @@ def _no_model():
     return Untouchable()
 
 
-def test_a_failing_stage_is_recorded_and_only_its_dependants_skip(study, tmp_path):
+def test_a_failing_stage_is_recorded_and_only_its_dependants_skip(study, tmp_path, monkeypatch):
     root, options, _, _ = study
     out = tmp_path / "copy"
     shutil.copytree(root / "out", out)
-    rerun = run_study(resolve_config({**options, "langs": ["ja", "nl"]}), out)  # the data have no Dutch
+    for name in ("detect/type1-ko", "similarity/type1-ko"):  # so that they run again: the first fails
+        shutil.rmtree(out / name)
+    plan_module = importlib.import_module("transfer_neurons.study.plan")  # `study.plan` is also a function
+    real = plan_module.run_detection
+
+    def failing_for_korean(inputs, folder):
+        if inputs.lang == "ko":
+            raise RuntimeError("no Korean today")
+        return real(inputs, folder)
+
+    monkeypatch.setattr(plan_module, "run_detection", failing_for_korean)
+    rerun = run_study(resolve_config(options), out)
     status = {s.name: s.status for s in rerun.stages}
-    assert status["detect/type1-nl"] == "failed" and status["similarity/type1-nl"] == "skipped"
-    assert status["similarity/type1-ja"] == "cached"
-    assert "nl" in next(s.error for s in rerun.stages if s.name == "detect/type1-nl")
-    assert (out / "errors/detect__type1-nl.txt").is_file() and not (out / "detect/type1-nl").exists()
-    assert len(rerun.failed) == 4 and (out / "report.html").is_file()
+    assert status["detect/type1-ko"] == "failed" and status["similarity/type1-ko"] == "skipped"
+    assert status["similarity/type1-ja"] == "cached" and status["detect/type2-ko"] == "cached"
+    assert next(s.error for s in rerun.stages if s.name == "detect/type1-ko") == "RuntimeError: no Korean today"
+    assert (out / "errors/detect__type1-ko.txt").is_file() and not (out / "detect/type1-ko").exists()
+    assert len(rerun.failed) == 2 and (out / "report.html").is_file()  # the failed stage and its skipped dependant
 
 
 def test_each_sentence_set_runs_once_per_condition_across_analyses(study, tmp_path, monkeypatch):
