@@ -52,9 +52,9 @@ def run_layers(dets: Sequence[Detection], folders: Sequence[str], out: Path, top
         lines.append(f"{det.neuron_type} {det.lang}: {len(det.neurons)} neurons; most in layers "
                      + ", ".join(f"{l} ({counts[l]})" for l in busiest))
     for r in overlap:
-        lines.append(f"{r['type']} {r['lang_a']}–{r['lang_b']}: {r['overlap']} shared of {r['size_a']}/{r['size_b']}, "
-                     f"Jaccard {r['jaccard']:.3f}; chance {r['chance_overlap']:.2f} (p {r['p_chance']:.2g}), "
-                     f"layer-matched chance {r['layer_matched_chance_overlap']:.2f} (p {r['p_layer_matched']:.2g})")
+        lines.append(f"{r['type']} {r['lang_a']}–{r['lang_b']}: {r['overlap']} shared of {r['size_a']}/{r['size_b']} "
+                     f"(Jaccard {r['jaccard']:.3f}); shared by chance {r['chance_overlap']:.2f} (p {r['p_chance']:.2g}), "
+                     f"layer-matched {r['layer_matched_chance_overlap']:.2f} (p {r['p_layer_matched']:.2g})")
     rows = [[d.neuron_type, d.lang, f"{d.layers[0]}–{d.layers[-1]}", f"{r['k']}/{r['n']}", r["k"] / r["n"], r["base"]]
             for d, r in zip(dets, ranking.values())]
     return Summary(
@@ -65,7 +65,8 @@ def run_layers(dets: Sequence[Detection], folders: Sequence[str], out: Path, top
                         "(candidate) layers vs those layers' share of all neurons",
              "columns": ["type", "lang", "expected layers", "inside", "share", "base"], "rows": rows},
             {"caption": "overlap of languages' sets vs chance (layer-matched chance is the stricter)",
-             "columns": ["type", "languages", "overlap", "Jaccard", "chance", "layer-matched chance", "p (layer-matched)"],
+             "columns": ["type", "languages", "overlap", "Jaccard", "chance overlap", "layer-matched chance overlap",
+                         "p (layer-matched)"],
              "rows": [[r["type"], f"{r['lang_a']}–{r['lang_b']}", r["overlap"], r["jaccard"], r["chance_overlap"],
                        r["layer_matched_chance_overlap"], r["p_layer_matched"]] for r in overlap]},
         ],
