@@ -10,10 +10,13 @@ offline or unreachable.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .errors import TransferNeuronsError
 from .outputs import write_bytes
@@ -108,3 +111,46 @@ def resolve_hub_commit(repo_id: str, revision: str | None = None, repo_type: str
             f"Hugging Face cache ({constants.HF_HUB_CACHE}) holds no copy of it"
         )
     return {"commit": commit, "resolved_from": "cache"}
+
+
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+def _is_true(value: str | None) -> bool:
+    """An environment flag as huggingface_hub reads it."""
+    return (value or "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+@functools.lru_cache(maxsize=1)
+def _hub_unreachable() -> str | None:
+    """Why the hub's host takes no connection within 3 s, or None (also None behind a proxy, which decides)."""
+    from huggingface_hub import constants
+
+    if any(os.environ.get(name) for name in _PROXY_VARIABLES):
+        return None
+    url = urlsplit(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=3).close()
+    except OSError as err:
+        return f"{url.hostname} is unreachable: {err.strerror or err}"
+    return None
+
+
+def hub_offline_reason() -> str | None:
+    """Why the Hugging Face hub cannot be asked now (HF_HUB_OFFLINE, or no connection), or None.
+
+    Checked once per process, so an offline machine answers at once instead of spending
+    the hub client's retries (about a minute) before it says the model is not cached.
+    """
+    if _is_true(os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")):
+        return "HF_HUB_OFFLINE is set"
+    return _hub_unreachable()
+
+
+def in_hub_cache(repo_id: str, kind: str = "model") -> bool:
+    """Whether the local Hugging Face cache holds a download of this repository (kind "model": its
+    config.json; "dataset": any file)."""
+    from huggingface_hub import constants
+
+    folder = Path(constants.HF_HUB_CACHE) / f"{kind}s--{repo_id.replace('/', '--')}" / "snapshots"
+    return any(folder.glob("*/config.json" if kind == "model" else "*/*"))

@@ -9,6 +9,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 datasets = pytest.importorskip("datasets")
 
+from transfer_neurons import fingerprints  # noqa: E402
 from transfer_neurons.data import MCItem, load_mc, load_parallel, load_sentences  # noqa: E402
 from transfer_neurons.data.hub import parse_hf_spec  # noqa: E402
 from transfer_neurons.errors import DataError  # noqa: E402
@@ -75,6 +76,16 @@ def test_language_code_columns_from_parquet(tmp_path: Path) -> None:
 def test_unloadable_dataset_is_a_data_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="cannot load the dataset"):
         load_parallel(f"hf:{tmp_path / 'no-such-dataset'}")
+
+
+def test_a_hub_dataset_offline_and_not_cached_is_refused_at_once(monkeypatch) -> None:
+    """No hub: a dataset id not in the local cache fails at once instead of after the client's retries."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(fingerprints, "_hub_unreachable", lambda: "huggingface.co is unreachable: test")
+    monkeypatch.setattr(datasets, "load_dataset", lambda *args, **kwargs: pytest.fail("asked the hub"))
+    with pytest.raises(DataError, match=r"^hf:org/absent: cannot load the dataset: the local Hugging Face cache holds "
+                                        r"no copy, and the hub cannot be asked \(huggingface\.co is unreachable: test\)$"):
+        load_parallel("hf:org/absent")
 
 
 def test_script_datasets_are_refused(tmp_path: Path) -> None:

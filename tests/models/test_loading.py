@@ -10,6 +10,7 @@ from tiny import byte_tokenizer, save_model, tiny_lm
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from transfer_neurons.errors import ModelLoadError
+from transfer_neurons import fingerprints
 from transfer_neurons.models import loading
 from transfer_neurons.models.loading import load_model
 
@@ -190,7 +191,7 @@ def test_unreachable_hub_loads_a_cached_model_from_local_files_only(monkeypatch)
     tiny, calls = tiny_lm("llama"), []
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    monkeypatch.setattr(loading, "_hub_unreachable", lambda: "huggingface.co is unreachable: test")
+    monkeypatch.setattr(fingerprints, "_hub_unreachable", lambda: "huggingface.co is unreachable: test")
     monkeypatch.setattr(loading, "in_hub_cache", lambda repo_id: repo_id == "org/cached")
     monkeypatch.setattr(loading.AutoTokenizer, "from_pretrained", lambda src, **kw: calls.append(kw) or tiny.tokenizer)
     monkeypatch.setattr(loading.AutoModelForCausalLM, "from_pretrained", lambda src, **kw: calls.append(kw) or tiny.model)

@@ -13,7 +13,7 @@ from transfer_neurons.data.parallel import assemble_parallel, clean_text, is_lan
 from transfer_neurons.data.questions import build_items
 from transfer_neurons.data.types import MCItem, MCSet, ParallelCorpus
 from transfer_neurons.errors import DataError, TransferNeuronsError
-from transfer_neurons.fingerprints import resolve_hub_commit, tree_sha256
+from transfer_neurons.fingerprints import hub_offline_reason, in_hub_cache, resolve_hub_commit, tree_sha256
 
 HF_PREFIX = "hf:"
 _MC_SPLITS = ("test", "validation", "train")  # evaluation data first
@@ -67,6 +67,10 @@ def _open(dataset_id: str, config: str | None, spec: str) -> dict[str, Any]:
     except ImportError:
         raise DataError(f"{spec}: reading hf: data needs the `datasets` package (pip install datasets)") from None
     folder = Path(dataset_id)
+    offline = None if folder.exists() else hub_offline_reason()
+    if offline is not None and not in_hub_cache(dataset_id, "dataset"):  # else the hub client retries for a minute
+        raise DataError(f"{spec}: cannot load the dataset: the local Hugging Face cache holds no copy, and the hub "
+                        f"cannot be asked ({offline})")
     try:
         if _is_saved_dataset(folder):
             loaded = datasets.load_from_disk(str(folder))

@@ -14,16 +14,14 @@ import json
 import os
 import re
 import shutil
-import socket
 import tempfile
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from ..errors import ModelLoadError, TransferNeuronsError
-from ..fingerprints import cache_root, file_sha256, resolve_hub_commit, tree_sha256
+from ..fingerprints import cache_root, file_sha256, hub_offline_reason, in_hub_cache, resolve_hub_commit, tree_sha256
 from ..outputs import make_folder, publish
 from .adapters import ADAPTERS, Adapter, ModelView, adapter_for
 from .loaded import LoadedModel
@@ -34,7 +32,6 @@ DEVICES = ("cpu", "cuda", "auto")  # and cuda:N
 _CUDA_INDEX = re.compile(r"cuda:(\d+)")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 GGUF_MAGIC = b"GGUF"
-_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 
 
 def cache_dir() -> Path:
@@ -106,45 +103,6 @@ def convert_gguf(path: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return entry
-
-
-def _is_true(value: str | None) -> bool:
-    """An environment flag as huggingface_hub reads it."""
-    return (value or "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
-@functools.lru_cache(maxsize=1)
-def _hub_unreachable() -> str | None:
-    """Why the hub's host takes no connection within 3 s, or None (also None behind a proxy, which decides)."""
-    from huggingface_hub import constants
-
-    if any(os.environ.get(name) for name in _PROXY_VARIABLES):
-        return None
-    url = urlsplit(constants.ENDPOINT)
-    try:
-        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=3).close()
-    except OSError as err:
-        return f"{url.hostname} is unreachable: {err.strerror or err}"
-    return None
-
-
-def hub_offline_reason() -> str | None:
-    """Why the Hugging Face hub cannot be asked now (HF_HUB_OFFLINE, or no connection), or None.
-
-    Checked once per process, so an offline machine answers at once instead of spending
-    the hub client's retries (about a minute) before it says the model is not cached.
-    """
-    if _is_true(os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")):
-        return "HF_HUB_OFFLINE is set"
-    return _hub_unreachable()
-
-
-def in_hub_cache(repo_id: str) -> bool:
-    """Whether the local Hugging Face cache holds a downloaded config.json of this repository."""
-    from huggingface_hub import constants
-
-    folder = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "snapshots"
-    return any(folder.glob("*/config.json"))
 
 
 def check_model_spec(spec: str) -> str:
