@@ -115,3 +115,30 @@ def test_library_errors_name_no_cli_flag():
             if re.search(r"(?<![\w-])--[a-z]", re.sub(r"`[^`]*`", "", text)):
                 offenders.append(f"{path.relative_to(LIBRARY)}:{line}")
     assert offenders == []
+
+
+@pytest.mark.parametrize("argv, names", [
+    (["detect", "--type", "1", "--lang", "ja", "--out", "x"], ["transfer-neurons detect: error:", "--type", "'1'"]),
+    (["detect", "--type", "type1", "--out", "x"], ["--lang"]),
+    (["neurons", "import"], ["transfer-neurons neurons import: error:"]),
+    (["telepathy"], ["transfer-neurons: error:", "'telepathy'"]),
+])
+def test_usage_errors_are_one_line_too(capsys, argv, names):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert all(name in err for name in names) and err.strip().endswith("--help)")
+
+
+def test_ctrl_c_is_one_line_and_exit_130(capsys, monkeypatch):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    parser = build_parser()
+    monkeypatch.setattr("transfer_neurons.cli.build_parser", lambda: parser)
+    parser.set_defaults(func=interrupted)
+    for command in _subcommands(parser):
+        command.set_defaults(func=interrupted)
+    assert main(["data", "list"]) == 130
+    assert capsys.readouterr().err == "transfer-neurons data: interrupted; no partial output was written\n"

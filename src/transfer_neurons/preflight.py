@@ -154,4 +154,4 @@ def check_study_languages(cfg: Mapping) -> None:
     missing = [lang for lang in (cfg["hub_lang"], *cfg["langs"]) if lang not in have]
     if missing:
         raise TransferNeuronsError(f"config.langs: the parallel data {spec} has no {', '.join(map(repr, missing))} "
-                                   f"sentences; it has {', '.join(have)}", option="config.langs")
+                                   f"sentences; it has {', '.join(have)}")

@@ -33,15 +33,22 @@ COMMANDS = (
 )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, like every other user error (not the usage block)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every subcommand registered."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="transfer-neurons",
         description="Find, test and deactivate transfer neurons in multilingual causal LMs.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     add_global_options(parser)
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name.replace('-', '_')}").register(subparsers)
     for command in _subcommands(parser):
@@ -144,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         shown = err.shown_as(lambda name: flags.get(name, name))  # a config key (config.device) stays as it is
         print(f"transfer-neurons {args.command}: error: {shown}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # results are staged: an interrupted command has written nothing partial
+        print(f"transfer-neurons {args.command}: interrupted; no partial output was written", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
