@@ -63,6 +63,16 @@ def test_version_1_files_are_still_read(tmp_path):
     np.testing.assert_array_equal(read_neurons(tmp_path, top_k=1), [[2, 7]])
 
 
+def test_top_k_beyond_the_set_keeps_all_with_a_warning(tmp_path, caplog):
+    (tmp_path / "neurons.json").write_text(json.dumps([{"layer": 2, "neuron": 7}, {"layer": 0, "neuron": 3}]))
+    with caplog.at_level("WARNING", logger="transfer_neurons"):
+        np.testing.assert_array_equal(read_neurons(tmp_path, top_k=5), [[2, 7], [0, 3]])
+    assert "top_k 5 is more than the 2 neurons of" in caplog.text and "using all 2" in caplog.text
+    caplog.clear()
+    read_neurons(tmp_path, top_k=2)
+    assert not caplog.text
+
+
 def test_schema_2_round_trip_keeps_everything(tmp_path):
     ns = NeuronSet(NEURONS, np.array([0.4, 0.3, np.nan, 0.1]), model={"name": "org/m", "revision": "v1"},
                    module="model.layers.{layer}.mlp.down_proj", neuron_type="type1", language="ko", source="x.pkl")

@@ -173,6 +173,9 @@ def read_neurons(path: str | Path, top_k: int | None = None) -> np.ndarray:
     if top_k is not None:
         if top_k < 1:
             raise TransferNeuronsError(f"top_k must be at least 1, got {top_k}", option="top_k")
+        if top_k > len(neurons):
+            LOG.warning("top_k %d is more than the %d neurons of %s; using all %d", top_k, len(neurons), path,
+                        len(neurons))
         neurons = neurons[:top_k]
     return neurons
 
