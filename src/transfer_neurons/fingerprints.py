@@ -5,7 +5,8 @@ minutes, so each file's hash is cached under `$TRANSFER_NEURONS_CACHE/hashes/`, 
 its resolved path, size and modification time: an unchanged file is never re-read, an
 edited one is. A hub repository is named by the commit its revision resolves to: asked
 of the hub when online, read from the local Hugging Face cache (`refs/<revision>`) when
-offline or unreachable.
+offline or unreachable. Whether the hub can be asked at all is checked once per process, so
+models and datasets that are not cached fail at once offline instead of after the client's retries.
 """
 
 from __future__ import annotations
