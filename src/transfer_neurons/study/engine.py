@@ -6,7 +6,8 @@ model identity, the identity of the data it reads, the options it reads, the key
 stages it depends on and the package version. A stage whose manifest holds the current key
 and whose listed files are all there is reused; anything else (no folder, no manifest, another
 key, a deleted file, a leftover temporary folder) is recomputed, so a killed run resumes where
-it stopped and a changed option recomputes only the stages whose key changed. One process at a time holds a study folder (an OS lock).
+it stopped and a changed option recomputes only the stages whose key changed. One process at a
+time holds a study folder (an OS lock).
 """
 
 from __future__ import annotations
