@@ -16,7 +16,7 @@ from ..errors import TransferNeuronsError
 from ..log import NORMAL, QUIET, VERBOSE, configured
 from ..models.loading import EMBEDDED
 from ..outputs import FIGURE_FORMATS, figure_format
-from .common import LANG_FIELD
+from .common import LANG_FIELD, codes
 
 COMMANDS = (
     "demo",
@@ -106,7 +106,7 @@ def check_options(args: argparse.Namespace) -> None:
         preflight.check_writable_dir(out, "--out")
     for out in _values(args, "out_file"):
         preflight.check_writable_file(out, "--out")
-    langs = [lang.strip() for lang in (getattr(args, "langs", None) or "").split(",") if lang.strip()]
+    langs = codes(getattr(args, "langs", None))
     for dest in DATA_OPTIONS:
         for spec in _values(args, dest):
             for each in [spec.replace(LANG_FIELD, lang) for lang in langs] if LANG_FIELD in spec else [spec]:

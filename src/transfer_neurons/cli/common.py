@@ -26,6 +26,11 @@ LANG_FIELD = "{lang}"  # in a data spec, replaced by each of --langs (specificit
 DATA_HELP = "a file path (.jsonl/.tsv/.csv/.txt), a bundled set name (see `data list`) or hf:DATASET[:CONFIG]"
 
 
+def codes(text: str | None) -> list[str]:
+    """Comma-separated language codes (--langs) as a list; None or empty gives []."""
+    return [code.strip() for code in (text or "").split(",") if code.strip()]
+
+
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     """--model, --revision, --device, --trust-remote-code, --adapter, --dtype, --batch-size, --max-tokens."""
     group = parser.add_argument_group("model")

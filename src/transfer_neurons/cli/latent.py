@@ -15,7 +15,7 @@ from ..interventions import MODES, applying
 from ..runs.latent import LatentInputs, run_latent
 from ..states import StateProvider
 from .common import (
-    DATA_HELP, add_data_args, add_intervention_arg, add_model_args, add_model_check_arg, intervention_from_args,
+    DATA_HELP, add_data_args, add_intervention_arg, add_model_args, add_model_check_arg, codes, intervention_from_args,
     model_from_args, positive_int, sentences_from_args, write_and_print,
 )
 from .similarity import check_fits
@@ -46,7 +46,7 @@ def choose_detections(folders: list[str], langs: list[str], neuron_type: str | N
 
 
 def run(args: argparse.Namespace) -> int:
-    langs = [lang.strip() for lang in args.langs.split(",") if lang.strip()] if args.langs else None
+    langs = codes(args.langs) if args.langs else None
     if langs is None:
         if not args.detections:
             raise TransferNeuronsError("give --langs (and --detections for deactivation)")

@@ -11,15 +11,15 @@ from ..errors import TransferNeuronsError
 from ..interventions import applying
 from ..runs.qa import QuestionInputs, run_open_qa
 from .common import (
-    add_condition_args, add_model_args, conditions_from_args, intervention_from_args, model_from_args, positive_int,
-    write_and_print,
+    add_condition_args, add_model_args, codes, conditions_from_args, intervention_from_args, model_from_args,
+    positive_int, write_and_print,
 )
 from .similarity import check_fits
 
 
 def languages(args: argparse.Namespace, default: str) -> list[str]:
     """--langs as a list, or the detection's language."""
-    return [code.strip() for code in (args.langs or default).split(",") if code.strip()]
+    return codes(args.langs or default)
 
 
 def qa_set(args: argparse.Namespace, lang: str) -> QASet:

@@ -12,7 +12,7 @@ from ..detection import read_detection
 from ..errors import TransferNeuronsError
 from ..runs.specificity import SpecificityInputs, run_specificity
 from .common import (
-    DATA_HELP, LANG_FIELD, add_model_args, add_model_check_arg, data_options, model_from_args, positive_int,
+    DATA_HELP, LANG_FIELD, add_model_args, add_model_check_arg, codes, data_options, model_from_args, positive_int,
     resolve_split, write_and_print,
 )
 
@@ -57,7 +57,7 @@ def _check_detections(dets, langs: list[str], lm) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    langs = [lang.strip() for lang in args.langs.split(",") if lang.strip()]
+    langs = codes(args.langs)
     if len(set(langs)) < 2 or len(set(langs)) != len(langs):
         raise TransferNeuronsError(f"--langs needs at least two distinct language codes, got {args.langs!r}")
     dets = [read_detection(folder, args.top_k) for folder in args.detections]
