@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from .data import load_parallel
+from .data import load_parallel, parallel_languages
 from .data.catalog import BUNDLED_KINDS
 from .data.hub import HF_PREFIX
 from .errors import TransferNeuronsError
@@ -145,13 +145,21 @@ def check_study(cfg: Mapping, out: str | Path) -> None:
 
 
 def check_study_languages(cfg: Mapping) -> None:
-    """Every study language and the hub language have sentences in the parallel data (read here unless it
-    is an hf: dataset, which would mean a download): else every stage would fail after the model loaded."""
+    """Every language the study reads has valid sentences in the parallel data (read here unless it is an
+    hf: dataset, which would mean a download): else every stage would fail after the model loaded."""
     spec = cfg["data"]["parallel"]
     if spec.startswith(HF_PREFIX):
         return
-    have = load_parallel(spec, strict_pairs=cfg["strict_pairs"]).languages
-    missing = [lang for lang in (cfg["hub_lang"], *cfg["langs"]) if lang not in have]
-    if missing:
-        raise TransferNeuronsError(f"config.langs: the parallel data {spec} has no {', '.join(map(repr, missing))} "
-                                   f"sentences; it has {', '.join(have)}")
+    have = parallel_languages(spec)
+    wanted = {"hub_lang": [cfg["hub_lang"]], "langs": cfg["langs"], "specificity_langs": cfg["specificity_langs"] or []}
+    for key, langs in wanted.items():
+        missing = [lang for lang in langs if lang not in have]
+        if missing:
+            raise TransferNeuronsError(f"config.{key}: the parallel data {spec} has no "
+                                       f"{', '.join(map(repr, missing))} sentences; it has {', '.join(have)}")
+    load_parallel(spec, study_languages(cfg), strict_pairs=cfg["strict_pairs"])  # its rows are valid
+
+
+def study_languages(cfg: Mapping) -> list[str]:
+    """The hub, every L2 and the specificity languages: the keys a study reads from each parallel row."""
+    return list(dict.fromkeys([cfg["hub_lang"], *cfg["langs"], *(cfg["specificity_langs"] or [])]))

@@ -38,6 +38,13 @@ def test_pairs_keep_every_row_unless_deduplicated(tmp_path) -> None:
     assert strict.l2 == ("何が欲しいの？", "緑茶が好きです。", "緑茶が好きです。", "駅はどこですか。")
 
 
+def test_pairs_of_one_language_from_a_file_of_several_pairs(tmp_path) -> None:
+    rows = [*ROWS, {"en": "Good night.", "ko": "잘 자요."}]
+    spec = str(write_jsonl(tmp_path / "pairs.jsonl", rows))
+    assert len(pairs_from_args(data_args(), spec, "en", "ja", "train")) == 5
+    assert pairs_from_args(data_args(), spec, "en", "ko", "train").l2 == ("잘 자요.",)
+
+
 def test_sentences_count_repeats_unless_deduplicated(tmp_path) -> None:
     spec = str(write_jsonl(tmp_path / "pairs.jsonl", ROWS))
     assert sentences_from_args(data_args(), spec, "en", "train").texts.count("What do you want?") == 2

@@ -103,8 +103,22 @@ def test_missing_language_key_names_file_line_and_key(tmp_path: Path) -> None:
     spec = jsonl(tmp_path / "p.jsonl", [ROWS[0], {"en": "Thank you.", "ja": "ありがとう。"}])
     with pytest.raises(DataError, match=r"p\.jsonl, line 2: missing language key 'ko'"):
         load_parallel(spec)
-    with pytest.raises(DataError, match=r"line 1: missing language key 'fr'"):
-        load_parallel(spec, languages=["en", "fr"])
+    with pytest.raises(DataError, match=r"p\.jsonl: no 'fr' sentences; it has en, ja, ko$"):
+        load_parallel(spec, languages=["en", "fr"])  # in no row at all
+    broken = jsonl(tmp_path / "broken.jsonl", [ROWS[0], {"id": "p9", "en": "Thank you."}])
+    with pytest.raises(DataError, match=r"broken\.jsonl, line 2: missing language key 'ko'"):
+        load_parallel(broken, languages=["en", "ko"])  # row 2 has no other language: a broken row, not another pair
+
+
+def test_requested_languages_are_read_from_rows_that_carry_more_or_other_languages(tmp_path: Path, notices) -> None:
+    rows = [ROWS[0], {"en": "Thank you.", "ja": "ありがとう。"}, {"en": "See you.", "ko": "또 봐요."},
+            {"en": "Good night.", "ja": "おやすみ。", "it": "Buona notte."}]
+    spec = jsonl(tmp_path / "mixed.jsonl", rows)
+    assert load_parallel(spec, languages=["en", "ja"]).texts["ja"] == ("おはよう。", "ありがとう。", "おやすみ。")
+    assert notices()[-1].endswith("left out 1 row(s) of other languages (without all of en, ja)")
+    assert load_parallel(spec, languages=["ko", "en"]).texts["ko"] == ("좋은 아침.", "또 봐요.")
+    with pytest.raises(DataError, match=r"line 1: missing language key 'it'"):
+        load_parallel(spec)  # every language: the rows must all have them
 
 
 def test_empty_sentence(tmp_path: Path) -> None:
@@ -261,7 +275,7 @@ def test_sentences_from_jsonl_language_key_and_parallel_files(tmp_path: Path) ->
     assert load_sentences(jsonl(tmp_path / "p.jsonl", ROWS), "ko").texts[0] == "좋은 아침."
     tsv = text(tmp_path / "p.tsv", "en\tja\nHi.\tやあ。\n")
     assert load_sentences(tsv, "ja").texts == ("やあ。",)
-    with pytest.raises(DataError, match=r"p\.tsv, line 2: missing language key 'fr'"):
+    with pytest.raises(DataError, match=r"p\.tsv: no 'fr' sentences; it has en, ja"):
         load_sentences(tsv, "fr")
 
 

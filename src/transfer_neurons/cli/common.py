@@ -144,10 +144,7 @@ def data_options(args: argparse.Namespace) -> dict:
 def pairs_from_args(args: argparse.Namespace, spec: str, hub: str, lang: str, default_split: str) -> ParallelPairs:
     """Hub–L2 parallel pairs from a data spec, honouring the data options (--split, --limit, ...)."""
     split = resolve_split(args, spec, default_split)
-    corpus = load_parallel(spec, languages=None, split=split, limit=args.limit, **data_options(args))
-    for code in (hub, lang):
-        if code not in corpus.languages:
-            raise TransferNeuronsError(f"{spec}: no {code!r} sentences; it has {', '.join(corpus.languages)}")
+    corpus = load_parallel(spec, languages=[hub, lang], split=split, limit=args.limit, **data_options(args))
     return corpus.pairs(hub, lang)
 
 

@@ -12,6 +12,7 @@ from transfer_neurons.data.loaders import (
     load_parallel,
     load_qa,
     load_sentences,
+    parallel_languages,
 )
 from transfer_neurons.data.types import MCItem, MCSet, ParallelCorpus, ParallelPairs, QAItem, QASet, Sentences
 
@@ -30,5 +31,6 @@ __all__ = [
     "load_qa",
     "load_sentences",
     "nonparallel_pairs",
+    "parallel_languages",
     "split_of",
 ]

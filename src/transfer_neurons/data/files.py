@@ -33,6 +33,8 @@ class RowIssues:
         self.repeated = 0  # rows identical to an earlier row (kept, or dropped when deduplicating)
         self.deduped = False
         self.hub_lang = ""
+        self.languages: tuple[str, ...] = ()  # the languages read from each row
+        self.other_languages = 0  # rows left out: they lack a requested language and pair others
         self.counted = (0, 0)  # (rows counted, rows available) when a limit stopped the count early
 
     def report(self, where: str, message: str) -> None:
@@ -58,6 +60,9 @@ class RowIssues:
         parts = []
         if self.skipped:
             parts.append(f"skipped {self.skipped} invalid row(s) (first: {self.first})")
+        if self.other_languages:
+            parts.append(f"left out {self.other_languages} row(s) of other languages (without all of "
+                         f"{', '.join(self.languages)})")
         if self.kept_first:
             parts.append(
                 f"dropped {self.kept_first} row(s) giving an earlier {hub}sentence a different translation "

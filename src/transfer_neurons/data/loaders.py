@@ -74,6 +74,13 @@ def _parallel_corpus(spec: str, languages: Sequence[str] | None, issues: RowIssu
     return assemble_parallel(source, _records(source, text, fmt, issues), languages, issues, strict_pairs)
 
 
+def parallel_languages(spec: str) -> list[str]:
+    """The language keys of a bundled parallel set or file, in first-seen order, its rows not yet validated."""
+    source, text, fmt = _source_text(spec, "parallel")
+    with RowIssues(source, skip_invalid=False) as issues:
+        return detect_languages(_records(source, text, fmt, issues), source)
+
+
 def _source_name(spec: str, kind: str) -> str:
     """The name notices and data give a SPEC: bundled:NAME for bundled sets, else the SPEC itself."""
     return f"bundled:{spec}" if bundled_of_kind(spec, kind) else spec

@@ -42,6 +42,24 @@ def detect_languages(records: Iterable[Record], source: str) -> list[str]:
     return languages
 
 
+def check_languages_present(source: str, records: Sequence[Record], languages: Sequence[str]) -> None:
+    """Refuse a requested language that no row has, naming the ones the rows do have.
+
+    Rows may carry more languages than asked for, or different ones (one file of en–ja and en–ko rows):
+    only the requested keys are read.
+    """
+    have = detect_languages(records, source)
+    missing = [lang for lang in languages if lang not in have]
+    if missing:
+        raise DataError(f"{source}: no {', '.join(map(repr, missing))} sentences; it has {', '.join(have)}")
+
+
+def _pairs_other_languages(row: Any, languages: Sequence[str]) -> bool:
+    """Whether a row lacks a requested language but has one not requested: a row of another language pair."""
+    return (isinstance(row, dict) and any(lang not in row for lang in languages)
+            and any(is_language_key(key) and key not in languages for key in row))
+
+
 def _row_texts(row: dict[str, Any], languages: Sequence[str]) -> tuple[str, ...]:
     """One row's sentences in the given language order, or a ValueError naming the bad key."""
     texts = []
@@ -62,15 +80,21 @@ def assemble_parallel(
     """Validate rows and keep every one in order; strict_pairs refuses a hub sentence with two translations.
 
     Under strict_pairs with skip_invalid the first translation is kept and the others dropped and counted.
+    With languages given, a row of other languages (one file of en–ja and en–ko rows) is left out and counted.
     """
     langs = detect_languages(records, source) if languages is None else list(dict.fromkeys(languages))
     if not langs:
         raise DataError(f"{source}: no languages requested")
+    if languages is not None:
+        check_languages_present(source, records, langs)
     hub_index = langs.index(hub_language(langs))
-    issues.hub_lang = langs[hub_index]
+    issues.hub_lang, issues.languages = langs[hub_index], tuple(langs)
     first: dict[str, tuple[str, tuple[str, ...]]] = {}
     rows = []
     for where, row in records:
+        if _pairs_other_languages(row, langs):
+            issues.other_languages += 1
+            continue
         try:
             texts = _row_texts(row, langs)
         except ValueError as exc:

@@ -19,6 +19,7 @@ from ..data.catalog import BUNDLED_KINDS
 from ..detection import NEURON_TYPES, read_detection
 from ..errors import TransferNeuronsError
 from ..interventions import applying, intervention_for
+from ..preflight import study_languages
 from ..runs.comparison import PairInputs, run_alignment, run_similarity
 from ..runs.detection import DetectInputs, run_detection
 from ..runs.dose import DoseInputs, run_dose
@@ -38,10 +39,10 @@ def _split(spec: str, default: str) -> str | None:
 
 
 def corpus(cfg: dict, split: str) -> ParallelCorpus:
-    """The study's parallel corpus, train rows for detection and test rows for analyses."""
+    """The study's parallel corpus in its languages, train rows for detection and test rows for analyses."""
     spec = cfg["data"]["parallel"]
-    return load_parallel(spec, split=_split(spec, split), strict_pairs=cfg["strict_pairs"], dedupe=cfg["dedupe"])
-
+    return load_parallel(spec, study_languages(cfg), split=_split(spec, split), strict_pairs=cfg["strict_pairs"],
+                         dedupe=cfg["dedupe"])
 
 def limit_pairs(pairs: ParallelPairs, size: int | None) -> ParallelPairs:
     """The first `size` pairs (all when size is None)."""

@@ -1,0 +1,43 @@
+"""The study's language check before the model loads: only the study's languages are read from each row."""
+
+import pytest
+from tiny import write_jsonl
+
+from transfer_neurons.errors import TransferNeuronsError
+from transfer_neurons.preflight import check_study_languages, study_languages
+from transfer_neurons.study.config import resolve_config
+from transfer_neurons.study.plan import corpus
+
+ROWS = [
+    {"en": "Good morning.", "ja": "おはよう。", "ko": "좋은 아침."},
+    {"en": "Thank you.", "ja": "ありがとう。"},  # no ko: a study of ja alone still reads it
+    {"en": "See you.", "ja": "またね。", "fr": "À plus."},
+]
+
+
+def config(tmp_path, **options) -> dict:
+    """A resolved study config over the rows above."""
+    data = write_jsonl(tmp_path / "pairs.jsonl", ROWS)
+    return resolve_config({"model": "gpt2", "data": {"parallel": str(data)}, **options})
+
+
+def test_a_study_reads_only_its_languages_from_rows_that_carry_others(tmp_path) -> None:
+    cfg = config(tmp_path, langs=["ja"])
+    assert study_languages(cfg) == ["en", "ja"]
+    check_study_languages(cfg)
+    assert corpus(cfg, "train").texts["ja"] == ("おはよう。", "ありがとう。", "またね。")
+
+
+def test_specificity_languages_are_read_too(tmp_path) -> None:
+    cfg = config(tmp_path, langs=["ja"], specificity_langs=["en", "ja", "ko"])
+    assert study_languages(cfg) == ["en", "ja", "ko"]
+    with pytest.raises(TransferNeuronsError, match=r"line 2: missing language key 'ko'"):
+        check_study_languages(cfg)  # row 2 lacks a language the study reads
+
+
+@pytest.mark.parametrize("options, key", [({"langs": ["ja", "xx"]}, "langs"),
+                                          ({"langs": ["ja"], "specificity_langs": ["en", "it"]}, "specificity_langs"),
+                                          ({"langs": ["ja"], "hub_lang": "de"}, "hub_lang")])
+def test_a_language_in_no_row_is_refused_naming_its_key(tmp_path, options, key) -> None:
+    with pytest.raises(TransferNeuronsError, match=rf"^config\.{key}: .* no '\w+' sentences; it has en, ja, ko, fr$"):
+        check_study_languages(config(tmp_path, **options))
