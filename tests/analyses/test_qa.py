@@ -353,6 +353,19 @@ def test_cli_qa_paper_protocol(saved):
     assert (out / "qa_scatter_ja.png").stat().st_size > 1000
 
 
+def test_cli_skip_invalid_answers_the_valid_questions(saved, tmp_path, capsys):
+    good = (saved / "qa.jsonl").read_text(encoding="utf-8")
+    (tmp_path / "qa.jsonl").write_text('{"question": {"ja": "?"}, "answers": {"ja": []}}\n' + good, encoding="utf-8")
+    common = ["qa", "--model", str(saved / "model"), "--detection", str(saved / "det"), "--data",
+              str(tmp_path / "qa.jsonl"), "--langs", "ja", "--controls", "", "--max-new-tokens", "2"]
+    assert main([*common, "--out", str(tmp_path / "strict")]) == 2
+    assert "qa.jsonl, line 1: expected 'answers'" in capsys.readouterr().err
+    assert main([*common, "--skip-invalid", "--out", str(tmp_path / "out")]) == 0
+    assert "skipped 1 invalid row(s)" in capsys.readouterr().err
+    answers = list(csv.DictReader((tmp_path / "out" / "qa_answers.csv").open(encoding="utf-8")))
+    assert {r["question"] for r in answers} == {"フランスの首都は？", "空の色は？"}
+
+
 def test_cli_chat_template_error_names_the_flag(saved, capsys):
     code = main(["qa", "--model", str(saved / "model"), "--detection", str(saved / "det"), "--data",
                  str(saved / "qa.jsonl"), "--controls", "", "--chat-template", "--out", str(saved / "chat")])
@@ -383,7 +396,7 @@ def test_mkqa_file_is_read_limited_and_scored_with_aliases(tmp_path):
     rows = [row("ウィリアム・シェイクスピア", ["シェイクスピア"]), row("1603年", []), row("東京", [])]
     path = tmp_path / "mkqa.jsonl.gz"
     path.write_bytes(gzip.compress("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()))
-    qa = qa_set(argparse.Namespace(data=str(path), limit=2), "ja")
+    qa = qa_set(argparse.Namespace(data=str(path), limit=2, skip_invalid=False), "ja")
     assert len(qa) == 2 and qa.items[0].answers == ("ウィリアム・シェイクスピア", "シェイクスピア")
     f1, em = score_answers(["シェイクスピアです。", "1603"], qa.items, "ja")
     # alias シ ェ イ ク ス ピ ア (7 characters) within 9 predicted ones: P 7/9, R 1 -> F1 14/16;

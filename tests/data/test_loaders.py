@@ -314,6 +314,18 @@ def test_qa_bad_rows(tmp_path: Path) -> None:
         load_qa("hf:apple/mkqa", "en")
 
 
+def test_bad_questions_are_skipped_with_one_notice_when_asked(tmp_path: Path, notices) -> None:
+    bad_answer = dict(QA_ROWS[0], answers={"ja": []})
+    spec = jsonl(tmp_path / "qa.jsonl", [bad_answer, "{not json", QA_ROWS[0]])
+    assert load_qa(spec, "ja", skip_invalid=True).items == (QAItem("日本の首都は？", ("東京", "東京都")),)
+    assert "qa.jsonl: skipped 2 invalid row(s) (first: line 2: malformed JSON" in notices()[-1]  # parsed first
+    mc = jsonl(tmp_path / "mc.jsonl", [dict(MC_ROWS[0], answer=9), MC_ROWS[0]])
+    assert len(load_mc(mc, "en", skip_invalid=True)) == 1
+    assert "skipped 1 invalid row(s) (first: line 1: expected 'answer'" in notices()[-1]
+    with pytest.raises(DataError, match=r"mc\.jsonl, line 1: expected 'answer'"):
+        load_mc(mc, "en")
+
+
 def test_mc_bundled_format(tmp_path: Path) -> None:
     mc = load_mc(jsonl(tmp_path / "mc.jsonl", MC_ROWS), "ja")
     assert mc.items == (MCItem("2+2は？", ("3", "4", "5", "6"), 1),)

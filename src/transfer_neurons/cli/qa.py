@@ -23,8 +23,8 @@ def languages(args: argparse.Namespace, default: str) -> list[str]:
 
 
 def qa_set(args: argparse.Namespace, lang: str) -> QASet:
-    """The questions of one language from --data, honouring --limit."""
-    qa = load_qa(args.data, lang)
+    """The questions of one language from --data, honouring --limit and --skip-invalid."""
+    qa = load_qa(args.data, lang, skip_invalid=args.skip_invalid)
     return QASet(qa.name, qa.lang, qa.items[: args.limit]) if args.limit else qa
 
 
@@ -49,8 +49,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_question_args(parser: argparse.ArgumentParser, default_data: str, data_help: str) -> None:
-    """--data, --langs, --limit, --mode, --seed, --out: shared by `qa` and `reasoning`."""
+    """--data, --langs, --limit, --skip-invalid, --mode, --seed, --out: shared by `qa` and `reasoning`."""
     parser.add_argument("--data", default=default_data, help=data_help)
+    parser.add_argument("--skip-invalid", action="store_true",
+                        help="skip malformed questions with one warning counting them instead of failing")
     parser.add_argument("--langs", help="comma-separated language codes (default: the detection's language)")
     parser.add_argument("--limit", type=positive_int, default=None, help="use only the first N questions per language")
     parser.add_argument("--mode", choices=GENERATION_MODES, default="all",

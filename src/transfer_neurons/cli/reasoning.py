@@ -20,8 +20,8 @@ from .similarity import check_fits
 
 
 def mc_set(args: argparse.Namespace, lang: str) -> MCSet:
-    """The items of one language from --data, honouring --limit."""
-    mc = load_mc(args.data, lang)
+    """The items of one language from --data, honouring --limit and --skip-invalid."""
+    mc = load_mc(args.data, lang, skip_invalid=args.skip_invalid)
     return MCSet(mc.name, mc.lang, mc.items[: args.limit]) if args.limit else mc
 
 

@@ -158,7 +158,7 @@ def _mmlu_item(row: dict[str, Any]) -> MCItem:
     return MCItem(question, tuple(o for _, o in kept), positions.index(original))
 
 
-def hf_mc(spec: str, lang: str) -> MCSet:
+def hf_mc(spec: str, lang: str, issues: RowIssues) -> MCSet:
     """An MC set from MMLU-ProX (config = language, default `lang`), preferring its test split."""
     dataset_id, config = parse_hf_spec(spec)
     config = config or lang
@@ -166,4 +166,5 @@ def hf_mc(spec: str, lang: str) -> MCSet:
     split = next((name for name in _MC_SPLITS if name in splits), sorted(splits)[0])
     source = f"{HF_PREFIX}{dataset_id}:{config}"
     records = [(f"{split} index {i}", row) for i, row in enumerate(splits[split])]
-    return MCSet(source, lang, build_items(source, records, _mmlu_item))
+    issues.source = source
+    return MCSet(source, lang, build_items(source, records, _mmlu_item, issues))

@@ -141,27 +141,31 @@ def _split_sentences(spec: str, lang: str, split: str | None, issues: RowIssues,
     return split_of(assemble_parallel(source, records, languages, issues, strict_pairs), split).sentences(lang)
 
 
-def _question_records(spec: str, kind: str) -> tuple[str, list[Record]]:
+def _question_records(spec: str, kind: str, issues: RowIssues) -> tuple[str, list[Record]]:
     """Source name and JSON rows of a bundled or local QA/MC file."""
     source, text, _ = _source_text(spec, kind)
-    with RowIssues(source, skip_invalid=False) as issues:
-        return source, jsonl_records(text, issues)
+    return source, jsonl_records(text, issues)
 
 
-def load_qa(spec: str, lang: str) -> QASet:
-    """Open questions in one language from the bundled "qa" set, a qa.jsonl file or MKQA's mkqa.jsonl[.gz]."""
+def load_qa(spec: str, lang: str, skip_invalid: bool = False) -> QASet:
+    """Open questions in one language from the bundled "qa" set, a qa.jsonl file or MKQA's mkqa.jsonl[.gz];
+    skip_invalid skips bad rows with one notice counting them."""
     if spec.startswith(HF_PREFIX):
         raise DataError(f"{spec}: QA data is read from files; download MKQA's mkqa.jsonl.gz and pass its path")
-    source, records = _question_records(spec, "qa")
-    return mkqa_set(source, lang, records) if is_mkqa(records) else qa_set(source, lang, records)
+    with RowIssues(_source_name(spec, "qa"), skip_invalid) as issues:
+        source, records = _question_records(spec, "qa", issues)
+        build = mkqa_set if is_mkqa(records) else qa_set
+        return build(source, lang, records, issues)
 
 
-def load_mc(spec: str, lang: str) -> MCSet:
-    """Multiple-choice questions in one language from the bundled "mc" set, an mc.jsonl file or hf:li-lab/MMLU-ProX."""
-    if spec.startswith(HF_PREFIX):
-        return hf_mc(spec, lang)
-    source, records = _question_records(spec, "mc")
-    return mc_set(source, lang, records)
+def load_mc(spec: str, lang: str, skip_invalid: bool = False) -> MCSet:
+    """Multiple-choice questions in one language from the bundled "mc" set, an mc.jsonl file or hf:li-lab/MMLU-ProX;
+    skip_invalid skips bad rows with one notice counting them."""
+    with RowIssues(_source_name(spec, "mc"), skip_invalid) as issues:
+        if spec.startswith(HF_PREFIX):
+            return hf_mc(spec, lang, issues)
+        source, records = _question_records(spec, "mc", issues)
+        return mc_set(source, lang, records, issues)
 
 
 def describe_bundled() -> list[dict]:
@@ -176,5 +180,6 @@ def describe_bundled_set(name: str) -> dict:
         corpus = load_parallel(name)
         train, test = (len(split_of(corpus, split)) for split in SPLITS)
         return summary | {"languages": list(corpus.languages), "size": len(corpus), "train": train, "test": test}
-    _, records = _question_records(name, summary["kind"])
+    with RowIssues(name, skip_invalid=False) as issues:
+        _, records = _question_records(name, summary["kind"], issues)
     return summary | {"languages": question_languages(records), "size": len(records), "train": None, "test": None}

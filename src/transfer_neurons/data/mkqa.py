@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from transfer_neurons.data.files import Record
+from transfer_neurons.data.files import Record, RowIssues
 from transfer_neurons.data.parallel import clean_text
 from transfer_neurons.data.questions import build_items, localized
 from transfer_neurons.data.types import QAItem, QASet
@@ -45,7 +45,7 @@ def _mkqa_item(row: dict[str, Any], code: str) -> QAItem | None:
     return QAItem(clean_text(localized(row, "queries", code), "queries"), tuple(dict.fromkeys(texts)))
 
 
-def mkqa_set(source: str, lang: str, records: Sequence[Record]) -> QASet:
+def mkqa_set(source: str, lang: str, records: Sequence[Record], issues: RowIssues) -> QASet:
     """Answerable MKQA questions in one language; answers[0] is the first short answer, the rest aliases."""
     code = _MKQA_CODES.get(lang, lang)
-    return QASet(source, lang, build_items(source, records, lambda row: _mkqa_item(row, code)))
+    return QASet(source, lang, build_items(source, records, lambda row: _mkqa_item(row, code), issues))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from transfer_neurons.data.files import Record
+from transfer_neurons.data.files import Record, RowIssues
 from transfer_neurons.data.parallel import clean_text
 from transfer_neurons.data.types import MCItem, MCSet, QAItem, QASet
 from transfer_neurons.errors import DataError
@@ -49,14 +49,18 @@ def question_languages(records: Sequence[Record]) -> list[str]:
     return [lang for lang in questions[0] if all(lang in q for q in questions)]
 
 
-def build_items(source: str, records: Sequence[Record], build: Callable[[dict[str, Any]], T | None]) -> tuple[T, ...]:
-    """Build one item per row (None = a row the format says to skip); a bad row is a DataError naming its line."""
+def build_items(
+    source: str, records: Sequence[Record], build: Callable[[dict[str, Any]], T | None], issues: RowIssues
+) -> tuple[T, ...]:
+    """Build one item per row (None = a row the format says to skip); a bad row is a DataError naming its line,
+    or is skipped and counted when the issues allow it."""
     items = []
     for where, row in records:
         try:
             item = build(row)
         except ValueError as exc:
-            raise DataError(f"{source}, {where}: {exc}") from None
+            issues.report(where, str(exc))
+            continue
         if item is not None:
             items.append(item)
     if not items:
@@ -71,9 +75,9 @@ def _qa_item(row: dict[str, Any], lang: str) -> QAItem:
     return QAItem(question, tuple(dict.fromkeys(answers)))
 
 
-def qa_set(source: str, lang: str, records: Sequence[Record]) -> QASet:
+def qa_set(source: str, lang: str, records: Sequence[Record], issues: RowIssues) -> QASet:
     """A QA set from rows {"question": {lang: str}, "answers": {lang: [canonical, alias, ...]}}."""
-    return QASet(source, lang, build_items(source, records, lambda row: _qa_item(row, lang)))
+    return QASet(source, lang, build_items(source, records, lambda row: _qa_item(row, lang), issues))
 
 
 def _answer_index(value: Any, n_options: int) -> int:
@@ -90,6 +94,6 @@ def _mc_item(row: dict[str, Any], lang: str) -> MCItem:
     return MCItem(question, options, _answer_index(row.get("answer"), len(options)))
 
 
-def mc_set(source: str, lang: str, records: Sequence[Record]) -> MCSet:
+def mc_set(source: str, lang: str, records: Sequence[Record], issues: RowIssues) -> MCSet:
     """An MC set from rows {"question": {lang: str}, "options": {lang: [str, ...]}, "answer": int}."""
-    return MCSet(source, lang, build_items(source, records, lambda row: _mc_item(row, lang)))
+    return MCSet(source, lang, build_items(source, records, lambda row: _mc_item(row, lang), issues))
