@@ -116,4 +116,4 @@ def test_cli_refuses_a_bad_batch_size(saved, capsys):
     with pytest.raises(SystemExit) as stop:
         main(["detect", *common, "--batch-size", "0", "--out", str(root / "bad")])
     assert stop.value.code == 2
-    assert "--batch-size must be a positive integer or 'auto', got 0" in capsys.readouterr().err
+    assert "argument --batch-size: value must be a positive integer or 'auto', got 0" in capsys.readouterr().err

@@ -237,8 +237,8 @@ def test_missing_data_in_a_study_config_is_refused_before_the_model_loads(tiny, 
 
 def test_a_study_language_the_data_lacks_is_refused_before_the_model_loads(tiny, tmp_path, capsys, no_model):
     line = error_line(capsys, main(["run", "--config", str(study_config(tiny)), "--langs", "ja,xx",
-                                    "--out", str(tmp_path / "s")]), "config.langs", "no 'xx' sentences", "it has en, ja")
-    assert "'ja'" not in line
+                                    "--out", str(tmp_path / "s")]), "--langs: ", "no 'xx' sentences", "it has en, ja")
+    assert "'ja'" not in line and "config." not in line
     assert not (tmp_path / "s").exists()
 
 
@@ -346,6 +346,46 @@ def test_corrupt_meta_json_is_one_error_line(tiny, tmp_path, capsys):
     error_line(capsys, main(args), det / "meta.json")
 
 
+def test_meta_json_without_a_field_names_the_field(tiny, tmp_path, capsys):
+    det = tmp_path / "det"
+    shutil.copytree(tiny / "det_a", det)
+    (det / "meta.json").write_text("{}")
+    args = ["ablate", "--detection", str(det), "--model", str(tiny / "model_a"), "--data", str(tiny / "pairs.jsonl"),
+            "--out", str(tmp_path / "o")]
+    error_line(capsys, main(args), det / "meta.json", "no 'type' field")
+
+
+# ---------------------------------------------------------------- options a command cannot use, before the model loads
+
+
+@pytest.mark.parametrize("command, detection", [("similarity", "--detection"), ("ablate", "--detection"),
+                                                ("latent", "--detections")])
+def test_a_bad_control_spec_is_a_usage_error_naming_controls(tiny, tmp_path, capsys, command, detection, no_model):
+    with pytest.raises(SystemExit) as stop:
+        main([command, detection, str(tiny / "det_a"), "--model", str(tiny / "model_a"), "--controls", "random,bogus",
+              "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "argument --controls: control spec 'bogus'" in err and "Traceback" not in err
+
+
+def test_one_pair_is_refused_naming_the_option(tiny, tmp_path, capsys, no_model):
+    args = ["ablate", "--detection", str(tiny / "det_a"), "--model", str(tiny / "model_a"), "--data",
+            str(tiny / "pairs.jsonl"), "--pairs", "1", "--out", str(tmp_path / "o")]
+    error_line(capsys, main(args), "--pairs/--limit 1", "needs at least 2")
+
+
+def test_one_sentence_per_language_is_refused_naming_the_option(tiny, tmp_path, capsys, no_model):
+    args = ["specificity", "--detections", str(tiny / "det_a"), "--langs", "en,ja", "--model", str(tiny / "model_a"),
+            "--data", str(tiny / "pairs.jsonl"), "--per-lang", "1", "--out", str(tmp_path / "o")]
+    error_line(capsys, main(args), "--per-lang 1", "at least 2 per language")
+
+
+def test_dose_counts_that_all_exceed_the_candidates_name_the_option(tiny, tmp_path, capsys, no_model):
+    args = ["dose", "--detection", str(tiny / "det_a"), "--model", str(tiny / "model_a"), "--data",
+            str(tiny / "pairs.jsonl"), "--counts", "5000,9000", "--out", str(tmp_path / "o")]
+    error_line(capsys, main(args), "--counts: 5000,9000 all exceed", "at most")
+
+
 # ---------------------------------------------------------------- oversized inputs and options
 
 
@@ -400,6 +440,11 @@ def test_config_error_names_its_key(tmp_path, capsys, no_model):
     path = tmp_path / "bad.yaml"
     path.write_text("seeds: -3\n")
     error_line(capsys, main(["run", "--config", str(path), "--out", str(tmp_path / "s")]), "config.seeds")
+    path.write_text("stages: [bogus]\n")
+    error_line(capsys, main(["run", "--config", str(path), "--out", str(tmp_path / "s")]), "config.stages: ")
+    line = error_line(capsys, main(["run", "--config", str(path), "--stages", "similarity,bogus",
+                                    "--out", str(tmp_path / "s")]), "--stages: unknown stage 'bogus'")
+    assert "config." not in line  # the user typed a flag: the error names it
 
 
 @pytest.fixture(scope="module")

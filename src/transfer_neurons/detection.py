@@ -234,7 +234,10 @@ def read_detection(folder: str | Path, top_k: int | None = None) -> Detection:
             neurons=read_neurons(folder, top_k),
             meta=meta,
         )
-    except (KeyError, OSError, TypeError, ValueError) as err:
+    except KeyError as err:
+        raise TransferNeuronsError(f"{folder / 'meta.json'}: no {err} field; expected the meta.json `detect` writes "
+                                   "(type, language, candidate_layers, ...)") from None
+    except (OSError, TypeError, ValueError) as err:
         raise TransferNeuronsError(f"{folder}: incomplete detection folder ({err})") from None
 
 

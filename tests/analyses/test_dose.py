@@ -44,8 +44,9 @@ def test_counts_are_capped_at_half_the_candidates():
     det = detection(layers=(0, 1))  # 128 candidates
     assert max_count(det) == 64
     assert dose_counts([100, 10, 64, 10], det) == ([10, 64], [100])
-    with pytest.raises(TransferNeuronsError):
-        dose_counts([65], det)
+    assert dose_counts([65], det) == ([], [65])  # the caller says which option asked for them
+    with pytest.raises(TransferNeuronsError, match="non-negative"):
+        dose_counts([-1], det)
 
 
 def test_conditions_per_count():

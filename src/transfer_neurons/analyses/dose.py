@@ -68,15 +68,12 @@ def max_count(det: Detection) -> int:
 
 
 def dose_counts(requested: Sequence[int], det: Detection) -> tuple[list[int], list[int]]:
-    """The requested counts that fit the detection (sorted, unique) and those dropped as too large."""
+    """The requested counts that fit the detection (sorted, unique) and those dropped as too large (max_count)."""
     limit = max_count(det)
     unique = sorted(set(int(c) for c in requested))
     if any(c < 0 for c in unique):
         raise TransferNeuronsError(f"counts must be non-negative, got {unique}")
-    kept = [c for c in unique if c <= limit]
-    if not kept:
-        raise TransferNeuronsError(f"no count fits: the detection's {len(det.layers)} candidate layers allow at most {limit}")
-    return kept, [c for c in unique if c > limit]
+    return [c for c in unique if c <= limit], [c for c in unique if c > limit]
 
 
 def ranked_neurons(det: Detection, count: int) -> np.ndarray:

@@ -22,7 +22,7 @@ from ..interventions import applying
 from ..outputs import save_figure, staged_folder, write_csv, write_json
 from ..runs.common import effects_text
 from .common import (
-    add_data_args, add_intervention_arg, add_model_args, add_model_check_arg, intervention_from_args,
+    add_data_args, add_intervention_arg, add_model_args, add_model_check_arg, control_specs, intervention_from_args,
     model_from_args, positive_int,
 )
 from .similarity import add_comparison_args, check_fits, comparison_pairs, resolve_mid_layers, run_meta
@@ -45,32 +45,39 @@ def neuron_source(args: argparse.Namespace) -> tuple[Detection | None, np.ndarra
     return det, neurons, source
 
 
-def ablate_conditions(args: argparse.Namespace, lm: LoadedModel) -> tuple[Detection | None, list[Condition], str]:
-    """none, the given neurons as `transfer`, and the controls (which need a detection folder)."""
-    det, neurons, source = neuron_source(args)
+def control_list(args: argparse.Namespace, det: Detection | None, source: str) -> list[str]:
+    """The --controls specs (default: all four with a detection, none with a bare neurons list)."""
+    specs = args.controls.split(",") if args.controls is not None else (DEFAULT_CONTROLS if det is not None else ())
+    specs = [s.strip() for s in specs if s.strip()]
+    if det is None and specs:
+        raise TransferNeuronsError(
+            f"--controls {','.join(specs)} need --detection DIR (candidate layers, scores, magnitudes); "
+            f"{source} is a bare neurons list: give --detection or --controls ''"
+        )
+    return specs
+
+
+def ablate_conditions(args: argparse.Namespace, lm: LoadedModel, det: Detection | None, neurons: np.ndarray,
+                      source: str, specs: list[str]) -> list[Condition]:
+    """none, the given neurons as `transfer`, and the controls, for neurons that fit the model."""
     view = lm.view
     if neurons[:, 0].max() >= view.num_layers or neurons[:, 1].max() >= view.d_ff or neurons.min() < 0:
         raise TransferNeuronsError(
             f"{source}: neurons outside {lm.name}'s {view.num_layers} layers x {view.d_ff} neurons; "
             "pass the --model they were found in"
         )
-    specs = args.controls.split(",") if args.controls is not None else (DEFAULT_CONTROLS if det is not None else ())
-    specs = [s.strip() for s in specs if s.strip()]
     if det is None:
-        if specs:
-            raise TransferNeuronsError(
-                f"--controls {','.join(specs)} need --detection DIR (candidate layers, scores, magnitudes); "
-                f"{source} is a bare neurons list: give --detection or --controls ''"
-            )
-        return None, [Condition("none", None), Condition("transfer", neurons)], source
+        return [Condition("none", None), Condition("transfer", neurons)]
     check_fits(det, lm, args.detection or source)
-    return det, build_conditions(dataclasses.replace(det, neurons=neurons), specs, seeds=args.seeds), source
+    return build_conditions(dataclasses.replace(det, neurons=neurons), specs, seeds=args.seeds)
 
 
 def run(args: argparse.Namespace) -> int:
-    lm = model_from_args(args)
-    det, conditions, source = ablate_conditions(args, lm)
+    det, neurons, source = neuron_source(args)
+    specs = control_list(args, det, source)
     pairs = comparison_pairs(args, det)
+    lm = model_from_args(args)
+    conditions = ablate_conditions(args, lm, det, neurons, source, specs)
     mid, rule = resolve_mid_layers(args, lm, det)
     intervention = intervention_from_args(args, pairs)
     with applying(intervention):
@@ -107,7 +114,7 @@ def register(subparsers) -> None:
     group.add_argument("--detection", help="a detection folder: its neurons (unless --neurons) and what controls need "
                        "(candidate layers, scores, magnitudes)")
     group.add_argument("--top-k", type=positive_int, default=None, help="deactivate only the first K ranked neurons")
-    group.add_argument("--controls", default=None,
+    group.add_argument("--controls", type=control_specs, default=None,
                        help="comma-separated control specs: random[:SEEDS], layer-matched[:SEEDS], magnitude-matched, "
                        "anti; '' for none (default: all four with a detection, none with a bare neurons.json)")
     group.add_argument("--seeds", type=positive_int, default=5, help="seeds per seeded control (default 5)")

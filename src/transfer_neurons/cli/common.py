@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..batching import check_batch_size, default_batch_size, resolve_batch_size
 from ..conditions import DEFAULT_CONTROLS, Condition, build_conditions
+from ..controls import parse_control
 from ..data import ParallelPairs, Sentences, load_parallel, load_sentences
 from ..data.catalog import BUNDLED_KINDS
 from ..distributed import init_from_env, is_main
@@ -92,8 +93,8 @@ def device_arg(text: str) -> str:
 def batch_size_arg(text: str) -> int | str:
     """argparse type: a positive integer or 'auto'."""
     try:
-        return check_batch_size(text, "--batch-size")
-    except TransferNeuronsError as err:
+        return check_batch_size(text, "value")
+    except TransferNeuronsError as err:  # argparse puts the flag first: "argument --batch-size: value must be ..."
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
@@ -160,12 +161,23 @@ def add_condition_args(parser: argparse.ArgumentParser, detection_required: bool
     group.add_argument("--detection", required=detection_required,
                        help="a detection folder written by `detect` (its neurons.json, scores and magnitudes)")
     group.add_argument("--top-k", type=positive_int, default=None, help="deactivate only the first K ranked neurons")
-    group.add_argument("--controls", default=",".join(DEFAULT_CONTROLS),
+    group.add_argument("--controls", type=control_specs, default=",".join(DEFAULT_CONTROLS),
                        help="comma-separated control specs: random[:SEEDS], layer-matched[:SEEDS], magnitude-matched, "
                        "anti; empty for none (default: all four)")
     group.add_argument("--seeds", type=positive_int, default=5, help="seeds per seeded control (default 5)")
     add_intervention_arg(group)
     add_model_check_arg(group)
+
+
+def control_specs(text: str) -> str:
+    """argparse type: comma-separated control specs, each checked now, before any model loads ('' = none)."""
+    for spec in text.split(","):
+        if spec.strip():
+            try:
+                parse_control(spec)
+            except TransferNeuronsError as err:
+                raise argparse.ArgumentTypeError(str(err)) from None
+    return text
 
 
 def intervention_spec(text: str) -> str:

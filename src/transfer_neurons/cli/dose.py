@@ -8,9 +8,10 @@ import logging
 import math
 from pathlib import Path
 
-from ..analyses.dose import DEFAULT_COUNTS, dose_counts
+from ..analyses.dose import DEFAULT_COUNTS, dose_counts, max_count
 from ..analyses.similarity import middle_layers
 from ..detection import read_detection
+from ..errors import TransferNeuronsError
 from ..interventions import applying
 from ..runs.dose import DoseInputs, run_dose
 from ..states import StateProvider
@@ -50,10 +51,14 @@ def run(args: argparse.Namespace) -> int:
     det = read_detection(args.detection)
     lang = args.lang or det.lang
     counts, dropped = dose_counts(args.counts or DEFAULT_COUNTS, det) if args.counts or not args.scales else ([], [])
+    if dropped and not counts:
+        given = "--counts" if args.counts else "--counts (default)"
+        raise TransferNeuronsError(f"{given}: {','.join(map(str, dropped))} all exceed half the candidate neurons of "
+                                   f"{args.detection}'s {len(det.layers)} layers (at most {max_count(det)})")
     if dropped:
         LOG.warning("counts %s exceed half the %d candidate layers' neurons; skipped", dropped, len(det.layers))
-    lm = model_from_args(args)
     pairs = pairs_from_args(args, args.data, args.hub_lang, lang, "test")
+    lm = model_from_args(args)
     mid = parse_layers(args.mid_layers, lm.view.num_layers) if args.mid_layers else middle_layers(
         lm.view.num_layers, det.neuron_type, det.layers)
     inputs = DoseInputs(StateProvider(lm, args.batch_size), lm.name, pairs, det, counts, args.scales or [], args.seeds,

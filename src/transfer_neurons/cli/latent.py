@@ -15,8 +15,8 @@ from ..interventions import MODES, applying
 from ..runs.latent import LatentInputs, run_latent
 from ..states import StateProvider
 from .common import (
-    DATA_HELP, add_data_args, add_intervention_arg, add_model_args, add_model_check_arg, codes, intervention_from_args,
-    model_from_args, positive_int, sentences_from_args, write_and_print,
+    DATA_HELP, add_data_args, add_intervention_arg, add_model_args, add_model_check_arg, codes, control_specs,
+    intervention_from_args, model_from_args, positive_int, sentences_from_args, write_and_print,
 )
 from .similarity import check_fits
 
@@ -85,7 +85,7 @@ def register(subparsers) -> None:
                         help="whose neurons to deactivate (default: the detections' type); none: no deactivation")
     parser.add_argument("--data", default="parallel", help=f"sentences of every language: {DATA_HELP} (default: bundled 'parallel', test split)")
     parser.add_argument("--top-k", type=positive_int, default=None, help="deactivate only the first K ranked neurons of each language")
-    parser.add_argument("--controls", default="random", help="comma-separated control specs built per language from its own "
+    parser.add_argument("--controls", type=control_specs, default="random", help="comma-separated control specs built per language from its own "
                         "detection: random[:SEEDS], layer-matched[:SEEDS], magnitude-matched, anti; empty for none (default random)")
     parser.add_argument("--seeds", type=positive_int, default=3, help="seeds per seeded control (default 3)")
     add_intervention_arg(parser)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..distributed import init_from_env, is_main
+from ..errors import TransferNeuronsError
 from ..models.loading import DTYPES, EMBEDDED
 from ..preflight import check_study
 from ..protocols import NAMES as PROTOCOL_NAMES
@@ -14,18 +18,33 @@ from ..study import ANALYSES, read_config_file, resolve_config, run_study, summa
 from .common import batch_size_arg, device_arg
 
 
+@contextmanager
+def flags_for(overrides: dict[str, object]) -> Iterator[None]:
+    """An error about a config key the command line set names its flag: `--langs: ...`, not `config.langs: ...`."""
+    try:
+        yield
+    except TransferNeuronsError as err:
+        key = re.match(r"config\.(\w+):", str(err))
+        if key is None or overrides.get(key[1]) is None:
+            raise
+        flag = "--" + key[1].replace("_", "-")
+        raise TransferNeuronsError(flag + str(err)[key.end() - 1:]) from None
+
+
 def run(args: argparse.Namespace) -> int:
     init_from_env()  # under torchrun: join the process group before anything prints
     file_options = read_config_file(args.config) if args.config else {}
-    cfg = resolve_config(file_options, quick=args.quick, overrides={
+    overrides = {
         "model": args.model, "revision": args.revision, "adapter": args.adapter,
         "trust_remote_code": args.trust_remote_code or None, "device": args.device, "dtype": args.dtype,
         "batch_size": args.batch_size,
         "langs": args.langs, "stages": args.stages, "protocol": args.protocol,
         "figure_format": None if args.figure_format == "png" else args.figure_format,
-    })
+    }
     out = Path(args.out)
-    check_study(cfg, out)
+    with flags_for(overrides):
+        cfg = resolve_config(file_options, quick=args.quick, overrides=overrides)
+        check_study(cfg, out)
     if is_main():
         print(f"study of {cfg['model']} on {', '.join(cfg['langs'])} (hub {cfg['hub_lang']})"
               f"{' [quick]' if cfg['quick'] else ''} -> {out}", flush=True)

@@ -59,11 +59,16 @@ def resolve_mid_layers(args: argparse.Namespace, lm: LoadedModel, det: Detection
 
 
 def comparison_pairs(args: argparse.Namespace, det: Detection | None) -> ParallelPairs:
-    """Hub–L2 test pairs for --lang (default: the detection's language)."""
+    """Hub–L2 test pairs for --lang (default: the detection's language); at least 2, to mismatch them."""
     lang = args.lang or (det.lang if det is not None else None)
     if not lang:
         raise TransferNeuronsError("--lang is required when no detection folder names the language")
-    return pairs_from_args(args, args.data, args.hub_lang, lang, "test")
+    pairs = pairs_from_args(args, args.data, args.hub_lang, lang, "test")
+    if len(pairs) < 2:
+        given = f" with --pairs/--limit {args.limit}" if args.limit else ""
+        raise TransferNeuronsError(f"{pairs.name}{given}: {len(pairs)} {pairs.hub_lang}–{lang} pair; the comparison "
+                                   "needs at least 2, since its non-parallel pairs mismatch them")
+    return pairs
 
 
 def run_meta(args: argparse.Namespace, lm: LoadedModel, pairs: ParallelPairs, conditions: list[Condition],
@@ -81,10 +86,10 @@ def run_meta(args: argparse.Namespace, lm: LoadedModel, pairs: ParallelPairs, co
 
 def pair_inputs(args: argparse.Namespace) -> PairInputs:
     """Model, detection, conditions, test pairs and mid layers from the options of a pair comparison."""
-    lm = model_from_args(args)
     det, conditions = conditions_from_args(args)
-    check_fits(det, lm, args.detection)
     pairs = comparison_pairs(args, det)
+    lm = model_from_args(args)
+    check_fits(det, lm, args.detection)
     mid, rule = resolve_mid_layers(args, lm, det)
     return PairInputs(StateProvider(lm, args.batch_size), lm.name, pairs, det, conditions, mid, rule, args.seed,
                       args.mode, args.detection)

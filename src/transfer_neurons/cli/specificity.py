@@ -35,8 +35,10 @@ def _texts_by_lang(args: argparse.Namespace, langs: list[str]) -> tuple[dict[str
         spec = args.data.replace(LANG_FIELD, lang)
         split = resolve_split(args, spec, "test")
         sentences = load_sentences(spec, lang, split=split, limit=args.per_lang, **data_options(args))
-        if not sentences.texts:
-            raise TransferNeuronsError(f"{spec}: no {lang} sentences in split {split or 'all'}")
+        if len(sentences.texts) < 2:
+            given = f" (--per-lang {args.per_lang})" if args.per_lang else f" in split {split or 'all'}"
+            raise TransferNeuronsError(f"{spec}: {len(sentences.texts)} {lang} sentence(s){given}; η² and the ANOVA "
+                                       "need at least 2 per language")
         texts[lang], sources[lang] = tuple(sentences.texts[: args.per_lang]), sentences.name
     return texts, sources
 

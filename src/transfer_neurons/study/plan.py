@@ -10,7 +10,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from ..analyses.dose import dose_counts
+from ..analyses.dose import dose_counts, max_count
 from ..analyses.logit_lens import SCRIPT_LANGS, token_sets
 from ..analyses.similarity import middle_layers
 from ..conditions import Condition, build_conditions, language_conditions
@@ -203,7 +203,8 @@ def _dose_stage(ctx: StageContext, neuron_type: str, lang: str) -> dict:
     det = read_detection(ctx.dep(detection_name(neuron_type, lang)))
     counts, dropped = dose_counts(cfg["dose_counts"], det)
     if not counts and not cfg["dose_scales"]:
-        raise TransferNeuronsError(f"dose_counts {cfg['dose_counts']} all exceed half the candidate neurons")
+        raise TransferNeuronsError(f"dose_counts {cfg['dose_counts']} all exceed half the candidate neurons "
+                                   f"(at most {max_count(det)})")
     pairs = test_pairs(cfg, lang)
     inputs = DoseInputs(ctx.states, ctx.lm.name, pairs, det, counts, cfg["dose_scales"], dose_seeds(cfg),
                         middle_layers(det.scores.shape[0], neuron_type, det.layers), cfg["seed"], dropped,
