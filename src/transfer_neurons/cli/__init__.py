@@ -69,25 +69,22 @@ def _subcommands(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParse
 def add_global_options(parser: argparse.ArgumentParser, after_command: bool = False) -> None:
     """--quiet, --verbose and --figure-format, accepted before or after the subcommand.
 
-    After it they default to SUPPRESS, so they never overwrite a value given before it; an
-    option string a subcommand already uses (run's own --verbose) is left to the subcommand.
+    After it they default to SUPPRESS, so they never overwrite a value given before it.
     """
     group = parser.add_argument_group("output (before or after the command)")
-    taken = set(parser._option_string_actions)
     options = (
         ("verbosity", ("-q", "--quiet"), dict(action="store_const", const=QUIET,
                                               help="show errors only: no progress bars, notes or warnings")),
-        ("verbosity", ("-v", "--verbose"), dict(action="store_const", const=VERBOSE, help="also show debug messages")),
+        ("verbosity", ("-v", "--verbose"), dict(action="store_const", const=VERBOSE,
+                                                help="also show debug messages (in `run`: each analysis's own progress "
+                                                "bars too)")),
         ("figure_format", ("--figure-format",), dict(
             choices=FIGURE_FORMATS, help="png (default), svg or pdf; with svg or pdf the PNG is written too "
             "(the report embeds it)")),
     )
     defaults = {"verbosity": NORMAL, "figure_format": "png"}
     for dest, flags, kwargs in options:
-        free = [flag for flag in flags if flag not in taken]
-        if free:
-            default = argparse.SUPPRESS if after_command else defaults[dest]
-            group.add_argument(*free, dest=dest, default=default, **kwargs)
+        group.add_argument(*flags, dest=dest, default=argparse.SUPPRESS if after_command else defaults[dest], **kwargs)
 
 
 DATA_OPTIONS = ("centroid_data", "score_data", "data", "vocab_data")
@@ -141,10 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    verbosity = VERBOSE if args.verbosity == NORMAL and getattr(args, "verbose", False) is True else args.verbosity
     try:
         check_options(args)
-        with configured(verbosity), figure_format(args.figure_format):
+        with configured(args.verbosity), figure_format(args.figure_format):
             return args.func(args) or 0
     except TransferNeuronsError as err:
         flags = flag_names(parser)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..distributed import init_from_env, is_main
 from ..errors import TransferNeuronsError
+from ..log import VERBOSE
 from ..models.loading import DTYPES, EMBEDDED
 from ..preflight import check_study
 from ..protocols import NAMES as PROTOCOL_NAMES
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if is_main():
         print(f"study of {cfg['model']} on {', '.join(cfg['langs'])} (hub {cfg['hub_lang']})"
               f"{' [quick]' if cfg['quick'] else ''} -> {out}", flush=True)
-    result = run_study(cfg, out, verbose=args.verbose)
+    result = run_study(cfg, out, verbose=args.verbosity == VERBOSE)
     if not is_main():  # under torchrun, rank 0 reports
         return 1 if result.failed else 0
     print("\n" + summary_table(result))
@@ -83,6 +84,5 @@ def register(subparsers) -> None:
                         "weights (default: config, else default)")
     parser.add_argument("--langs", default=None, help="comma-separated L2 codes (default ja,nl,ko,it; quick: ja,ko)")
     parser.add_argument("--stages", default=None, help=f"comma-separated analyses to run (default all: {','.join(ANALYSES)})")
-    parser.add_argument("--verbose", action="store_true", help="also show the analyses' own progress bars")
     parser.add_argument("--out", required=True, help="study folder (created; reused stages are kept)")
     parser.set_defaults(func=run)

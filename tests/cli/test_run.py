@@ -1,0 +1,20 @@
+"""`run`'s verbosity: -v or --verbose, before or after the command, also shows each analysis's progress bars."""
+
+import pytest
+
+from transfer_neurons.cli import main, run
+
+
+@pytest.mark.parametrize("argv, verbose", [(["run"], False), (["run", "-v"], True), (["run", "--verbose"], True),
+                                           (["--verbose", "run"], True), (["-q", "run"], False)])
+def test_verbose_reaches_the_study(argv, verbose, tmp_path, monkeypatch) -> None:
+    seen = []
+
+    def stop(cfg, out, verbose):
+        seen.append(verbose)
+        raise KeyboardInterrupt  # stop before any stage, as Ctrl-C would
+
+    monkeypatch.setattr(run, "check_study", lambda cfg, out: None)
+    monkeypatch.setattr(run, "run_study", stop)
+    assert main([*argv, "--out", str(tmp_path / "s")]) == 130
+    assert seen == [verbose]
