@@ -86,7 +86,8 @@ def register(subparsers) -> None:
     parser.add_argument("--data", default="parallel", help=f"sentences of every language: {DATA_HELP} (default: bundled 'parallel', test split)")
     parser.add_argument("--top-k", type=positive_int, default=None, help="deactivate only the first K ranked neurons of each language")
     parser.add_argument("--controls", type=control_specs, default="random",
-                        help="comma-separated control specs built per language from its own detection: random[:SEEDS], layer-matched[:SEEDS], magnitude-matched, anti; empty for none (default random)")
+                        help="comma-separated control specs built per language from its own detection: "
+                        "random[:SEEDS], layer-matched[:SEEDS], magnitude-matched, anti; empty for none (default random)")
     parser.add_argument("--seeds", type=positive_int, default=3, help="seeds per seeded control (default 3)")
     add_intervention_arg(parser)
     parser.add_argument("--n-boot", type=positive_int, default=500, help="bootstrap resamples of sentences (default 500)")
