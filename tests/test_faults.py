@@ -308,6 +308,28 @@ def test_detection_of_another_model_is_refused_naming_both(tiny, tmp_path, capsy
     assert (tmp_path / "ablate" / "ablate.json").is_file()
 
 
+def test_a_neurons_file_of_another_model_is_refused(tiny, tmp_path, capsys):
+    args = ["ablate", "--neurons", str(tiny / "det_a" / "neurons.json"), "--model", str(tiny / "model_b"),
+            "--batch-size", "4", "--data", str(tiny / "pairs.jsonl"), "--lang", "ja", "--out", str(tmp_path / "ablate")]
+    error_line(capsys, main(args), "--neurons", "was made on model", "other weights", "--allow-model-mismatch")
+    assert main([*args, "--allow-model-mismatch"]) == 0
+
+
+def test_centroids_of_another_model_or_hub_are_refused(tiny, tmp_path, capsys):
+    data = str(tiny / "pairs.jsonl")
+    assert main(["centroids", "--type", "type1", "--lang", "ja", "--model", str(tiny / "model_a"), "--batch-size", "4",
+                 "--centroid-data", data, "--out", str(tmp_path / "cents")]) == 0
+    detect = ["detect", "--type", "type1", "--lang", "ja", "--centroids", str(tmp_path / "cents"), "--score-data", data,
+              "--top-n", "6", "--batch-size", "4"]
+    error_line(capsys, main([*detect, "--model", str(tiny / "model_b"), "--out", str(tmp_path / "b")]),
+               "--centroids", "was made on model", "--allow-model-mismatch")
+    error_line(capsys, main([*detect, "--hub-lang", "de", "--model", str(tiny / "model_a"), "--out", str(tmp_path / "b")]),
+               "computed from en–ja pairs", "not de–ja", "--hub-lang 'en'")
+    assert not (tmp_path / "b").exists()
+    assert main([*detect, "--model", str(tiny / "model_a"), "--out", str(tmp_path / "a")]) == 0  # the folder will do
+    assert read_neurons(tmp_path / "a").tolist() == read_neurons(tiny / "det_a").tolist()
+
+
 def test_detection_follows_its_model_to_another_folder(tiny, tmp_path):
     """The weights, not the path, decide: a copy of the model in another folder is the same model."""
     shutil.copytree(tiny / "model_a", tmp_path / "moved")

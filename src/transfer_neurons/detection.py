@@ -195,10 +195,12 @@ def read_meta(folder: str | Path, name: str = "meta.json") -> dict:
     return meta
 
 
-def read_centroids(path: str | Path, neuron_type: str, lang: str) -> torch.Tensor:
-    """A saved centroids.npy, refused if it holds NaN or inf, or if the centroids_meta.json (from `centroids`)
-    or meta.json (from `detect`) beside it says it was computed for another type or language."""
-    path = Path(path)
+def read_centroids(path: str | Path, neuron_type: str, lang: str, hub_lang: str = "en") -> tuple[torch.Tensor, dict]:
+    """A saved centroids.npy [layer, d_model] and the facts beside it (centroids_meta.json from `centroids`, or
+    meta.json from `detect`; {} when neither is there). Refused if it holds NaN or inf, or if those facts say
+    another type, language or (Type-1) hub language; check_detection_model checks their model. A folder
+    (from `centroids --out` or `detect --out`) stands for its centroids.npy."""
+    path = Path(path) / "centroids.npy" if Path(path).is_dir() else Path(path)
     try:
         cents = torch.from_numpy(load_npy(path))
     except (OSError, ValueError) as err:
@@ -215,8 +217,13 @@ def read_centroids(path: str | Path, neuron_type: str, lang: str) -> torch.Tenso
                 raise TransferNeuronsError(
                     f"centroids {path}: computed for {made_for[0]} {made_for[1]} ({name} beside it), "
                     f"not {neuron_type} {lang}", option="centroids")
-            break
-    return cents
+            if neuron_type == "type1" and facts.get("hub_lang", hub_lang) != hub_lang:
+                raise TransferNeuronsError(
+                    f"centroids {path}: computed from {facts['hub_lang']}–{lang} pairs ({name} beside it), not "
+                    f"{hub_lang}–{lang}; give hub_lang={facts['hub_lang']!r} or compute them again",
+                    option="centroids", mentions=("hub_lang",))
+            return cents, facts
+    return cents, {}
 
 
 def read_detection(folder: str | Path, top_k: int | None = None) -> Detection:

@@ -102,11 +102,19 @@ def to_json(ns: NeuronSet) -> dict:
     }
 
 
+_RECORD_KEYS = (("name", "model"), ("revision", "model_revision"), ("fingerprint", "model_fingerprint"),
+                ("type", "model_type"), ("num_layers", "num_layers"), ("d_ff", "d_ff"), ("d_model", "d_model"))
+"""A neurons.json's model record key and the meta.json key holding the same fact."""
+
+
 def model_record(meta: dict) -> dict:
     """The model facts a neurons.json records, from a detection's meta.json."""
-    keys = (("name", "model"), ("revision", "model_revision"), ("fingerprint", "model_fingerprint"),
-            ("type", "model_type"), ("num_layers", "num_layers"), ("d_ff", "d_ff"), ("d_model", "d_model"))
-    return {key: meta[source] for key, source in keys if source in meta}
+    return {key: meta[source] for key, source in _RECORD_KEYS if source in meta}
+
+
+def record_meta(record: dict) -> dict:
+    """A neurons.json's model record under meta.json's keys (model_record's inverse), to check it against a model."""
+    return {source: record[key] for key, source in _RECORD_KEYS if key in record}
 
 
 def write_neuron_set(ns: NeuronSet, path: str | Path) -> Path:

@@ -41,6 +41,27 @@ def test_layer_counts_and_distribution_rows():
     assert rows[("ko", 3)]["count"] == 0 and not rows[("ko", 3)]["candidate_layer"]
 
 
+def test_layer_matched_p_is_at_most_one_for_disjoint_sets():
+    rng = np.random.default_rng(0)
+    for _ in range(300):  # disjoint sets: p = the whole pmf's sum, which rounding can put above 1
+        a = {(int(l), int(n)) for l, n in zip(rng.integers(0, 3, 6), rng.integers(0, D_FF, 6))}
+        b = {(int(l), int(n)) for l, n in zip(rng.integers(0, 3, 6), rng.integers(0, D_FF, 6))} - a
+        (row,) = overlap_rows([det("ja", sorted(a)), det("ko", sorted(b))], 4, D_FF)
+        assert 0.0 <= row["p_layer_matched"] <= 1.0
+
+
+def test_detections_of_other_weights_are_refused():
+    other = det("ko", KO.neurons)
+    other.meta["model"] = "another-model"
+    with pytest.raises(TransferNeuronsError, match=r"other weights: type1 ja \('hand-made'\); type1 ko "
+                       r"\('another-model'\)"):
+        check_detections([JA, other])
+    here, moved = det("ja", JA.neurons), det("ko", KO.neurons)  # the same weights in another folder
+    for d, name in ((here, "hand-made"), (moved, "moved")):
+        d.meta.update(model=name, model_fingerprint={"kind": "folder", "sha256": "ab" * 32})
+    assert check_detections([here, moved]) == (4, D_FF)
+
+
 def test_jaccard_and_chance_overlaps():
     assert jaccard({(0, 1), (1, 5)}, {(0, 1), (2, 2), (3, 3)}) == pytest.approx(1 / 4)
     (row,) = overlap_rows([JA, KO, JA2], 4, D_FF)  # one type1 pair; type2 has one language only

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 import numpy as np
 from scipy import stats as sps
 
-from ..detection import Detection
+from ..detection import Detection, weights_id
 from ..errors import TransferNeuronsError
 from ..stats import expected_overlap, hypergeom_overlap_p
 
@@ -88,19 +88,27 @@ def overlap_rows(detections: Sequence[Detection], num_layers: int, d_ff: int) ->
                 "chance_overlap": chance, "chance_jaccard": chance / (union - chance) if union > chance else 0.0,
                 "p_chance": hypergeom_overlap_p(overlap, len(set_a), len(set_b), population),
                 "layer_matched_chance_overlap": matched,
-                "p_layer_matched": float(pmf[overlap:].sum()) if overlap < len(pmf) else 0.0,
+                "p_layer_matched": min(1.0, float(pmf[overlap:].sum())) if overlap < len(pmf) else 0.0,  # sum rounding
                 "overlap_over_chance": overlap / chance if chance else None,
             })
     return rows
 
 
 def check_detections(detections: Sequence[Detection]) -> tuple[int, int]:
-    """All detections must come from one model shape and name each (type, language) once: (num_layers, d_ff)."""
+    """All detections must come from one model (shape and weights) and name each (type, language) once:
+    (num_layers, d_ff). Weights are compared by the recorded fingerprint, else by model name."""
     if not detections:
         raise TransferNeuronsError("no detection folders given")
     shapes = {tuple(d.scores.shape) for d in detections}
     if len(shapes) > 1:
         raise TransferNeuronsError(f"detections come from models of different shapes {sorted(shapes)}; use one model")
+    models: dict[object, list[str]] = {}
+    for d in detections:
+        weights = weights_id(d.meta.get("model_fingerprint")) or d.meta.get("model")
+        models.setdefault(weights, []).append(f"{d.neuron_type} {d.lang} ({d.meta.get('model')!r})")
+    if len(models) > 1:
+        groups = "; ".join(", ".join(names) for names in models.values())
+        raise TransferNeuronsError(f"detections come from models of other weights: {groups}; use one model's")
     seen = [(d.neuron_type, d.lang) for d in detections]
     dupes = sorted({s for s in seen if seen.count(s) > 1})
     if dupes:

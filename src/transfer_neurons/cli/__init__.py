@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 from .. import preflight
 from .._version import __version__
@@ -108,9 +109,10 @@ def check_options(args: argparse.Namespace) -> None:
         for spec in _values(args, dest):
             for each in [spec.replace(LANG_FIELD, lang) for lang in langs] if LANG_FIELD in spec else [spec]:
                 preflight.check_data_spec(each, f"--{dest.replace('_', '-')}")
-    for dest in ("config", "centroids"):
-        for path in _values(args, dest):
-            preflight.check_input_file(path, f"--{dest}")
+    for path in _values(args, "config"):
+        preflight.check_input_file(path, "--config")
+    for path in _values(args, "centroids"):  # a folder stands for its centroids.npy
+        preflight.check_input_file(Path(path) / "centroids.npy" if Path(path).is_dir() else path, "--centroids")
     for dest in ("detection", "detections"):
         for path in _values(args, dest):
             preflight.check_detection_dir(path, f"--{dest}")

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..data import ParallelPairs, Sentences
-from ..detection import NEURON_TYPES, versions
+from ..detection import NEURON_TYPES, model_shape, versions
 from ..distributed import is_main
 from ..outputs import save_npy, staged_folder, write_json
 from ..runs.detection import centroids_for
@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     with staged_folder(out) as tmp:  # both files or none
         save_npy(tmp / "centroids.npy", cents.numpy())
         write_json(tmp / "centroids_meta.json", {
-            "model": lm.name, "type": args.neuron_type, "language": args.lang, **data, "versions": versions(),
+            "model": lm.name, "model_revision": lm.revision, "model_fingerprint": lm.fingerprint(), **model_shape(lm),
+            "type": args.neuron_type, "language": args.lang, **data, "versions": versions(),
         })
     print(f"wrote {out / 'centroids.npy'} ({cents.shape[0]} layers x {cents.shape[1]})")
     return 0

@@ -19,6 +19,7 @@ from ..errors import TransferNeuronsError
 from ..interventions import Intervention, intervention_for, parse_intervention
 from ..models.loaded import LoadedModel
 from ..models.loading import DEVICES, DTYPES, EMBEDDED, load_model
+from ..neuron_sets import read_neuron_set, record_meta
 from ..outputs import staged_folder
 from ..runs.common import Summary
 from ..tokens import limit_tokens
@@ -114,18 +115,22 @@ def model_from_args(args: argparse.Namespace) -> LoadedModel:
 
 
 def add_model_check_arg(parser: argparse.ArgumentParser) -> None:
-    """--allow-model-mismatch, for commands that apply a detection to --model."""
+    """--allow-model-mismatch, for commands that apply a detection, neurons or centroids to --model."""
     parser.add_argument("--allow-model-mismatch", action="store_true",
-                        help="use a detection made on a model of another name (same shape), e.g. a moved model folder")
+                        help="use a detection, neurons file or centroids made on a model of another name or other "
+                        "weights (same shape), e.g. a moved model folder")
 
 
 def check_detections_model(args: argparse.Namespace, lm: LoadedModel) -> None:
-    """Refuse detections (--detection, --detections, a --neurons folder) made on another model than --model."""
+    """Refuse detections (--detection, --detections, a --neurons folder or file) made on another model than --model."""
+    allow = getattr(args, "allow_model_mismatch", False)
     for option in ("detection", "detections", "neurons"):
         values = getattr(args, option, None)
         for value in [values] if isinstance(values, str) else values or []:
             if (Path(value) / "meta.json").is_file():
-                check_detection_model(read_meta(value), lm, f"--{option} {value}", getattr(args, "allow_model_mismatch", False))
+                check_detection_model(read_meta(value), lm, f"--{option} {value}", allow)
+            elif Path(value).is_file():  # a neurons file: checked when it records its model
+                check_detection_model(record_meta(read_neuron_set(value).model), lm, f"--{option} {value}", allow)
 
 
 def resolve_split(args: argparse.Namespace, spec: str, default: str) -> str | None:
