@@ -390,6 +390,14 @@ def test_a_bad_control_spec_is_a_usage_error_naming_controls(tiny, tmp_path, cap
     assert stop.value.code == 2 and "argument --controls: control spec 'bogus'" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("seed", ["-1", str(2**32)])
+def test_a_seed_out_of_range_is_a_usage_error(tiny, tmp_path, capsys, seed, no_model):
+    with pytest.raises(SystemExit) as stop:
+        main(["latent", "--detections", str(tiny / "det_a"), "--model", str(tiny / "model_a"), "--seed", seed,
+              "--out", str(tmp_path / "o")])
+    assert stop.value.code == 2 and "argument --seed: expected an integer from 0 to 4294967295" in capsys.readouterr().err
+
+
 def test_one_pair_is_refused_naming_the_option(tiny, tmp_path, capsys, no_model):
     args = ["ablate", "--detection", str(tiny / "det_a"), "--model", str(tiny / "model_a"), "--data",
             str(tiny / "pairs.jsonl"), "--pairs", "1", "--out", str(tmp_path / "o")]

@@ -11,6 +11,7 @@ from transfer_neurons.errors import TransferNeuronsError
 from transfer_neurons.stats import (
     Interval,
     bootstrap_ci,
+    check_seed,
     expected_overlap,
     hypergeom_overlap_p,
     paired_difference,
@@ -152,3 +153,10 @@ def test_bootstrap_draws_scipys_resamples_for_the_same_seed():
                               rng=np.random.default_rng(4)).confidence_interval
         assert ours.low[j] == pytest.approx(ref.low, rel=1e-9)
         assert ours.high[j] == pytest.approx(ref.high, rel=1e-9)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 1.5, True, "3"])
+def test_a_seed_no_generator_accepts_is_refused_by_name(seed):
+    with pytest.raises(TransferNeuronsError, match=r"^seed: expected an integer from 0 to 4294967295"):
+        bootstrap_ci(np.arange(5.0), seed=seed)
+    assert check_seed(2**32 - 1) == 2**32 - 1

@@ -11,6 +11,22 @@ from scipy import stats as sps
 
 from transfer_neurons.errors import TransferNeuronsError
 
+MAX_SEED = 2**32 - 1
+"""The largest seed every generator used here accepts (scikit-learn's random_state is a 32-bit seed)."""
+
+
+def check_seed(value: object, name: str = "seed") -> int:
+    """A seed in 0..MAX_SEED, else an error naming `name`: caught before any model work, not inside the PCA."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise TransferNeuronsError(f"{name}: expected an integer from 0 to {MAX_SEED}, got {value!r}", option=name)
+    return value
+
+
+def seeded_rng(seed: object) -> np.random.Generator:
+    """numpy's generator for a checked seed (check_seed)."""
+    return np.random.default_rng(check_seed(seed))
+
+
 _ALTERNATIVES = ("two-sided", "less", "greater")
 
 
@@ -74,7 +90,7 @@ def bootstrap_ci(
     cols = arr[:, None] if one_d else arr
     n = cols.shape[0]
     mean = cols.mean(axis=0)
-    counts = resample_counts(n, int(n_boot), np.random.default_rng(seed))
+    counts = resample_counts(n, int(n_boot), seeded_rng(seed))
     boot_means = mean + counts @ (cols - mean) / n
     alpha = 1.0 - level
     low, high = np.quantile(boot_means, [alpha / 2, 1.0 - alpha / 2], axis=0)

@@ -28,7 +28,7 @@ from ..data import ParallelPairs
 from ..errors import TransferNeuronsError
 from ..models.loaded import LoadedModel
 from ..states import StateProvider, provider_for
-from ..stats import resample_counts
+from ..stats import resample_counts, seeded_rng
 from .effects import layer_range, summarise, summarise_boot, summarise_layer_range
 from .similarity import COLOURS, centring_mean
 
@@ -184,7 +184,7 @@ def alignment_of(
     """
     n, num_layers = hub.shape[0], hub.shape[1]
     hub64 = hub.double()
-    weights = resample_counts(n, n_boot, np.random.default_rng(seed))  # [boot, pair], shared by all conditions
+    weights = resample_counts(n, n_boot, seeded_rng(seed))  # [boot, pair], shared by all conditions
     hub_gram = [gram(hub64[:, l].numpy()) for l in range(num_layers)]
     hub_hsic = np.stack([unbiased_hsic(g, g) for g in hub_gram])  # [layer]
     hub_boot = np.stack([weighted_hsic(g, g, weights) for g in hub_gram], axis=1)  # [boot, layer]

@@ -49,7 +49,7 @@ from ..errors import TransferNeuronsError
 from ..protocols import choose
 from ..models.loaded import LoadedModel
 from ..states import StateProvider, provider_for
-from ..stats import resample_counts
+from ..stats import check_seed, resample_counts, seeded_rng
 from .effects import summarise_boot, summarise_layer_range
 from .similarity import COLOURS
 
@@ -212,7 +212,7 @@ class LatentSpaces:
 def fit_frame(states: Sequence[torch.Tensor], seed: int) -> list[PCA]:
     """One PCA(2) per layer fitted on the states [n_i, layer, d] of all languages together."""
     stacked = torch.cat(list(states)).double().numpy()  # [all sentences, layer, d]
-    return [PCA(n_components=2, random_state=seed).fit(stacked[:, l]) for l in range(stacked.shape[1])]
+    return [PCA(n_components=2, random_state=check_seed(seed)).fit(stacked[:, l]) for l in range(stacked.shape[1])]
 
 
 def summarise_condition(
@@ -269,7 +269,7 @@ def latent_spaces(
 
     base = [grab(lang, None, "none") for lang in langs]  # per language [n, layer, d]
     pcas = fit_frame(base, seed)  # the undeactivated frame
-    rng = np.random.default_rng(seed)
+    rng = seeded_rng(seed)
     counts = [resample_counts(len(texts[lang]), n_boot, rng) for lang in langs]
     mean = torch.cat(base).double().numpy().mean(axis=0)  # [layer, d] centring mean of the undeactivated states
     reference = np.stack([b.double().numpy().mean(axis=0) for b in base])  # [lang, layer, d] undeactivated centroids

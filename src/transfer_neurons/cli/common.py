@@ -22,6 +22,7 @@ from ..models.loading import DEVICES, DTYPES, EMBEDDED, load_model
 from ..neuron_sets import read_neuron_set, record_meta
 from ..outputs import staged_folder
 from ..runs.common import Summary
+from ..stats import MAX_SEED, check_seed
 from ..tokens import limit_tokens
 
 LANG_FIELD = "{lang}"  # in a data spec, replaced by each of --langs (specificity's monolingual files)
@@ -71,6 +72,14 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
                        help="refuse an English sentence with two different translations (default: keep every pair)")
     group.add_argument("--dedupe", action="store_true",
                        help="use each distinct row once (default: repeated rows count, as in the paper's code)")
+
+
+def seed_arg(text: str) -> int:
+    """argparse type: a seed from 0 to 2**32 - 1 (what numpy, torch and scikit-learn all accept)."""
+    try:
+        return check_seed(int(text))
+    except (ValueError, TransferNeuronsError) as err:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to {MAX_SEED}, got {text!r}") from err
 
 
 def positive_int(text: str) -> int:

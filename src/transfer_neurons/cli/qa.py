@@ -12,7 +12,7 @@ from ..interventions import applying
 from ..runs.qa import QuestionInputs, run_open_qa
 from .common import (
     add_condition_args, add_model_args, codes, conditions_from_args, intervention_from_args, model_from_args,
-    positive_int, write_and_print,
+    positive_int, seed_arg, write_and_print,
 )
 from .similarity import check_fits
 
@@ -58,7 +58,7 @@ def add_question_args(parser: argparse.ArgumentParser, default_data: str, data_h
     parser.add_argument("--mode", choices=GENERATION_MODES, default="all",
                         help="positions deactivated: all = every prompt token (the paper's QA mode, default), "
                         "prompt_last = the prompt's last token only; answer tokens are never deactivated")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap intervals (default 0)")
+    parser.add_argument("--seed", type=seed_arg, default=0, help="seed of the bootstrap intervals (default 0)")
     parser.add_argument("--chat-template", action="store_true",
                         help="wrap each prompt as the user turn of the tokenizer's chat template, followed by the "
                         "assistant's turn opening (instruction-tuned models)")

@@ -21,7 +21,7 @@ from ..scoring import parse_layers
 from ..states import StateProvider
 from .common import (
     DATA_HELP, add_condition_args, add_data_args, add_model_args, conditions_from_args, intervention_from_args,
-    model_from_args, pairs_from_args, positive_int, write_and_print,
+    model_from_args, pairs_from_args, positive_int, seed_arg, write_and_print,
 )
 
 
@@ -33,7 +33,7 @@ def add_comparison_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pairs", dest="limit", metavar="N", type=positive_int, default=None, help="use only the first N pairs (same as --limit)")
     parser.add_argument("--mid-layers", metavar="START:END", help="layers of the mid-layer summary START:END (0-based, END exclusive; default: "
                         "middle third of the model's layers for Type-1 neurons, the candidate layers for Type-2)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the non-parallel pairing and the bootstrap (default 0)")
+    parser.add_argument("--seed", type=seed_arg, default=0, help="seed of the non-parallel pairing and the bootstrap (default 0)")
     parser.add_argument("--mode", choices=MODES, default="last", help="token positions deactivated (default last)")
     parser.add_argument("--out", required=True, help="output folder")
 

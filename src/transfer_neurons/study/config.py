@@ -26,6 +26,7 @@ from ..models.loading import DEVICES, DTYPES, EMBEDDED
 from ..option_files import read_options
 from ..outputs import FIGURE_FORMATS, write_bytes
 from ..protocols import NAMES as PROTOCOL_NAMES
+from ..stats import check_seed
 from ..runs.reasoning import DEFAULT_LM_EVAL_TASK
 
 ANALYSES = (
@@ -208,8 +209,7 @@ def validate_config(cfg: dict) -> dict:
             raise TransferNeuronsError(f"config.types.{kind}: expected a list of {', '.join(NEURON_TYPES)}, got {chosen!r}")
     for name, value in cfg["sizes"].items():
         _positive_or_none(value, f"sizes.{name}")
-    if not isinstance(cfg["seed"], int) or isinstance(cfg["seed"], bool):
-        raise TransferNeuronsError(f"config.seed: expected an integer, got {cfg['seed']!r}")
+    check_seed(cfg["seed"], "config.seed")
     for name, spec in cfg["data"].items():
         if not isinstance(spec, str) or not spec:
             raise TransferNeuronsError(f"config.data.{name}: expected a data spec string, got {spec!r}")
