@@ -11,6 +11,7 @@ from transfer_neurons.controls import (
     layer_matched,
     magnitude_matched,
     parse_control,
+    parse_controls,
     random_control,
 )
 from transfer_neurons.errors import TransferNeuronsError
@@ -140,3 +141,11 @@ def test_build_controls():
         build_controls("magnitude-matched", TRANSFER, scores, None, (1, 2))
     with pytest.raises(TransferNeuronsError, match="bogus"):
         build_controls("bogus", TRANSFER, scores, mags, (1, 2))
+
+
+def test_a_control_kind_given_twice_is_refused():
+    assert [p.kind for p in parse_controls(["random:2", "anti"])] == ["random", "anti"]
+    with pytest.raises(TransferNeuronsError, match=r"'random' given more than once"):
+        parse_controls(["random:1", "random:2"])  # seed 0 would count twice
+    with pytest.raises(TransferNeuronsError, match=r"'anti' given more than once"):
+        parse_controls(["anti", " anti"])

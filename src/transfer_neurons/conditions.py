@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .controls import build_controls
+from .controls import build_controls, parse_controls
 from .detection import Detection
 
 DEFAULT_CONTROLS = ("random", "layer-matched", "magnitude-matched", "anti")
@@ -41,7 +41,7 @@ def build_conditions(
     """`none`, `transfer` (the detection's ranked neurons) and each control spec, in that order."""
     out = [Condition("none", None)] if include_none else []
     out.append(Condition("transfer", det.neurons))
-    for spec in controls:
+    for spec in parse_controls(controls):
         for control in build_controls(spec, det.neurons, det.scores, det.magnitudes, det.layers, seeds_default=seeds):
             out.append(Condition(control.name, control.neurons, control.seed, dict(control.note)))
     return out

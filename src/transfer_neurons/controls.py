@@ -3,6 +3,7 @@ layer-matched, magnitude-matched and anti; deterministic given a seed."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -185,6 +186,17 @@ def parse_control(spec: str) -> ControlSpec:
             f"control spec {spec!r}: SEEDS must be a positive integer (accepted: {_ACCEPTED})"
         )
     return ControlSpec(kind, int(count) if sep else None)
+
+
+def parse_controls(specs: Sequence[str]) -> list[ControlSpec]:
+    """Parse several specs; a kind given twice ("random:1,random:2") is refused, since its seeds would repeat."""
+    parsed = [parse_control(spec) for spec in specs]
+    kinds = [p.kind for p in parsed]
+    twice = sorted({kind for kind in kinds if kinds.count(kind) > 1})
+    if twice:
+        raise TransferNeuronsError(f"controls {', '.join(map(str, specs))}: {', '.join(map(repr, twice))} given more than "
+                                   "once; give each kind once (random:SEEDS sets its seeds)")
+    return parsed
 
 
 def build_controls(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..batching import check_batch_size, default_batch_size, resolve_batch_size
 from ..conditions import DEFAULT_CONTROLS, Condition, build_conditions
-from ..controls import parse_control
+from ..controls import parse_controls
 from ..data import ParallelPairs, Sentences, load_parallel, load_sentences
 from ..data.catalog import BUNDLED_KINDS
 from ..distributed import init_from_env, is_main
@@ -184,13 +184,11 @@ def add_condition_args(parser: argparse.ArgumentParser, detection_required: bool
 
 
 def control_specs(text: str) -> str:
-    """argparse type: comma-separated control specs, each checked now, before any model loads ('' = none)."""
-    for spec in text.split(","):
-        if spec.strip():
-            try:
-                parse_control(spec)
-            except TransferNeuronsError as err:
-                raise argparse.ArgumentTypeError(str(err)) from None
+    """argparse type: comma-separated control specs, checked now, before any model loads ('' = none)."""
+    try:
+        parse_controls([spec for spec in text.split(",") if spec.strip()])
+    except TransferNeuronsError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
     return text
 
 

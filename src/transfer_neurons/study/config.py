@@ -18,7 +18,7 @@ from .._version import __version__
 from ..batching import AUTO, CPU_BATCH, check_batch_size
 from ..conditions import DEFAULT_CONTROLS
 from ..analyses.lm_eval_bridge import check_task_spec
-from ..controls import parse_control
+from ..controls import parse_controls
 from ..detection import NEURON_TYPES
 from ..errors import TransferNeuronsError
 from ..interventions import MODES, parse_intervention
@@ -157,11 +157,10 @@ def validate_config(cfg: dict) -> dict:
     if cfg["item_controls"] is not None:
         cfg["item_controls"] = _as_list(cfg["item_controls"], "item_controls")
     for name in ("controls", "item_controls"):
-        for spec in cfg[name] or ():
-            try:
-                parse_control(spec)
-            except TransferNeuronsError as err:
-                raise TransferNeuronsError(f"config.{name}: {err}") from None
+        try:
+            parse_controls(cfg[name] or ())
+        except TransferNeuronsError as err:
+            raise TransferNeuronsError(f"config.{name}: {err}") from None
     for name, allowed in _CHOICES.items():
         if cfg[name] not in allowed:
             raise TransferNeuronsError(f"config.{name}: expected one of {', '.join(map(str, allowed))}, got {cfg[name]!r}")
