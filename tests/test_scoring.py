@@ -85,8 +85,12 @@ def test_candidate_layers_and_top_n_defaults():
     assert parse_layers("2:", 6) == (2, 3, 4, 5)
     with pytest.raises(TransferNeuronsError, match="^layers '3': expected START:END"):
         parse_layers("3", 6)
-    with pytest.raises(TransferNeuronsError, match="selects no layer"):
-        parse_layers("7:9", 6)
+    for outside in ("7:9", "0:9", "3:1", "-2:"):  # nothing silently cut to the model
+        with pytest.raises(TransferNeuronsError, match=r"expected 0 <= START < END <= 6 on a 6-layer model"):
+            parse_layers(outside, 6)
+    with pytest.raises(TransferNeuronsError, match="^mid_layers '3:1'") as caught:
+        parse_layers("3:1", 6, "mid_layers")
+    assert caught.value.option == "mid_layers"
 
 
 def test_default_top_n_is_the_papers_share_of_the_model_for_both_types():

@@ -176,8 +176,9 @@ def default_candidate_layers(num_layers: int, neuron_type: str) -> tuple[int, ..
     raise TransferNeuronsError(f"neuron type must be 'type1' or 'type2', got {neuron_type!r}")
 
 
-def parse_layers(spec: str, num_layers: int) -> tuple[int, ...]:
-    """Parse a layer range START:END (0-based, END exclusive, either may be empty) for a model."""
+def parse_layers(spec: str, num_layers: int, option: str = "layers") -> tuple[int, ...]:
+    """Parse a layer range START:END (0-based, END exclusive, either may be empty) of a model's layers;
+    errors name `option`, the parameter that held it (layers, mid_layers)."""
     parts = spec.split(":")
     try:
         if len(parts) != 2:
@@ -185,12 +186,12 @@ def parse_layers(spec: str, num_layers: int) -> tuple[int, ...]:
         start = int(parts[0]) if parts[0] else 0
         end = int(parts[1]) if parts[1] else num_layers
     except ValueError:
-        raise TransferNeuronsError(f"layers {spec!r}: expected START:END, e.g. 0:11 (0-based, END exclusive)",
-                                   option="layers") from None
-    layers = tuple(range(num_layers))[start:end]
-    if not layers:
-        raise TransferNeuronsError(f"layers {spec!r} selects no layer of a {num_layers}-layer model", option="layers")
-    return layers
+        raise TransferNeuronsError(f"{option} {spec!r}: expected START:END, e.g. 0:11 (0-based, END exclusive)",
+                                   option=option) from None
+    if not 0 <= start < end <= num_layers:
+        raise TransferNeuronsError(f"{option} {spec!r}: expected 0 <= START < END <= {num_layers} on a "
+                                   f"{num_layers}-layer model", option=option)
+    return tuple(range(start, end))
 
 
 def default_top_n(num_layers: int, d_ff: int) -> tuple[int, str]:

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         LOG.warning("counts %s exceed half the %d candidate layers' neurons; skipped", dropped, len(det.layers))
     pairs = pairs_from_args(args, args.data, args.hub_lang, lang, "test")
     lm = model_from_args(args)
-    mid = parse_layers(args.mid_layers, lm.view.num_layers) if args.mid_layers else middle_layers(
+    mid = parse_layers(args.mid_layers, lm.view.num_layers, "mid_layers") if args.mid_layers else middle_layers(
         lm.view.num_layers, det.neuron_type, det.layers)
     inputs = DoseInputs(StateProvider(lm, args.batch_size), lm.name, pairs, det, counts, args.scales or [], args.seeds,
                         mid, counts_skipped=dropped, detection=str(Path(args.detection).resolve()))

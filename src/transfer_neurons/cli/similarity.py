@@ -52,7 +52,7 @@ def resolve_mid_layers(args: argparse.Namespace, lm: LoadedModel, det: Detection
     """The mid-layer range and how it was chosen."""
     num_layers = lm.view.num_layers
     if args.mid_layers:
-        return parse_layers(args.mid_layers, num_layers), f"--mid-layers {args.mid_layers}"
+        return parse_layers(args.mid_layers, num_layers, "mid_layers"), f"--mid-layers {args.mid_layers}"
     if det is not None and det.neuron_type == "type2":
         return middle_layers(num_layers, "type2", det.layers), f"the type2 candidate layers {det.layers[0]}-{det.layers[-1]}"
     return middle_layers(num_layers, "type1"), f"middle third of the model's {num_layers} layers"
