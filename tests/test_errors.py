@@ -93,7 +93,7 @@ def test_each_named_parameter_is_one_flag_in_every_command():
         for action in command._actions:
             flags.setdefault(action.dest, set()).update(f for f in action.option_strings if f.startswith("--"))
     parameters = named_parameters()
-    assert {"device", "model", "trust_remote_code", "layers", "k"} <= parameters  # the scan finds them
+    assert {"device", "model", "trust_remote_code", "centroids", "k"} <= parameters  # the scan finds them
     for parameter in parameters:
         assert flags.get(parameter) == {names.get(parameter)}, parameter
 
