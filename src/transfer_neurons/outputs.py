@@ -231,9 +231,13 @@ def save_figure(path: str | Path, figure, fmt: str | None = None) -> Path:
 
 
 def read_manifest(folder: str | Path) -> dict | None:
-    """A finished stage's manifest.json (written last), or None if absent, unfinished or unreadable."""
+    """A finished stage's manifest.json (written last), or None if absent, unfinished or unreadable, or if
+    a file it lists is gone (a deleted result is not a finished stage)."""
     try:
         manifest = json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return manifest if isinstance(manifest, dict) and "key" in manifest else None
+    if not isinstance(manifest, dict) or "key" not in manifest or not isinstance(manifest.get("files"), list):
+        return None
+    present = all(isinstance(f, str) and (Path(folder) / f).is_file() for f in manifest["files"])
+    return manifest if present else None

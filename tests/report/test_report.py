@@ -12,6 +12,7 @@ import pytest
 import torch
 from test_study import make_setup
 
+from transfer_neurons.cli import main
 from transfer_neurons.report import write_report
 from transfer_neurons.report.render import SECTIONS
 from transfer_neurons.study import resolve_config, run_study
@@ -120,6 +121,25 @@ def test_report_command_rerenders_and_marks_missing_stages(study, tmp_path):
     assert results["stages"]["qa/type1-ja"]["status"] == "not run"
     assert {c["number"]: c["status"] for c in results["claims"]}[5] == "not run"
     assert "not run" in html_path.read_text(encoding="utf-8")
+
+
+def test_report_does_not_count_a_stage_whose_files_are_gone(study, tmp_path, capsys):
+    import shutil
+
+    out, _ = study
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    shutil.rmtree(copy / "layers")  # run.json still says "computed"
+    (copy / "similarity/type1-ja/similarity.json").unlink()
+    _, json_path = write_report(copy)
+    stages = json.loads(json_path.read_text(encoding="utf-8"))["stages"]
+    for name in ("layers", "similarity/type1-ja"):
+        assert stages[name]["status"] == "not run" and "files are gone" in stages[name]["error"]
+    assert stages["activations/type1-ja"]["status"] == "computed"
+    (copy / "config.yaml").write_text("langs: [ja\nseed: 1\n", encoding="utf-8")
+    assert main(["report", str(copy)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "config.yaml, line" in err and "not valid YAML" in err
 
 
 def test_banner_names_model_precision_sizes_and_quick():

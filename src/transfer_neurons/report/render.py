@@ -15,10 +15,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .._version import __version__
 from ..errors import TransferNeuronsError
+from ..option_files import read_options
 from ..outputs import read_manifest, write_bytes, write_json
 from .claims import BASELINE_MARGIN, FLOOR, INCOMPLETE, INCONCLUSIVE, NOT_RUN, SUPPORTED, evaluate_claims
 
@@ -78,14 +77,14 @@ def read_study(study: str | Path) -> dict:
     Reads only the folder's files (config.yaml, plan.json, run.json, manifests), not the study code.
     """
     study = Path(study)
-    try:
-        config = yaml.safe_load((study / "config.yaml").read_text(encoding="utf-8"))
-        planned = json.loads((study / "plan.json").read_text(encoding="utf-8"))
-    except OSError:
+    if not (study / "config.yaml").is_file() or not (study / "plan.json").is_file():
         raise TransferNeuronsError(f"{study}: not a study folder (no config.yaml and plan.json); "
-                                   f"run `transfer-neurons run --out {study}`") from None
-    except (ValueError, yaml.YAMLError) as err:
-        raise TransferNeuronsError(f"{study}: unreadable config.yaml or plan.json ({err})") from None
+                                   f"run `transfer-neurons run --out {study}`")
+    config = read_options(study / "config.yaml", "study config", "study")
+    try:
+        planned = json.loads((study / "plan.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise TransferNeuronsError(f"{study / 'plan.json'}: unreadable ({err})") from None
     if not isinstance(config, dict) or not isinstance(planned, list):
         raise TransferNeuronsError(f"{study}: config.yaml or plan.json does not hold what `run` writes")
     try:
@@ -95,12 +94,14 @@ def read_study(study: str | Path) -> dict:
     last = {s["name"]: s for s in run.get("stages", [])}
     stages = {}
     for stage in planned:
-        manifest = read_manifest(study / stage["name"])
+        manifest = read_manifest(study / stage["name"])  # None when a result file is gone
         record = last.get(stage["name"], {})
+        failed = record.get("status") in ("failed", "skipped")
         stages[stage["name"]] = {
             "kind": stage["kind"],
-            "status": (record.get("status") or "finished") if manifest else (record.get("status") or NOT_RUN),
-            "error": record.get("error"),
+            "status": (record.get("status") or "finished") if manifest else (record["status"] if failed else NOT_RUN),
+            "error": record.get("error") if manifest or failed or not record else
+            "its result files are gone; `transfer-neurons run` computes it again",
             "seconds": manifest.get("seconds") if manifest else None,
             "key": manifest.get("key") if manifest else None,
             "files": manifest.get("files", []) if manifest else [],

@@ -216,13 +216,6 @@ def _compute(stage: Stage, ctx: StageContext, inputs: dict, key: str, verbose: b
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def finished(manifest: dict | None, folder: Path, key: str) -> bool:
-    """Whether a stage folder holds a finished run under this key: its manifest has the key and every
-    file the manifest lists is still there (a deleted result is recomputed, not reported as cached)."""
-    if manifest is None or manifest.get("key") != key:
-        return False
-    files = manifest.get("files")
-    return isinstance(files, list) and all(isinstance(f, str) and (folder / f).is_file() for f in files)
 
 
 def _run_stage(stage: Stage, ctx: StageContext, inputs: dict, key: str, blocked: bool, verbose: bool) -> StageResult:
@@ -231,7 +224,7 @@ def _run_stage(stage: Stage, ctx: StageContext, inputs: dict, key: str, blocked:
     result = StageResult(stage.name, stage.kind, "computed", 0.0, key)
     manifest = read_manifest(ctx.folder)
     error_log = ctx.study / "errors" / (stage.name.replace("/", "__") + ".txt")
-    if agree(finished(manifest, ctx.folder, key)):  # rank 0 decides for all
+    if agree(manifest is not None and manifest["key"] == key):  # rank 0 decides for all
         result.status = "cached"
         ctx.step(stage.steps)
     elif blocked:
