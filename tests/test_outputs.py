@@ -40,3 +40,27 @@ def test_publish_gives_a_temp_folder_an_ordinary_folders_mode(tmp_path):
     with umask(0o022):
         publish(folder)
     assert mode(folder) == 0o755
+
+
+def test_a_rerun_removes_what_its_previous_run_left_and_nothing_else(tmp_path):
+    out = tmp_path / "out"
+    with staged_folder(out, owner="similarity") as tmp:
+        for name in ("a.csv", "a.svg", "lm/random#0/results.json"):
+            write_bytes(tmp / name, b"1")
+    with staged_folder(out, owner="ablate") as tmp:  # another command sharing the folder
+        write_bytes(tmp / "b.csv", b"2")
+    write_bytes(out / "notes.txt", b"mine")  # the user's own file
+    with staged_folder(out, owner="similarity") as tmp:  # rerun with other options: no svg, no random control
+        write_bytes(tmp / "a.csv", b"3")
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        ".transfer-neurons-files.json", "a.csv", "b.csv", "notes.txt"]
+    assert (out / "a.csv").read_bytes() == b"3" and not (out / "lm").exists()
+
+
+def test_a_record_naming_paths_outside_the_folder_removes_nothing_there(tmp_path):
+    out, outside = tmp_path / "out", tmp_path / "keep.txt"
+    outside.write_bytes(b"keep")
+    write_json(out / ".transfer-neurons-files.json", {"similarity": ["../keep.txt", "/etc/hostname"]})
+    with staged_folder(out, owner="similarity") as tmp:
+        write_bytes(tmp / "a.csv", b"1")
+    assert outside.read_bytes() == b"keep"

@@ -90,12 +90,18 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
+WRITTEN = ".transfer-neurons-files.json"
+"""In an output folder: the files each command last wrote there ({command: [relative path, ...]})."""
+
+
 @contextmanager
-def staged_folder(out: str | Path) -> Iterator[Path]:
+def staged_folder(out: str | Path, owner: str | None = None) -> Iterator[Path]:
     """A temporary folder inside `out` whose files move into `out` only if the block succeeds.
 
     A failure (disk full, an error, Ctrl-C) leaves `out` as it was: never a partial set of results.
-    Renames need no space, so once every file is written the move cannot fail for lack of it.
+    Renames need no space, so once every file is written the move cannot fail for lack of it. With
+    an `owner` (the command), files its previous run wrote there and this one did not are removed,
+    so a rerun with other options leaves no stale results beside the new ones.
     """
     out = Path(out)
     created = [p for p in (out, *out.parents) if not p.exists()]  # innermost first
@@ -107,11 +113,12 @@ def staged_folder(out: str | Path) -> Iterator[Path]:
         raise output_error(out, "write", err) from None
     try:
         yield tmp
-        for file in sorted(p for p in tmp.rglob("*") if p.is_file()):
-            final = out / file.relative_to(tmp)
+        files = sorted(p.relative_to(tmp) for p in tmp.rglob("*") if p.is_file())
+        for file in files:
+            final = out / file
             make_folder(final.parent)
             try:
-                os.replace(file, final)
+                os.replace(tmp / file, final)
             except OSError as err:
                 raise output_error(final, "write", err) from None
     except BaseException:
@@ -119,6 +126,28 @@ def staged_folder(out: str | Path) -> Iterator[Path]:
         _remove_empty(created)
         raise
     shutil.rmtree(tmp, ignore_errors=True)
+    if owner is not None:
+        _replace_owned(out, owner, [file.as_posix() for file in files])
+
+
+def _replace_owned(out: Path, owner: str, files: list[str]) -> None:
+    """Record `files` as the owner's in out's WRITTEN record and remove what its previous run left behind
+    (never a file another command's record lists, nor anything outside `out`)."""
+    try:
+        record = json.loads((out / WRITTEN).read_text(encoding="utf-8"))
+        record = record if isinstance(record, dict) else {}
+    except (OSError, ValueError):
+        record = {}
+    before = record.get(owner) if isinstance(record.get(owner), list) else []
+    record[owner] = files
+    kept = {f for listed in record.values() if isinstance(listed, list) for f in listed}
+    write_json(out / WRITTEN, record)
+    root = out.resolve()
+    for name in sorted(set(map(str, before)) - kept):
+        stale = (out / name).resolve()
+        if root in stale.parents and stale.is_file():
+            stale.unlink()
+            _remove_empty([p for p in stale.parents if root in p.parents])
 
 
 def _remove_empty(folders: Sequence[Path]) -> None:

@@ -11,6 +11,7 @@ from tiny import save_model, tiny_lm
 
 from transfer_neurons.analyses.lm_eval_bridge import require_lm_eval, result_rows, run_lm_eval
 from transfer_neurons.conditions import Condition
+from transfer_neurons.detection import Detection, write_detection
 from transfer_neurons.errors import TransferNeuronsError
 
 ALL_NEURONS = np.array([(layer, i) for layer in range(4) for i in range(64)])
@@ -93,7 +94,6 @@ def test_cli_lm_eval_writes_one_table(task_dir, tmp_path):
     import csv
 
     from transfer_neurons.cli import main
-    from transfer_neurons.detection import Detection, write_detection
 
     model = tiny_lm("llama")
     save_model(model, tmp_path / "model")
@@ -115,11 +115,14 @@ def test_cli_lm_eval_writes_one_table(task_dir, tmp_path):
         assert own["config"]["limit"] == 3 and own["config"]["batch_size"] == 2
         value = next(float(r["value"]) for r in rows if r["condition"] == condition)
         assert own["results"]["tiny_mc"]["acc,none"] == pytest.approx(value)  # the CSV holds the same float
+    assert main(["lm-eval", "--model", str(tmp_path / "model"), "--detection", str(tmp_path / "det"), "--tasks",
+                 "tiny_mc", "--include-path", str(task_dir), "--only-included", "--controls", "", "--limit", "3",
+                 "--batch-size", "2", "--out", str(out)]) == 0  # a rerun without the control
+    assert sorted(p.name for p in (out / "lm-eval").iterdir()) == ["none", "transfer"]  # anti's old folder is gone
 
 
 def test_cli_passes_auto_batch_size_samples_and_chat_template(task_dir, tmp_path):
     from transfer_neurons.cli import main
-    from transfer_neurons.detection import Detection, write_detection
 
     lm = tiny_lm("llama")
     lm.tokenizer.chat_template = CHAT
@@ -329,3 +332,18 @@ def test_score_task_reads_each_question_and_agrees_with_lm_evals_aggregate(tmp_p
         samples = (tmp_path / "own" / c.label / "samples_tiny_prox_ja_a.jsonl").read_text().splitlines()
         prompt = json.loads(samples[0])["arguments"][0][0]
         assert prompt.count("The answer is (") == 5 and prompt.endswith("Q: 2 + 2 = ?\nA:")  # 5 shots, then the question
+
+
+def test_cli_checks_its_paths_before_the_model_loads(tmp_path, capsys, monkeypatch):
+    from transfer_neurons.cli import common, main
+
+    monkeypatch.setattr(common, "load_model", lambda *a, **k: pytest.fail("the model loaded before the check"))
+    scores = np.zeros((4, 64), np.float32)
+    write_detection(Detection("type1", "en", scores, scores, np.zeros((4, 32), np.float32), (0,), np.array([[0, 1]]),
+                              {"type": "type1", "language": "en", "candidate_layers": [0]}), tmp_path / "det")
+    common_args = ["lm-eval", "--detection", str(tmp_path / "det"), "--tasks", "x", "--out", str(tmp_path / "o")]
+    assert main([*common_args, "--include-path", str(tmp_path / "none")]) == 2
+    assert "--include-path" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert main([*common_args, "--output-path", str(tmp_path / "file")]) == 2
+    assert "--output-path" in capsys.readouterr().err

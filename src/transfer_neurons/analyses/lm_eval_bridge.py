@@ -180,8 +180,13 @@ def evaluate_conditions(lm: LoadedModel, tasks: Sequence[str], conditions: Seque
     hflm = wrap_model(lm, options.batch_size, options.max_batch_size)
     for condition in conditions:
         with deactivated(lm, condition.neurons, DEACTIVATION_MODE) if condition.neurons is not None else nullcontext():
-            results = lm_eval.simple_evaluate(model=hflm, tasks=list(tasks), task_manager=manager,
-                                              **options.evaluate_kwargs())
+            try:
+                results = lm_eval.simple_evaluate(model=hflm, tasks=list(tasks), task_manager=manager,
+                                                  **options.evaluate_kwargs())
+            except ConnectionError as err:  # a task whose dataset is neither cached nor downloadable here
+                raise TransferNeuronsError(f"lm-eval tasks {', '.join(tasks)}: their data cannot be fetched "
+                                           f"({' '.join(str(err).split())}); run once where the hub is reachable, "
+                                           "or use tasks with local data (include_path)") from None
         if options.output_path is not None:
             save_lm_eval_output(results, condition_folder(options.output_path, condition))
         yield condition, results

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     meta = {**run_meta(args, lm, pairs, conditions, mid, rule, source), "intervention": intervention.spec}
     title = (f"{lm.name} — mid-layer drop of {pairs.hub_lang}–{pairs.lang} similarity of h[l] "
              f"({len(pairs)} parallel pairs, {len(conditions[1].neurons)} neurons per set)")
-    with staged_folder(out) as tmp:  # the three files or none
+    with staged_folder(out, owner=args.command) as tmp:  # the three files or none
         write_csv(tmp / "ablate.csv", rows)
         write_json(tmp / "ablate.json", {**meta, "rows": rows})
         save_figure(tmp / "ablate.png", plot_mid_drop(cos, conditions, rows, mid, title, kinds=("parallel",)))

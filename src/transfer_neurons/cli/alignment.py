@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..errors import TransferNeuronsError
 from ..interventions import applying
@@ -29,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     ks = parse_ks(args.k)
     inputs = pair_inputs(args)
     with applying(intervention_from_args(args, inputs.pairs)):
-        return write_and_print(Path(args.out), lambda folder: run_alignment(inputs, folder, ks, args.n_boot))
+        return write_and_print(args, lambda folder: run_alignment(inputs, folder, ks, args.n_boot))
 
 
 def register(subparsers) -> None:

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if not is_main():  # under torchrun every rank helps compute; rank 0 writes
         return 0
-    with staged_folder(out) as tmp:  # both files or none
+    with staged_folder(out, owner=args.command) as tmp:  # both files or none
         save_npy(tmp / "centroids.npy", cents.numpy())
         write_json(tmp / "centroids_meta.json", {
             "model": lm.name, "model_revision": lm.revision, "model_fingerprint": lm.fingerprint(), **model_shape(lm),

@@ -82,6 +82,17 @@ def seed_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer from 0 to {MAX_SEED}, got {text!r}") from err
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     try:
@@ -228,13 +239,15 @@ def conditions_from_args(args: argparse.Namespace) -> tuple[Detection, list[Cond
     return det, build_conditions(det, controls, seeds=args.seeds)
 
 
-def write_and_print(out: Path, run: Callable[[Path], Summary]) -> int:
-    """Run an analysis into a staged folder (all its files land in `out`, or none), then print its text and files."""
+def write_and_print(args: argparse.Namespace, run: Callable[[Path], Summary]) -> int:
+    """Run the command's analysis into a staged folder (all its files land in --out, or none, replacing what
+    its previous run there wrote), then print its text and files."""
     if not is_main():  # under torchrun, the other ranks compute alongside rank 0, which alone writes
         with tempfile.TemporaryDirectory() as folder:
             run(Path(folder))
         return 0
-    with staged_folder(out) as folder:
+    out = Path(args.out)
+    with staged_folder(out, owner=args.command) as folder:
         summary = run(folder)
     print(summary.text)
     print(f"\nwrote {out}/" + ", ".join(summary.files))

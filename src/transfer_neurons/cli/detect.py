@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..detection import check_detection_model, read_centroids
 from ..runs.detection import DetectInputs, run_detection
@@ -27,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
         source = centroid_source(args)
     scoring = sentences_from_args(args, args.score_data, args.lang, "train")
     inputs = DetectInputs(lm, args.neuron_type, args.lang, scoring, source, meta, layers, args.top_n, args.batch_size)
-    return write_and_print(Path(args.out), lambda folder: run_detection(inputs, folder))
+    return write_and_print(args, lambda folder: run_detection(inputs, folder))
 
 
 def register(subparsers) -> None:

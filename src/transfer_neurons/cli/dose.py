@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = DoseInputs(StateProvider(lm, args.batch_size), lm.name, pairs, det, counts, args.scales or [], args.seeds,
                         mid, counts_skipped=dropped, detection=str(Path(args.detection).resolve()))
     with applying(intervention_from_args(args, pairs)):
-        return write_and_print(Path(args.out), lambda folder: run_dose(inputs, folder))
+        return write_and_print(args, lambda folder: run_dose(inputs, folder))
 
 
 def register(subparsers) -> None:

@@ -4,7 +4,6 @@ language's own Type-1 or Type-2 neurons deactivated (method.md §6.4)."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..analyses.latent_spaces import PROTOCOLS
 from ..analyses.similarity import middle_layers
@@ -67,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
                           args.n_boot, args.data, folders, args.protocol)
     reference = [text for lang in langs for text in texts[lang]]  # mean: over every L2's sentences
     with applying(intervention_from_args(args, reference=reference)):
-        return write_and_print(Path(args.out), lambda folder: run_latent(inputs, folder))
+        return write_and_print(args, lambda folder: run_latent(inputs, folder))
 
 
 def register(subparsers) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..detection import read_detection
 from ..runs.layers import run_layers
@@ -12,7 +11,7 @@ from .common import positive_int, write_and_print
 
 def run(args: argparse.Namespace) -> int:
     dets = [read_detection(f, args.top_k) for f in args.detections]
-    return write_and_print(Path(args.out), lambda folder: run_layers(dets, args.detections, folder, args.top_k))
+    return write_and_print(args, lambda folder: run_layers(dets, args.detections, folder, args.top_k))
 
 
 def register(subparsers) -> None:

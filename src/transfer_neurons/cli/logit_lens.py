@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
                         None if det is None else str(Path(args.detection).resolve()), vocab_source, args.batch_size,
                         args.chunk)
     with applying(intervention_from_args(args, reference=sentences.texts)):
-        return write_and_print(Path(args.out), lambda folder: run_logit_lens(inputs, folder))
+        return write_and_print(args, lambda folder: run_logit_lens(inputs, folder))
 
 
 def register(subparsers) -> None:

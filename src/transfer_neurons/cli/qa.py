@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..analyses.qa import GENERATION_MODES, PROTOCOLS
 from ..data import QASet, load_qa
@@ -44,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = QuestionInputs(lm, det, conditions, sets, args.mode, args.batch_size, args.seed, args.chat_template,
                             args.detection)
     with applying(intervention_from_args(args, reference=[item.question for qa in sets for item in qa.items])):
-        return write_and_print(Path(args.out), lambda folder: run_open_qa(inputs, folder, args.protocol,
+        return write_and_print(args, lambda folder: run_open_qa(inputs, folder, args.protocol,
                                                                           args.max_new_tokens))
 
 

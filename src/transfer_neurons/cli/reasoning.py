@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..analyses.lm_eval_bridge import check_task_spec
 from ..data import MCSet, load_mc
@@ -43,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = QuestionInputs(lm, det, conditions, sets, args.mode, args.batch_size, args.seed, args.chat_template,
                             args.detection)
     with applying(intervention_from_args(args, reference=[item.question for mc in sets for item in mc.items])):
-        return write_and_print(Path(args.out), lambda folder: chosen(inputs, folder))
+        return write_and_print(args, lambda folder: chosen(inputs, folder))
 
 
 def register(subparsers) -> None:

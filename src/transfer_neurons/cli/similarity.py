@@ -6,7 +6,6 @@ Also holds the options that every hub–L2 comparison command (activations, alig
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..analyses.similarity import middle_layers
 from ..conditions import Condition
@@ -99,7 +98,7 @@ def run_comparison(args: argparse.Namespace, quantity: str) -> int:
     """Shared body of `similarity` (h) and `activations` (a)."""
     inputs = pair_inputs(args)
     with applying(intervention_from_args(args, inputs.pairs)):
-        return write_and_print(Path(args.out), lambda folder: run_similarity(inputs, folder, quantity))
+        return write_and_print(args, lambda folder: run_similarity(inputs, folder, quantity))
 
 
 def run(args: argparse.Namespace) -> int:

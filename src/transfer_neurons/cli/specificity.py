@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..analyses.lape import QUANTILE, TOP_SHARE
 from ..analyses.specificity import ALPHA, PROTOCOLS, THRESHOLDS
@@ -68,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     _check_detections(dets, langs, lm)
     inputs = SpecificityInputs(lm, texts, sources, dets, list(args.detections), args.batch_size, args.thresholds,
                                args.alpha, args.lape_share, args.lape_quantile, args.protocol)
-    return write_and_print(Path(args.out), lambda folder: run_specificity(inputs, folder))
+    return write_and_print(args, lambda folder: run_specificity(inputs, folder))
 
 
 def register(subparsers) -> None:
