@@ -7,6 +7,7 @@ import pytest
 from scipy import stats as sps
 
 from transfer_neurons.analyses.layers import (
+    OVERLAP_COLUMNS,
     check_detections,
     distribution_rows,
     jaccard,
@@ -65,7 +66,7 @@ def test_detections_of_other_weights_are_refused():
 def test_jaccard_and_chance_overlaps():
     assert jaccard({(0, 1), (1, 5)}, {(0, 1), (2, 2), (3, 3)}) == pytest.approx(1 / 4)
     (row,) = overlap_rows([JA, KO, JA2], 4, D_FF)  # one type1 pair; type2 has one language only
-    assert (row["lang_a"], row["lang_b"], row["overlap"]) == ("ja", "ko", 2)
+    assert (row["lang_a"], row["lang_b"], row["overlap"]) == ("ja", "ko", 2) and tuple(row) == OVERLAP_COLUMNS
     assert row["jaccard"] == pytest.approx(2 / 7) and row["population"] == 30
     assert row["chance_overlap"] == pytest.approx(4 * 5 / 30)
     assert row["p_chance"] == pytest.approx(sps.hypergeom.sf(1, 30, 4, 5))

@@ -66,6 +66,12 @@ def layer_matched_overlap(counts_a: np.ndarray, counts_b: np.ndarray, d_ff: int)
     return float(np.dot(counts_a, counts_b) / d_ff), pmf
 
 
+OVERLAP_COLUMNS = ("type", "lang_a", "lang_b", "size_a", "size_b", "shared_layers", "population", "overlap", "jaccard",
+                   "chance_overlap", "chance_jaccard", "p_chance", "layer_matched_chance_overlap", "p_layer_matched",
+                   "overlap_over_chance")
+"""The columns of overlap.csv (also its header when no type has two languages)."""
+
+
 def overlap_rows(detections: Sequence[Detection], num_layers: int, d_ff: int) -> list[dict]:
     """One row per neuron type and pair of languages: sizes, overlap, Jaccard, and both chance levels."""
     rows = []

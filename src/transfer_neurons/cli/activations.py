@@ -17,7 +17,8 @@ def register(subparsers) -> None:
                                    description="Cosine of the last-token effective activation vectors a[l] (all neurons of "
                                    "a layer) between hub and L2 sentences, parallel and non-parallel pairs, raw and "
                                    "mean-centred, with the L2 side under no, transfer-neuron and control deactivation. "
-                                   "Writes activations.csv/_mid.csv/.json and figures.")
+                                   "Writes activations.csv/_mid.csv/.json, activations_values.npy ([value, condition, pair, layer]; "
+                                   "the axes are named in activations.json) and figures.")
     add_comparison_args(parser)
     add_condition_args(parser)
     add_model_args(parser)

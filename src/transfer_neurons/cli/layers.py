@@ -19,7 +19,7 @@ def register(subparsers) -> None:
                                    description="Histograms of transfer neurons per layer for each type and language "
                                    "(counts and share of the layer's neurons) and, per type, the Jaccard overlap between "
                                    "languages' sets with hypergeometric chance levels. Reads detection folders only. "
-                                   "Writes layers.csv, overlap.csv, layers.json, layers.png, overlap.png.")
+                                   "Writes layers.csv, overlap.csv, layers.json, layers.png and, when a type has two languages, overlap.png.")
     parser.add_argument("--detections", nargs="+", required=True, metavar="DIR", help="detection folders written by `detect`")
     parser.add_argument("--top-k", type=positive_int, default=None, help="use only the first K ranked neurons of each set")
     parser.add_argument("--out", required=True, help="output folder")

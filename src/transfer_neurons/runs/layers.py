@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analyses.layers import check_detections, distribution_rows, overlap_rows, plot_distribution, plot_overlap
+from ..analyses.layers import (
+    OVERLAP_COLUMNS, check_detections, distribution_rows, overlap_rows, plot_distribution, plot_overlap,
+)
 from ..detection import Detection
 from ..outputs import save_figure, write_csv, write_json
 from ..scoring import rank_neurons
@@ -30,7 +32,7 @@ def run_layers(dets: Sequence[Detection], folders: Sequence[str], out: Path, top
     ranking = {f"{d.neuron_type}-{d.lang}": all_layer_ranking(d, num_layers) for d in dets}
     model = dets[0].meta.get("model", "model")
     write_csv(out / "layers.csv", dist)
-    write_csv(out / "overlap.csv", overlap, columns=list(overlap[0]) if overlap else ["type", "lang_a", "lang_b"])
+    write_csv(out / "overlap.csv", overlap, columns=list(OVERLAP_COLUMNS))
     write_json(out / "layers.json", {
         "model": model, "num_layers": num_layers, "d_ff": d_ff, "top_k": top_k,
         "detections": [{"folder": f, "type": d.neuron_type, "lang": d.lang, "neurons": int(len(d.neurons)),
