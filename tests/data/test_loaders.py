@@ -201,6 +201,12 @@ def test_file_without_language_keys(tmp_path: Path) -> None:
         load_parallel(jsonl(tmp_path / "p.jsonl", [{"id": "x", "sentence": "Hi."}]))
 
 
+def test_a_file_without_rows_says_so(tmp_path: Path) -> None:
+    for name, content in (("header.tsv", "en\tja\n"), ("empty.jsonl", "")):
+        with pytest.raises(DataError, match=rf"{name}: no rows \(an empty file, or a header alone\)$"):
+            load_parallel(text(tmp_path / name, content))
+
+
 def test_file_with_no_valid_rows(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no valid rows"):
         load_parallel(jsonl(tmp_path / "p.jsonl", [{"en": "", "ja": "x"}]), skip_invalid=True)

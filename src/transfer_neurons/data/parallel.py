@@ -36,6 +36,9 @@ def clean_text(value: Any, key: str) -> str:
 
 def detect_languages(records: Iterable[Record], source: str) -> list[str]:
     """Every language key seen in the rows, in first-seen order; none at all is an error."""
+    records = list(records)
+    if not records:
+        raise DataError(f"{source}: no rows (an empty file, or a header alone)")
     languages = list(dict.fromkeys(key for _, row in records for key in row if is_language_key(key)))
     if not languages:
         raise DataError(f"{source}: no language-code keys or columns found (expected e.g. 'en', 'ja')")
