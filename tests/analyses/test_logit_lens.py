@@ -9,7 +9,7 @@ from tiny import SENTENCES, save_model, tiny_lm
 
 from transfer_neurons.analyses.logit_lens import (
     corpus_token_sets, lens_log_probs, lens_masses, lens_rows, logit_lens, script_token_sets,
-    token_in_scripts, vocab_size,
+    token_in_scripts, token_sets, vocab_size,
 )
 from transfer_neurons.capture import capture, make_batches
 from transfer_neurons.cli import main
@@ -75,6 +75,15 @@ def test_corpus_token_sets_keep_one_sided_lettered_tokens():
     assert np.flatnonzero(sets.l2).tolist() == [ids["c"]]  # '?' has no letter, 'a' and <bos> are shared
     assert np.flatnonzero(sets.en).tolist() == [ids["b"]]
     assert sets.l2.size == vocab_size(lm) == 300  # the unembedding's rows, beyond the tokenizer's 259
+
+
+def test_an_empty_token_set_is_warned_about(caplog):
+    lm = tiny_lm("llama")  # byte-level: no token is a kana or kanji character
+    with caplog.at_level("WARNING", logger="transfer_neurons"):
+        sets = token_sets(lm, "ja")
+    assert not sets.l2.any() and sets.en.any()
+    assert [r.getMessage() for r in caplog.records if "token set" in r.getMessage()] == [
+        f"the ja token set of {lm.name} is empty ({sets.rule}): its lens mass is 0 at every layer"]
 
 
 def test_no_neurons_leave_the_lens_unchanged_and_rows_follow_effects():

@@ -23,6 +23,7 @@ states are the undeactivated ones.
 from __future__ import annotations
 
 import functools
+import logging
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ from ..states import StateProvider, provider_for
 from ..stats import bootstrap_ci
 from .effects import summarise
 from .similarity import COLOURS
+
+LOG = logging.getLogger("transfer_neurons")
 
 METRICS = ("l2_mass", "en_mass")
 SCRIPT_RANGES: dict[str, tuple[tuple[int, int], ...]] = {
@@ -160,13 +163,20 @@ def _script_sets_of(tokenizer, size: int, lang: str) -> TokenSets:
 
 
 def token_sets(lm: LoadedModel, lang: str, en_texts: Sequence[str] = (), l2_texts: Sequence[str] = ()) -> TokenSets:
-    """The script rule for script languages, else the corpus rule on the given parallel sentences."""
+    """The script rule for script languages, else the corpus rule on the given parallel sentences; an empty
+    set is warned about, since its mass is 0 at every layer whatever the neurons do."""
     if lang in SCRIPT_LANGS:
-        return _script_sets_of(lm.tokenizer, vocab_size(lm), lang)
-    if not en_texts or not l2_texts:
+        sets = _script_sets_of(lm.tokenizer, vocab_size(lm), lang)
+    elif not en_texts or not l2_texts:
         raise TransferNeuronsError(f"{lang!r} is not a script language ({', '.join(SCRIPT_LANGS)}); its token set "
                                    "needs English and L2 sentences of a parallel corpus")
-    return corpus_token_sets(lm, en_texts, l2_texts, lang)
+    else:
+        sets = corpus_token_sets(lm, en_texts, l2_texts, lang)
+    for name, mask in ((lang, sets.l2), ("English", sets.en)):
+        if not mask.any():
+            LOG.warning("the %s token set of %s is empty (%s): its lens mass is 0 at every layer", name, lm.name,
+                        sets.rule)
+    return sets
 
 
 @torch.no_grad()
