@@ -398,6 +398,13 @@ def test_a_seed_out_of_range_is_a_usage_error(tiny, tmp_path, capsys, seed, no_m
     assert stop.value.code == 2 and "argument --seed: expected an integer from 0 to 4294967295" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command, detection", [("alignment", "--detection"), ("latent", "--detections")])
+def test_fewer_than_ten_bootstrap_resamples_are_a_usage_error(tiny, tmp_path, capsys, command, detection, no_model):
+    with pytest.raises(SystemExit) as stop:
+        main([command, detection, str(tiny / "det_a"), "--n-boot", "1", "--out", str(tmp_path / "o")])
+    assert stop.value.code == 2 and "argument --n-boot: expected at least 10 resamples" in capsys.readouterr().err
+
+
 def test_one_pair_is_refused_naming_the_option(tiny, tmp_path, capsys, no_model):
     args = ["ablate", "--detection", str(tiny / "det_a"), "--model", str(tiny / "model_a"), "--data",
             str(tiny / "pairs.jsonl"), "--pairs", "1", "--out", str(tmp_path / "o")]

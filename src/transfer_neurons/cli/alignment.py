@@ -8,7 +8,7 @@ from ..errors import TransferNeuronsError
 from ..interventions import applying
 from ..runs.comparison import run_alignment
 from .common import (
-    add_condition_args, add_data_args, add_model_args, intervention_from_args, positive_int, write_and_print,
+    add_condition_args, add_data_args, add_model_args, boot_count, intervention_from_args, write_and_print,
 )
 from .similarity import add_comparison_args, pair_inputs
 
@@ -39,7 +39,7 @@ def register(subparsers) -> None:
                                    "Writes alignment.csv/_mid.csv/.json, alignment_layers.png and alignment_drop.png.")
     add_comparison_args(parser)
     parser.add_argument("--k", default="5,10", help="neighbour counts of mutual kNN, comma-separated (default 5,10)")
-    parser.add_argument("--n-boot", type=positive_int, default=1000, help="bootstrap resamples of pairs for CKA (default 1000)")
+    parser.add_argument("--n-boot", type=boot_count, default=1000, help="bootstrap resamples of pairs for CKA (default 1000)")
     add_condition_args(parser)
     add_model_args(parser)
     add_data_args(parser)

@@ -82,6 +82,19 @@ def seed_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer from 0 to {MAX_SEED}, got {text!r}") from err
 
 
+MIN_BOOT = 10
+"""Fewest bootstrap resamples a command takes: a percentile interval of fewer is no interval."""
+
+
+def boot_count(text: str) -> int:
+    """argparse type: a number of bootstrap resamples, at least MIN_BOOT."""
+    value = positive_int(text)
+    if value < MIN_BOOT:
+        raise argparse.ArgumentTypeError(f"expected at least {MIN_BOOT} resamples (1000 or more for reported "
+                                         f"intervals), got {value}")
+    return value
+
+
 def non_negative_int(text: str) -> int:
     """argparse type: an integer >= 0."""
     try:

@@ -14,7 +14,7 @@ from ..interventions import MODES, applying
 from ..runs.latent import LatentInputs, run_latent
 from ..states import StateProvider
 from .common import (
-    DATA_HELP, add_data_args, add_intervention_arg, add_model_args, add_model_check_arg, codes, control_specs,
+    DATA_HELP, add_data_args, add_intervention_arg, add_model_args, add_model_check_arg, boot_count, codes, control_specs,
     intervention_from_args, model_from_args, positive_int, seed_arg, sentences_from_args, write_and_print,
 )
 from .similarity import check_fits
@@ -89,7 +89,7 @@ def register(subparsers) -> None:
                         "random[:SEEDS], layer-matched[:SEEDS], magnitude-matched, anti; empty for none (default random)")
     parser.add_argument("--seeds", type=positive_int, default=3, help="seeds per seeded control (default 3)")
     add_intervention_arg(parser)
-    parser.add_argument("--n-boot", type=positive_int, default=500, help="bootstrap resamples of sentences (default 500)")
+    parser.add_argument("--n-boot", type=boot_count, default=500, help="bootstrap resamples of sentences (default 500)")
     parser.add_argument("--mode", choices=MODES, default="last", help="token positions deactivated (default last)")
     parser.add_argument("--seed", type=seed_arg, default=0, help="seed of the bootstrap and the PCA (default 0)")
     parser.add_argument("--protocol", choices=tuple(PROTOCOLS), default="default",
