@@ -3,19 +3,40 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 from ..analyses.similarity import pair_similarity
-from ..data import load_parallel, nonparallel_pairs
-from .common import add_model_args, model_from_args, positive_int
+from ..data import ParallelPairs, load_parallel, nonparallel_pairs
+from ..errors import TransferNeuronsError
+from .common import add_model_args, codes, model_from_args, positive_int
+
+LOG = logging.getLogger("transfer_neurons")
+
+
+def demo_pairs(args: argparse.Namespace) -> list[ParallelPairs]:
+    """The first --pairs bundled test pairs of each of --langs, checked before the model loads."""
+    langs = codes(args.langs)
+    if not langs or "en" in langs or len(set(langs)) != len(langs):
+        raise TransferNeuronsError(f"--langs {args.langs!r}: expected distinct L2 codes other than en, e.g. ja,ko")
+    corpus = load_parallel("parallel", languages=["en", *langs], split="test")
+    out = []
+    for lang in langs:
+        pairs = corpus.pairs("en", lang)
+        if len(pairs) < args.pairs:
+            LOG.warning("--pairs %d: the bundled test split has %d en–%s pairs; using them all", args.pairs,
+                        len(pairs), lang)
+        if min(len(pairs), args.pairs) < 2:
+            raise TransferNeuronsError(f"--pairs {args.pairs}: the non-parallel baseline needs at least 2 pairs")
+        out.append(ParallelPairs(pairs.name, "en", lang, pairs.hub[: args.pairs], pairs.l2[: args.pairs]))
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
+    chosen = demo_pairs(args)
     lm = model_from_args(args)
-    corpus = load_parallel("parallel", split="test")
     print(f"model {lm.name}: {lm.view.num_layers} layers, d_model {lm.view.d_model}, d_ff {lm.view.d_ff}")
-    for lang in args.langs.split(","):
-        pairs = corpus.pairs("en", lang)
-        pairs = type(pairs)(pairs.name, "en", lang, pairs.hub[: args.pairs], pairs.l2[: args.pairs])
+    for pairs in chosen:
+        lang = pairs.lang
         parallel = pair_similarity(lm, pairs.hub, pairs.l2, batch_size=args.batch_size)
         unrelated = pair_similarity(lm, pairs.hub, nonparallel_pairs(pairs, seed=0).l2, batch_size=args.batch_size)
         print(f"\nen–{lang}, {len(pairs)} pairs: mean cosine of last-token layer outputs")
