@@ -86,35 +86,30 @@ MIN_BOOT = 10
 """Fewest bootstrap resamples a command takes: a percentile interval of fewer is no interval."""
 
 
+def _int_at_least(text: str, minimum: int, expected: str) -> int:
+    """An integer of at least `minimum`, else an argparse error saying what was `expected`."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
+    return value
+
+
 def boot_count(text: str) -> int:
     """argparse type: a number of bootstrap resamples, at least MIN_BOOT."""
-    value = positive_int(text)
-    if value < MIN_BOOT:
-        raise argparse.ArgumentTypeError(f"expected at least {MIN_BOOT} resamples (1000 or more for reported "
-                                         f"intervals), got {value}")
-    return value
+    return _int_at_least(text, MIN_BOOT, f"at least {MIN_BOOT} resamples (1000 or more for reported intervals)")
 
 
 def non_negative_int(text: str) -> int:
     """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+    return _int_at_least(text, 0, "an integer >= 0")
 
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+    return _int_at_least(text, 1, "a positive integer")
 
 
 def device_arg(text: str) -> str:
