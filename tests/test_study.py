@@ -15,6 +15,7 @@ from tiny import save_model, tiny_lm, write_jsonl
 
 from transfer_neurons.cli import main
 from transfer_neurons.errors import TransferNeuronsError
+from transfer_neurons.log import QUIET, configured
 from transfer_neurons.study import read_manifest, resolve_config, run_study
 from transfer_neurons.study.config import DEFAULTS
 from transfer_neurons.study.plan import plan
@@ -95,14 +96,16 @@ def test_saved_config_reproduces_the_study(study):
     assert again == cfg
 
 
-def test_second_run_reuses_every_stage(study, tmp_path):
+def test_second_run_reuses_every_stage(study, tmp_path, capsys):
     root, _, cfg, _ = study
     out = tmp_path / "copy"
     shutil.copytree(root / "out", out)
     before = {name: m["finished"] for name, m in manifests(out).items()}
     mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("manifest.json")}
-    rerun = run_study(cfg, out, lm=_no_model())
+    with configured(QUIET):  # -q: no progress bar either
+        rerun = run_study(cfg, out, lm=_no_model())
     assert {s.status for s in rerun.stages} == {"cached"}
+    assert capsys.readouterr().err == ""
     assert {name: m["finished"] for name, m in manifests(out).items()} == before
     assert {p: p.stat().st_mtime_ns for p in out.rglob("manifest.json")} == mtimes
 

@@ -136,6 +136,14 @@ def test_report_does_not_count_a_stage_whose_files_are_gone(study, tmp_path, cap
     for name in ("layers", "similarity/type1-ja"):
         assert stages[name]["status"] == "not run" and "files are gone" in stages[name]["error"]
     assert stages["activations/type1-ja"]["status"] == "computed"
+    plan = json.loads((copy / "plan.json").read_text(encoding="utf-8"))
+    for stage in plan:  # as after a rerun under another knn_k that failed or was interrupted before alignment
+        if stage["name"] == "alignment/type1-ja":
+            stage["key"] = "0" * 64
+    (copy / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
+    _, json_path = write_report(copy)
+    stale = json.loads(json_path.read_text(encoding="utf-8"))["stages"]["alignment/type1-ja"]
+    assert stale["status"] == "not run" and stale["summary"] is None and "earlier config" in stale["error"]
     (copy / "config.yaml").write_text("langs: [ja\nseed: 1\n", encoding="utf-8")
     assert main(["report", str(copy)]) == 2
     err = capsys.readouterr().err.strip()

@@ -97,11 +97,15 @@ def read_study(study: str | Path) -> dict:
         manifest = read_manifest(study / stage["name"])  # None when a result file is gone
         record = last.get(stage["name"], {})
         failed = record.get("status") in ("failed", "skipped")
+        why = None
+        if manifest is not None and "key" in stage and manifest["key"] != stage["key"]:
+            manifest, why = None, "its results are from an earlier config; `transfer-neurons run` computes it again"
+        elif manifest is None and record and not failed:
+            why = "its result files are gone; `transfer-neurons run` computes it again"
         stages[stage["name"]] = {
             "kind": stage["kind"],
-            "status": (record.get("status") or "finished") if manifest else (record["status"] if failed else NOT_RUN),
-            "error": record.get("error") if manifest or failed or not record else
-            "its result files are gone; `transfer-neurons run` computes it again",
+            "status": record["status"] if failed else (record.get("status") or "finished") if manifest else NOT_RUN,
+            "error": record.get("error") if failed else why,
             "seconds": manifest.get("seconds") if manifest else None,
             "key": manifest.get("key") if manifest else None,
             "files": manifest.get("files", []) if manifest else [],

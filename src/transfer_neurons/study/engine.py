@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from .._version import __version__
 from ..distributed import agree, any_rank, is_main, world_size
 from ..errors import ModelLoadError, OutputError, TransferNeuronsError
+from ..log import progress_enabled
 from ..models.loaded import LoadedModel
 from ..outputs import make_folder, output_error, read_manifest, write_bytes, write_json
 from ..states import StateProvider
@@ -263,22 +264,25 @@ def execute(
     stream = stream if stream is not None else sys.stderr
     run = StudyRun(out, cfg)
     start = time.perf_counter()
+    keys: dict[str, str] = {}
+    inputs = {}
+    for stage in stages:  # a key depends on the config and its dependencies' keys only: all are known up front
+        inputs[stage.name] = stage_inputs(stage, identity, data, {d: keys.get(d, "missing") for d in stage.deps})
+        keys[stage.name] = digest(inputs[stage.name])
     with _locked(out):
         if is_main():
             clean_partial(out)
             write_config(out / "config.yaml", cfg)
-            write_json(out / PLAN, [{"name": s.name, "kind": s.kind, "deps": list(s.deps)} for s in stages])
-        keys: dict[str, str] = {}
+            write_json(out / PLAN, [{"name": s.name, "kind": s.kind, "deps": list(s.deps), "key": keys[s.name]}
+                                    for s in stages])  # the report shows a stage only under its planned key
         status: dict[str, str] = {}
         width = max(len(s.name) for s in stages)
         for number, stage in enumerate(stages, 1):
-            inputs = stage_inputs(stage, identity, data, {d: keys.get(d, "missing") for d in stage.deps})
-            keys[stage.name] = digest(inputs)
             bar = tqdm(total=stage.steps, desc=f"[{number:>2}/{len(stages)}] {stage.name:<{width}}", file=stream,
-                       disable=not is_main(), leave=True, dynamic_ncols=True, bar_format="{desc} {bar:20} {n_fmt}/{total_fmt} {elapsed}{postfix}")
+                       disable=not is_main() or not progress_enabled(), leave=True, dynamic_ncols=True, bar_format="{desc} {bar:20} {n_fmt}/{total_fmt} {elapsed}{postfix}")
             blocked = any(status.get(d) in ("failed", "skipped") for d in stage.deps)
             ctx = StageContext(out / stage.name, cfg, out, model, provider, bar)
-            result = _run_stage(stage, ctx, inputs, keys[stage.name], blocked, verbose)
+            result = _run_stage(stage, ctx, inputs[stage.name], keys[stage.name], blocked, verbose)
             status[stage.name] = result.status
             bar.set_postfix_str(result.status if result.error is None else f"{result.status}: {result.error}"[:120])
             bar.close()
