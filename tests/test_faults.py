@@ -242,6 +242,11 @@ def test_a_study_language_the_data_lacks_is_refused_before_the_model_loads(tiny,
     assert not (tmp_path / "s").exists()
 
 
+def test_a_language_given_twice_is_refused(tiny, tmp_path, capsys, no_model):
+    error_line(capsys, main(["run", "--config", str(study_config(tiny)), "--langs", "ja,ja", "--out", str(tmp_path / "s")]),
+               "--langs: ja, ja names a language twice")
+
+
 def test_read_only_study_folder_is_refused_before_the_model_loads(tiny, read_only, capsys, no_model):
     error_line(capsys, main(["run", "--config", str(study_config(tiny)), "--out", str(read_only)]), "--out", read_only)
 

@@ -130,6 +130,8 @@ def test_mmlu_prox_maps_options_and_answers(tmp_path: Path) -> None:
     )
     assert mc.lang == "ja" and mc.name.endswith("MMLU-ProX:ja")
     assert load_mc(f"hf:{mmlu_prox(tmp_path / 'again')}:en", "en").items[0].question == "[en] Q1?"
+    with pytest.raises(DataError, match=r":en: its config 'en' is the en questions, not ja"):
+        load_mc(f"hf:{tmp_path / 'again' / 'MMLU-ProX'}:en", "ja")  # never one language's questions for another
 
 
 def test_mmlu_prox_answer_on_an_empty_option_is_an_error(tmp_path: Path) -> None:

@@ -159,8 +159,12 @@ def _mmlu_item(row: dict[str, Any]) -> MCItem:
 
 
 def hf_mc(spec: str, lang: str, issues: RowIssues) -> MCSet:
-    """An MC set from MMLU-ProX (config = language, default `lang`), preferring its test split."""
+    """An MC set from MMLU-ProX (config = language, default `lang`), preferring its test split; a config that
+    names another language is refused, so one language's questions are never scored as another's."""
     dataset_id, config = parse_hf_spec(spec)
+    if config and is_language_key(config) and config != lang:
+        raise DataError(f"{spec}: its config {config!r} is the {config} questions, not {lang}; give "
+                        f"{HF_PREFIX}{dataset_id} to read each language's own config")
     config = config or lang
     splits = _open(dataset_id, config, spec)
     split = next((name for name in _MC_SPLITS if name in splits), sorted(splits)[0])

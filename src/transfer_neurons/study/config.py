@@ -149,6 +149,8 @@ def validate_config(cfg: dict) -> dict:
     cfg["stages"] = [s for s in _as_list(cfg["stages"], "stages") if s != "detect"]
     if not cfg["langs"]:
         raise TransferNeuronsError("config.langs: name at least one L2 language")
+    if len(set(cfg["langs"])) != len(cfg["langs"]):
+        raise TransferNeuronsError(f"config.langs: {', '.join(cfg['langs'])} names a language twice")
     if cfg["hub_lang"] in cfg["langs"]:
         raise TransferNeuronsError(f"config.langs: the hub language {cfg['hub_lang']!r} cannot also be an L2")
     for stage in cfg["stages"]:
