@@ -7,7 +7,7 @@ from transfer_neurons.cli import main, run
 
 @pytest.mark.parametrize("argv, verbose", [(["run"], False), (["run", "-v"], True), (["run", "--verbose"], True),
                                            (["--verbose", "run"], True), (["-q", "run"], False)])
-def test_verbose_reaches_the_study(argv, verbose, tmp_path, monkeypatch) -> None:
+def test_verbose_reaches_the_study(argv, verbose, tmp_path, monkeypatch, capsys) -> None:
     seen = []
 
     def stop(cfg, out, verbose):
@@ -18,3 +18,4 @@ def test_verbose_reaches_the_study(argv, verbose, tmp_path, monkeypatch) -> None
     monkeypatch.setattr(run, "run_study", stop)
     assert main([*argv, "--out", str(tmp_path / "s")]) == 130
     assert seen == [verbose]
+    assert capsys.readouterr().err.endswith("interrupted; its finished stages are kept; the same command resumes\n")

@@ -150,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"transfer-neurons {args.command}: error: {shown}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # results are staged: an interrupted command has written nothing partial
-        print(f"transfer-neurons {args.command}: interrupted; no partial output was written", file=sys.stderr)
+        kept = ("its finished stages are kept; the same command resumes" if args.command == "run"
+                else "no partial output was written")
+        print(f"transfer-neurons {args.command}: interrupted; {kept}", file=sys.stderr)
         return 130
 
 
