@@ -3,7 +3,8 @@
 import json
 
 import pytest
-from tiny import save_model, tiny_lm
+from tiny import byte_tokenizer, save_model, tiny_lm
+from transformers import AutoModelForCausalLM, OPTConfig
 
 from transfer_neurons.capture import capture
 from transfer_neurons.errors import ModelLoadError
@@ -62,6 +63,18 @@ def test_wrong_adapter_fails_with_the_measured_error(text, what, tmp_path):
 def test_wrong_projection_shape_is_named(tmp_path):
     lm, path = declared("llama", json.dumps({"out_proj": "mlp.up_proj"}), tmp_path, ".json")
     with pytest.raises(ModelLoadError, match="out_proj or value_vectors_are_rows is wrong"):
+        check_adapter(lm, str(path))
+
+
+def test_an_mlp_of_flattened_tokens_fails_in_one_error(tmp_path):
+    """OPT's MLP sees [batch * seq, d]: capture through it fails, and the adapter check says which modules to check."""
+    config = OPTConfig(vocab_size=300, hidden_size=32, num_hidden_layers=2, ffn_dim=64, num_attention_heads=4,
+                       max_position_embeddings=128, word_embed_proj_dim=32, pad_token_id=0, bos_token_id=1,
+                       eos_token_id=2)
+    path = tmp_path / "adapter.yaml"
+    path.write_text("decoder: model.decoder\nlayers: layers\nout_proj: fc2\nfinal_norm: final_layer_norm\n")
+    lm = prepare(AutoModelForCausalLM.from_config(config).eval(), byte_tokenizer(), "opt", read_adapter(path), str(path))
+    with pytest.raises(ModelLoadError, match=r"adapter\.yaml: capturing through its modules failed \(IndexError"):
         check_adapter(lm, str(path))
 
 

@@ -126,7 +126,13 @@ def check_adapter(lm, source: str) -> dict[str, float]:
     """Raise ModelLoadError with the measured error unless the adapter reconstructs every layer."""
     dtype = next(lm.model.parameters()).dtype
     tolerance = TOLERANCE.get(dtype, HALF_TOLERANCE)
-    errors = reconstruction_errors(lm)
+    try:
+        errors = reconstruction_errors(lm)
+    except (IndexError, RuntimeError, ValueError, TypeError) as err:  # hooks on modules of other shapes or roles
+        raise ModelLoadError(f"adapter {source}: capturing through its modules failed ({type(err).__name__}: "
+                             f"{' '.join(str(err).split())[:200]}); each MLP input must be [batch, seq, d_ff] and each "
+                             "layer output [batch, seq, d_model]: check decoder, out_proj and final_norm",
+                             option="adapter") from None
     worst = {name: max(values) for name, values in errors.items()}
     for name, what in (("mlp_added", "h[l] - h[l] with a[l] zeroed = Σ a_i v_i"),
                        ("decomposition", "h[l] = m[l] + Σ a_i v_i (+ bias)")):
