@@ -6,7 +6,7 @@ from tiny import write_jsonl
 from transfer_neurons.errors import TransferNeuronsError
 from transfer_neurons.preflight import check_study_languages, study_languages
 from transfer_neurons.study.config import resolve_config
-from transfer_neurons.study.plan import corpus
+from transfer_neurons.study.plan import corpus, plan
 
 ROWS = [
     {"en": "Good morning.", "ja": "おはよう。", "ko": "좋은 아침."},
@@ -41,3 +41,12 @@ def test_specificity_languages_are_read_too(tmp_path) -> None:
 def test_a_language_in_no_row_is_refused_naming_its_key(tmp_path, options, key) -> None:
     with pytest.raises(TransferNeuronsError, match=rf"^config\.{key}: .* no '\w+' sentences; it has en, ja, ko, fr$"):
         check_study_languages(config(tmp_path, **options))
+
+
+def test_with_dedupe_the_languages_read_enter_every_stage_key(tmp_path) -> None:
+    """Deduplicated rows depend on every language read (a row repeats only if all its sentences do)."""
+    def detect_options(**options):
+        return next(s.options for s in plan(config(tmp_path, **options)) if s.name == "detect/type1-ja")
+
+    assert detect_options(langs=["ja"]) == detect_options(langs=["ja", "ko"])  # without dedupe: the same rows
+    assert detect_options(langs=["ja"], dedupe=True) != detect_options(langs=["ja", "ko"], dedupe=True)

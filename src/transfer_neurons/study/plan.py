@@ -244,7 +244,8 @@ def plan(cfg: dict) -> list[Stage]:
     langs, wanted, types = cfg["langs"], set(cfg["stages"]), cfg["types"]
     parallel = (cfg["data"]["parallel"],)
     common = {"hub_lang": cfg["hub_lang"], "seed": cfg["seed"], "strict_pairs": cfg["strict_pairs"],
-              "dedupe": cfg["dedupe"], "figure_format": cfg["figure_format"]}
+              "dedupe": study_languages(cfg) if cfg["dedupe"] else False,  # rows repeat over the languages read
+              "figure_format": cfg["figure_format"]}
     conditions = {"controls": cfg["controls"], "seeds": cfg["seeds"], "intervention": cfg["intervention"]}
     items = {**conditions, "controls": stage_controls(cfg, "qa")}  # QA, reasoning and the logit lens
     test = {**common, "size": cfg["sizes"]["test"], "mode": cfg["mode"]}
