@@ -344,3 +344,10 @@ def test_the_example_config_names_every_option_with_its_default():
     example = yaml.safe_load((Path(__file__).parents[1] / "examples/study.yaml").read_text(encoding="utf-8"))
     assert set(example) == set(DEFAULTS)
     assert resolve_config(example) == resolve_config({})
+
+
+def test_patch_is_refused_for_stages_without_pairs():
+    with pytest.raises(TransferNeuronsError, match=r"^config\.intervention: patch .* latent_spaces, qa, reasoning, "
+                       r"logit_lens read no pairs"):
+        resolve_config({"intervention": "patch"})
+    assert resolve_config({"intervention": "patch", "stages": ["similarity", "dose"]})["intervention"] == "patch"

@@ -44,6 +44,9 @@ ITEM_CONTROLS = ("random:3", "magnitude-matched", "anti")
 random keeps several seeds (SPEC §5); layer-matched is left out, since magnitude-matched neurons
 already match the transfer set's count per layer."""
 
+UNPAIRED_STAGES = ("latent_spaces", "qa", "reasoning", "logit_lens")
+"""Analyses of sentences or questions without their translation: intervention `patch` cannot apply to them."""
+
 DEFAULTS: dict[str, Any] = {
     "model": EMBEDDED,
     "revision": None,
@@ -180,6 +183,11 @@ def validate_config(cfg: dict) -> dict:
     if not isinstance(cfg["intervention"], str) or cfg["intervention"].partition(":")[0] not in ("zero", "scale", "mean",
                                                                                                 "patch"):
         raise TransferNeuronsError(f"config.intervention: expected zero, scale:F, mean or patch, got {cfg['intervention']!r}")
+    unpaired = [stage for stage in UNPAIRED_STAGES if stage in cfg["stages"]]
+    if cfg["intervention"] == "patch" and unpaired:
+        raise TransferNeuronsError(f"config.intervention: patch takes each L2 sentence's own hub translation, and "
+                                   f"{', '.join(unpaired)} read no pairs; leave them out of stages or choose zero, "
+                                   "scale:F or mean")
     if cfg["intervention"].startswith("scale"):
         parse_intervention(cfg["intervention"])
     if cfg["device"] not in DEVICES and not re.fullmatch(r"cuda:\d+", str(cfg["device"])):
