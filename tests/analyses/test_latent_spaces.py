@@ -200,7 +200,7 @@ def test_latent_cli_writes_tables_and_figures(saved, capsys):
     assert main(["latent", "--detections", str(root / "det-ja"), str(root / "det-ko"), "--langs", "ja,ko", "--data", str(data),
                  "--controls", "random:2", "--n-boot", "20", "--out", str(out), *model]) == 0
     record = json.loads((out / "latent.json").read_text())
-    assert record["langs"] == ["en", "ja", "ko"] and record["type"] == "type2"
+    assert record["langs"] == ["en", "ja", "ko"] and record["type"] == "type2" and record["intervention"] == "zero"
     assert {r["condition"] for r in record["merge_rows"]} == {"none", "transfer", "random"}
     assert {(r["lang_a"], r["lang_b"]) for r in record["centroid_pairs"]} == {("en", "ja"), ("en", "ko"), ("ja", "ko")}
     assert {(r["lang"], r["metric"]) for r in record["l2_rows"]} == {(l, m) for l in ("ja", "ko") for m in ("own_nearest", "hub_cosine")}

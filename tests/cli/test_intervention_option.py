@@ -52,6 +52,7 @@ def test_similarity_with_patch_runs(setup):
     root, common = setup
     assert main(["similarity", "--detection", str(root / "det"), *common, "--controls", "", "--intervention", "patch",
                  "--out", str(root / "sim")]) == 0
+    assert json.loads((root / "sim" / "similarity.json").read_text())["intervention"] == "patch"  # on record
 
 
 def test_qa_refuses_patch_which_needs_parallel_pairs(setup, tmp_path, capsys):

@@ -169,3 +169,6 @@ def test_banner_names_model_precision_sizes_and_quick():
         assert part in text
     assert "QA questions" not in text
     assert "full sizes" in banner({**results, "config": {**results["config"], "quick": False}})
+    assert "intervention <b>zero</b> ·" in text
+    scaled = banner({**results, "config": {**results["config"], "intervention": "scale:2"}})
+    assert "intervention <b>scale:2</b> (not the paper's zeroing" in scaled

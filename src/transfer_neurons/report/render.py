@@ -210,7 +210,8 @@ def item_controls_note(cfg: dict) -> str:
 
 
 def banner(results: dict) -> str:
-    """What the claims rest on: model, dtype, quantisation, sample sizes, whether --quick ran, and the protocol."""
+    """What the claims rest on: model, dtype, quantisation, sample sizes, controls, intervention, whether --quick
+    ran, and the protocol."""
     cfg, model = results["config"], results["model"]
     sizes = sample_sizes(results["stages"])
     facts = [
@@ -220,6 +221,9 @@ def banner(results: dict) -> str:
         f"languages {esc(', '.join(cfg['langs']))} (hub {esc(cfg['hub_lang'])})",
         "sizes: " + (esc("; ".join(f"{k} {v}" for k, v in sizes.items())) or "none finished"),
         f"controls {esc(', '.join(cfg['controls']))}, {cfg['seeds']} seeds" + item_controls_note(cfg),
+        f"intervention <b>{esc(cfg.get('intervention', 'zero'))}</b>"
+        + (" (not the paper's zeroing: the claims' wording assumes deactivation)"
+           if cfg.get("intervention", "zero") != "zero" else ""),
         "<b>--quick</b> (small samples: expect wide intervals)" if cfg.get("quick") else "full sizes (not --quick)",
         f"protocol <b>{esc(cfg.get('protocol', 'default'))}</b>",
     ]

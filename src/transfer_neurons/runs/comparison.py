@@ -21,6 +21,7 @@ from ..analyses.similarity import (
 from ..conditions import Condition
 from ..data import ParallelPairs
 from ..detection import Detection
+from ..interventions import active_intervention
 from ..outputs import save_figure, save_npy, write_csv, write_json
 from ..states import StateProvider
 from .common import Summary, describe_conditions, effects_table, effects_text
@@ -52,7 +53,8 @@ class PairInputs:
         return {
             "model": self.model, "hub_lang": self.pairs.hub_lang, "lang": self.pairs.lang, "data": self.pairs.name,
             "pairs": len(self.pairs), "neuron_type": self.det.neuron_type, "neurons_from": self.neurons_from,
-            "mode": self.mode, "seed": self.seed, "num_layers": int(self.det.scores.shape[0]),
+            "mode": self.mode, "intervention": active_intervention().spec, "seed": self.seed,
+            "num_layers": int(self.det.scores.shape[0]),
             "mid_layers": list(self.mid), "mid_layers_rule": self.mid_rule,
             "conditions": describe_conditions(self.conditions),
             "nonparallel": "seeded derangement of the same pairs (no sentence meets a translation of its own hub sentence)",

@@ -14,6 +14,7 @@ from ..analyses.latent_spaces import (
     latent_protocol, latent_spaces, merge_rows, plot_centroid_heatmaps, plot_components, plot_merge, plot_pca,
 )
 from ..conditions import Condition
+from ..interventions import active_intervention
 from ..outputs import save_figure, write_csv, write_json
 from ..states import StateProvider
 from .common import Summary, describe_conditions, effects_table, effects_text
@@ -61,7 +62,8 @@ def run_latent(inputs: LatentInputs, out: Path) -> Summary:
     write_csv(out / "latent_centroids.csv", pairs)
     write_json(out / "latent.json", {
         "model": inputs.model, "hub_lang": inputs.hub_lang, "langs": list(ls.langs), "sentences": ls.sentences,
-        "data": inputs.data, "type": inputs.neuron_type, "mode": inputs.mode, "seed": inputs.seed,
+        "data": inputs.data, "type": inputs.neuron_type, "mode": inputs.mode,
+        "intervention": active_intervention().spec, "seed": inputs.seed,
         "n_boot": inputs.n_boot, "detections": inputs.detections or {}, "conditions": describe_conditions(inputs.conditions),
         "protocol": protocol.name, **protocol.describe(),
         "pca_explained": {label: [round(float(v), 4) for v in ls.spaces[label].explained.sum(axis=1)]
