@@ -38,6 +38,14 @@ def test_lape_keeps_only_candidates_even_if_the_share_asks_for_more():
     assert lape.neurons.tolist() == [[1, 7], [0, 11]]
 
 
+def test_saturated_probabilities_select_nothing_and_say_so(caplog):
+    table = np.ones((3, 2, 10))  # every neuron active on every sentence: the quantile is 1 and nothing exceeds it
+    with caplog.at_level("WARNING", logger="transfer_neurons"):
+        lape = select_lape(table, ["ja", "en", "ko"])
+    assert len(lape.neurons) == 0 and lape.threshold == 1.0
+    assert any("LAPE selected no neurons" in r.getMessage() for r in caplog.records)
+
+
 def test_activation_probability_from_streamed_counts():
     stats = LanguageStats.empty(["ja", "en"], 1, 3)
     stats.add(0, np.array([[[1.0, -1.0, 0.0]], [[2.0, 1.0, 0.0]]]))

@@ -25,6 +25,7 @@ like every other quantity of this project, not over all tokens.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,6 +34,8 @@ import numpy as np
 from ..errors import TransferNeuronsError
 from ..stats import expected_overlap, hypergeom_overlap_p
 from .specificity import LanguageStats
+
+LOG = logging.getLogger("transfer_neurons")
 
 TOP_SHARE = 0.01
 QUANTILE = 0.95
@@ -93,6 +96,9 @@ def select_lape(
     layer, neuron = np.unravel_index(ranked, entropy.shape)
     neurons = np.stack([layer, neuron], axis=1).astype(np.int64).reshape(-1, 2)
     assigned = (probability[:, layer, neuron] > threshold).T  # [n, lang]
+    if not len(neurons):
+        LOG.warning("LAPE selected no neurons: the %g quantile of the activation probabilities is %g, and no neuron "
+                    "exceeds it (saturated probabilities: too few sentences per language?)", quantile, threshold)
     return Lape(tuple(langs), probability, entropy, threshold, neurons, assigned)
 
 
