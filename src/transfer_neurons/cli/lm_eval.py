@@ -8,8 +8,8 @@ from pathlib import Path
 from ..analyses.lm_eval_bridge import DEACTIVATION_MODE, EvalOptions, plot_lm_eval, require_lm_eval, run_lm_eval
 from ..errors import TransferNeuronsError
 from ..interventions import applying
-from ..preflight import check_writable_dir
 from ..outputs import save_figure, staged_folder, write_csv, write_json
+from ..preflight import check_writable_dir
 from .common import (
     add_condition_args, add_model_args, conditions_from_args, intervention_from_args, model_from_args, non_negative_int,
     positive_int,
