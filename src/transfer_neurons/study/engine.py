@@ -217,8 +217,6 @@ def _compute(stage: Stage, ctx: StageContext, inputs: dict, key: str, verbose: b
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-
-
 def _run_stage(stage: Stage, ctx: StageContext, inputs: dict, key: str, blocked: bool, verbose: bool) -> StageResult:
     """Reuse a finished stage with this key, or compute it; a failure is recorded, not raised."""
     began = time.perf_counter()
