@@ -188,9 +188,9 @@ def parse_control(spec: str) -> ControlSpec:
     return ControlSpec(kind, int(count) if sep else None)
 
 
-def parse_controls(specs: Sequence[str]) -> list[ControlSpec]:
+def parse_controls(specs: Sequence[str | ControlSpec]) -> list[ControlSpec]:
     """Parse several specs; a kind given twice ("random:1,random:2") is refused, since its seeds would repeat."""
-    parsed = [parse_control(spec) for spec in specs]
+    parsed = [spec if isinstance(spec, ControlSpec) else parse_control(spec) for spec in specs]
     kinds = [p.kind for p in parsed]
     twice = sorted({kind for kind in kinds if kinds.count(kind) > 1})
     if twice:

@@ -48,8 +48,9 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("centroids", help="compute Type-1 or Type-2 centroids only (method.md §3)",
-                                   description="Compute centroids of raw layer outputs and write centroids.npy [layer, d_model] and "
-                                   "centroids_meta.json (model, type, language, data), for `detect --centroids`.")
+                                   description="Compute centroids of raw layer outputs and write centroids.npy "
+                                   "[layer, d_model] and centroids_meta.json (model, type, language, data), for "
+                                   "`detect --centroids`.")
     add_centroid_args(parser)
     add_model_args(parser)
     add_data_args(parser)
