@@ -1,5 +1,7 @@
 """The study's language check before the model loads: only the study's languages are read from each row."""
 
+import importlib
+
 import pytest
 from tiny import write_jsonl
 
@@ -50,3 +52,17 @@ def test_with_dedupe_the_languages_read_enter_every_stage_key(tmp_path) -> None:
 
     assert detect_options(langs=["ja"]) == detect_options(langs=["ja", "ko"])  # without dedupe: the same rows
     assert detect_options(langs=["ja"], dedupe=True) != detect_options(langs=["ja", "ko"], dedupe=True)
+
+
+def test_the_paper_reasoning_key_records_whether_lm_eval_is_installed(tmp_path, monkeypatch) -> None:
+    """A study that fell back to built-in reasoning runs lm-eval once it is installed, not the cached fallback."""
+    plan_module = importlib.import_module("transfer_neurons.study.plan")  # the package exports a function `plan`
+
+    def reasoning_options():
+        cfg = config(tmp_path, langs=["ja"], protocol="paper", stages=["reasoning"])
+        return next(s.options for s in plan(cfg) if s.name.startswith("reasoning/"))
+
+    monkeypatch.setattr(plan_module, "installed_lm_eval", lambda: None)
+    without = reasoning_options()
+    monkeypatch.setattr(plan_module, "installed_lm_eval", lambda: "0.4.13")
+    assert reasoning_options() != without

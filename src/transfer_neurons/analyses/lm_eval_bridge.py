@@ -30,6 +30,7 @@ control get the same paired bootstrap as every other analysis.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
@@ -49,6 +50,14 @@ from .similarity import COLOURS
 
 INSTALL_HINT = "pip install 'transfer-neurons[lm-eval]'"
 DEACTIVATION_MODE = "all"
+
+
+def installed_lm_eval() -> str | None:
+    """The installed lm-eval's version, or None: found without importing it (a study key records it)."""
+    try:
+        return importlib.metadata.version("lm-eval")
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def require_lm_eval():

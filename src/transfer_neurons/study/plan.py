@@ -11,6 +11,7 @@ from functools import partial
 from typing import Any
 
 from ..analyses.dose import dose_counts, max_count
+from ..analyses.lm_eval_bridge import installed_lm_eval
 from ..analyses.logit_lens import SCRIPT_LANGS, token_sets
 from ..analyses.similarity import middle_layers
 from ..conditions import Condition, build_conditions, language_conditions
@@ -293,8 +294,9 @@ def plan(cfg: dict) -> list[Stage]:
                                     "protocol": cfg["protocol"]},
                  (cfg["data"]["qa"],))
     if "reasoning" in wanted:
-        paper = {"protocol": "paper", "lm_eval_task": cfg["lm_eval_task"],
-                 "lm_eval_include_path": cfg["lm_eval_include_path"]} if cfg["protocol"] == "paper" else {}
+        paper = {"protocol": "paper", "lm_eval_task": cfg["lm_eval_task"],  # lm-eval installed later: run it then
+                 "lm_eval_include_path": cfg["lm_eval_include_path"], "lm_eval": installed_lm_eval(),
+                 } if cfg["protocol"] == "paper" else {}
         per_lang("reasoning", _reasoning_stage, {**question, "size": cfg["sizes"]["mc"], **paper}, (cfg["data"]["mc"],))
     if "dose" in wanted:
         per_lang("dose", _dose_stage, {**test, "seeds": dose_seeds(cfg), "counts": cfg["dose_counts"],
