@@ -109,8 +109,9 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("similarity", help="per-layer English–L2 hidden-state cosine under deactivation (method.md §6.1)",
                                    description="Cosine of the last-token layer outputs h[l] between hub and L2 sentences, "
                                    "parallel and non-parallel pairs, raw and mean-centred, with the L2 side under no, "
-                                   "transfer-neuron and control deactivation. Writes similarity.csv/_mid.csv/.json, similarity_values.npy "
-                                   "([value, condition, pair, layer]; the axes are named in similarity.json) and figures.")
+                                   "transfer-neuron and control deactivation. Writes similarity.csv/_mid.csv/.json, "
+                                   "similarity_values.npy ([value, condition, pair, layer]; the axes are named in "
+                                   "similarity.json) and figures.")
     add_comparison_args(parser)
     add_condition_args(parser)
     add_model_args(parser)
