@@ -51,10 +51,10 @@ def run(args: argparse.Namespace) -> int:
     check_fits(det, lm, args.detection)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     out = Path(args.out)
-    lm_eval_output = Path(args.output_path) if args.output_path else out / "lm-eval"
+    given = Path(args.output_path) if args.output_path else None
+    lm_eval_output = given or out / "lm-eval"
     with staged_folder(out, owner=args.command) as tmp:  # every file (lm-eval's own too, by default) or none
-        options = eval_options(args, "auto" if requested == "auto" else args.batch_size,
-                               Path(args.output_path) if args.output_path else tmp / "lm-eval")
+        options = eval_options(args, "auto" if requested == "auto" else args.batch_size, given or tmp / "lm-eval")
         with applying(intervention_from_args(args)):
             rows = run_lm_eval(lm, tasks, conditions, include_path=args.include_path,
                                include_defaults=not args.only_included, options=options)

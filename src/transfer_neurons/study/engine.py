@@ -263,7 +263,7 @@ def execute(
     run = StudyRun(out, cfg)
     start = time.perf_counter()
     keys: dict[str, str] = {}
-    inputs = {}
+    inputs: dict[str, dict] = {}
     for stage in stages:  # a key depends on the config and its dependencies' keys only: all are known up front
         inputs[stage.name] = stage_inputs(stage, identity, data, {d: keys.get(d, "missing") for d in stage.deps})
         keys[stage.name] = digest(inputs[stage.name])
