@@ -138,6 +138,21 @@ def test_a_stage_missing_a_file_of_its_manifest_is_recomputed(study, tmp_path):
     assert status["similarity/type2-ko"] == "computed" and lost.is_file()
 
 
+def test_running_some_analyses_keeps_the_others_current_results_in_the_report(study, tmp_path):
+    root, options, _, _ = study
+    out = tmp_path / "copy"
+    shutil.copytree(root / "out", out)
+    similarity = ["similarity/type1-ja", "similarity/type2-ja", "similarity/type1-ko", "similarity/type2-ko"]
+    run_study(resolve_config({**options, "stages": ["layers"]}), out, lm=_no_model())
+    planned = [entry["name"] for entry in json.loads((out / "plan.json").read_text())]
+    assert planned[-4:] == similarity and "layers" in planned
+    stages = json.loads((out / "results.json").read_text())["stages"]
+    assert {stages[name]["status"] for name in similarity} == {"finished"}
+    run_study(resolve_config({**options, "stages": ["layers"], "seeds": 3}), out, lm=_no_model())  # similarity outdated
+    planned = [entry["name"] for entry in json.loads((out / "plan.json").read_text())]
+    assert not set(similarity) & set(planned) and "layers" in planned
+
+
 def test_resume_after_a_kill_recomputes_only_the_unfinished_stage(study, tmp_path):
     root, _, cfg, _ = study
     out = tmp_path / "copy"

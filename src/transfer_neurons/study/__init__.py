@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..batching import resolve_batch_size
 from ..distributed import init_from_env, is_main
+from ..errors import TransferNeuronsError
 from ..models.loaded import LoadedModel
 from ..models.loading import load_model
 from ..outputs import figure_format
@@ -20,7 +21,7 @@ from ..report import write_report
 from ..states import StateProvider
 from ..tokens import limit_tokens
 from .config import ANALYSES, DEFAULTS, QUICK, read_config_file, resolve_config, validate_config
-from .engine import MANIFEST, PLAN, StudyRun, execute, read_manifest, summary_table
+from .engine import MANIFEST, PLAN, StudyRun, execute, read_manifest, read_plan, summary_table
 from .identity import data_identity, model_identity
 from .plan import plan
 
@@ -31,6 +32,12 @@ __all__ = [
     "ANALYSES", "DEFAULTS", "MANIFEST", "PLAN", "QUICK", "StudyRun", "plan", "read_config_file", "read_manifest",
     "resolve_config", "run_study", "summary_table", "validate_config",
 ]
+
+
+def earlier_stages(cfg: dict, out: Path, running: set[str]) -> list:
+    """Stages of the full study under this config that an earlier run into `out` planned and this one does not run."""
+    earlier = read_plan(out)
+    return [s for s in plan({**cfg, "stages": list(ANALYSES)}) if s.name in earlier and s.name not in running]
 
 
 def run_study(
@@ -68,9 +75,15 @@ def run_study(
     check_study(cfg, out)  # data, device, model and folder, before any work
     stages = plan(cfg)
     data = {spec: data_identity(spec) for spec in sorted({s for stage in stages for s in stage.data})}
+    known = earlier_stages(cfg, out, {s.name for s in stages})
+    for spec in sorted({s for stage in known for s in stage.data} - set(data)):
+        try:
+            data[spec] = data_identity(spec)
+        except TransferNeuronsError:  # its stages cannot be checked, so they drop out of plan.json
+            pass
     with figure_format(cfg["figure_format"]):
         run = execute(stages, cfg, out, model_identity(cfg), data, model, provider, verbose,
-                      stream if stream is not None else sys.stderr)
+                      stream if stream is not None else sys.stderr, known)
     if render and is_main():
         write_report(out)
     return run

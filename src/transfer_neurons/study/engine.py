@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import io
+import json
 import os
 import shutil
 import sys
@@ -112,6 +113,15 @@ class StudyRun:
     @property
     def failed(self) -> list[StageResult]:
         return [s for s in self.stages if s.status in ("failed", "skipped")]
+
+
+def read_plan(out: Path) -> dict[str, str]:
+    """The stages an earlier run into `out` planned, with their keys (empty if none or unreadable)."""
+    try:
+        planned = json.loads((out / PLAN).read_text(encoding="utf-8"))
+        return {entry["name"]: entry["key"] for entry in planned}
+    except (OSError, ValueError, TypeError, KeyError):
+        return {}
 
 
 def stage_inputs(stage: Stage, model: dict, data: dict[str, str], dep_keys: dict[str, str]) -> dict:
@@ -254,25 +264,31 @@ def execute(
     provider: Callable[[], StateProvider],
     verbose: bool = False,
     stream=None,
+    known: Sequence[Stage] = (),
 ) -> StudyRun:
     """Run (or reuse) each stage in order into `out` under the folder's lock; write plan.json and run.json.
 
     `identity` names the model and `data` maps each data spec to its checksum: both enter every stage key.
+    `known` are the config's other stages, not run now: one an earlier run planned under the key it would
+    have now stays in plan.json, so a run of some analyses does not hide the others' current results.
     """
     stream = stream if stream is not None else sys.stderr
     run = StudyRun(out, cfg)
     start = time.perf_counter()
     keys: dict[str, str] = {}
     inputs: dict[str, dict] = {}
-    for stage in stages:  # a key depends on the config and its dependencies' keys only: all are known up front
+    known = [s for s in known if all(spec in data for spec in s.data)]
+    for stage in [*stages, *known]:  # a key depends on the config and its dependencies' keys only: all known up front
         inputs[stage.name] = stage_inputs(stage, identity, data, {d: keys.get(d, "missing") for d in stage.deps})
         keys[stage.name] = digest(inputs[stage.name])
     with _locked(out):
         if is_main():
+            earlier = read_plan(out)
+            planned = [*stages, *(s for s in known if earlier.get(s.name) == keys[s.name])]
             clean_partial(out)
             write_config(out / "config.yaml", cfg)
             write_json(out / PLAN, [{"name": s.name, "kind": s.kind, "deps": list(s.deps), "key": keys[s.name]}
-                                    for s in stages])  # the report shows a stage only under its planned key
+                                    for s in planned])  # the report shows a stage only under its planned key
         status: dict[str, str] = {}
         width = max(len(s.name) for s in stages)
         for number, stage in enumerate(stages, 1):
