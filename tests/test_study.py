@@ -126,16 +126,19 @@ def test_changed_option_recomputes_only_its_dependants(study, tmp_path):
     assert read_manifest(out / "similarity/type1-ko")["inputs"]["options"]["seeds"] == 2  # other stages untouched
 
 
-def test_a_stage_missing_a_file_of_its_manifest_is_recomputed(study, tmp_path):
+def test_a_stage_missing_or_cutting_a_file_of_its_manifest_is_recomputed(study, tmp_path):
     root, _, cfg, _ = study
     out = tmp_path / "copy"
     shutil.copytree(root / "out", out)
     lost = out / "similarity/type2-ko/similarity.csv"
     assert "similarity.csv" in read_manifest(lost.parent)["files"]
     lost.unlink()
+    cut = out / "similarity/type1-ja/similarity.json"
+    cut.write_bytes(cut.read_bytes()[:-3])
     status = {s.name: s.status for s in run_study(cfg, out, render=False).stages}
-    assert [n for n, s in status.items() if s != "cached"] == ["similarity/type2-ko"]
+    assert [n for n, s in status.items() if s != "cached"] == ["similarity/type1-ja", "similarity/type2-ko"]
     assert status["similarity/type2-ko"] == "computed" and lost.is_file()
+    assert json.loads(cut.read_text())  # whole again
 
 
 def test_running_some_analyses_keeps_the_others_current_results_in_the_report(study, tmp_path):

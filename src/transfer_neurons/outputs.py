@@ -261,12 +261,17 @@ def save_figure(path: str | Path, figure, fmt: str | None = None) -> Path:
 
 def read_manifest(folder: str | Path) -> dict | None:
     """A finished stage's manifest.json (written last), or None if absent, unfinished or unreadable, or if
-    a file it lists is gone (a deleted result is not a finished stage)."""
+    a file it lists is gone or no longer has the size it recorded (a deleted or truncated result is not a
+    finished stage)."""
     try:
         manifest = json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(manifest, dict) or "key" not in manifest or not isinstance(manifest.get("files"), list):
         return None
-    present = all(isinstance(f, str) and (Path(folder) / f).is_file() for f in manifest["files"])
-    return manifest if present else None
+    sizes = manifest.get("sizes") if isinstance(manifest.get("sizes"), dict) else {}  # older manifests have none
+    for name in manifest["files"]:
+        path = Path(folder) / name if isinstance(name, str) else None
+        if path is None or not path.is_file() or sizes.get(name, path.stat().st_size) != path.stat().st_size:
+            return None
+    return manifest

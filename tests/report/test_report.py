@@ -15,7 +15,7 @@ from test_study import make_setup
 from transfer_neurons.cli import main
 from transfer_neurons.report import write_report
 from transfer_neurons.report.render import SECTIONS
-from transfer_neurons.study import resolve_config, run_study
+from transfer_neurons.study import read_manifest, resolve_config, run_study
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -123,7 +123,7 @@ def test_report_command_rerenders_and_marks_missing_stages(study, tmp_path):
     assert "not run" in html_path.read_text(encoding="utf-8")
 
 
-def test_report_does_not_count_a_stage_whose_files_are_gone(study, tmp_path, capsys):
+def test_report_does_not_count_a_stage_whose_files_are_gone_or_cut(study, tmp_path, capsys):
     import shutil
 
     out, _ = study
@@ -131,9 +131,11 @@ def test_report_does_not_count_a_stage_whose_files_are_gone(study, tmp_path, cap
     shutil.copytree(out, copy)
     shutil.rmtree(copy / "layers")  # run.json still says "computed"
     (copy / "similarity/type1-ja/similarity.json").unlink()
+    cut = copy / "dose/type1-ja" / read_manifest(copy / "dose/type1-ja")["files"][0]  # truncated outside the tool
+    cut.write_bytes(cut.read_bytes()[:-7])
     _, json_path = write_report(copy)
     stages = json.loads(json_path.read_text(encoding="utf-8"))["stages"]
-    for name in ("layers", "similarity/type1-ja"):
+    for name in ("layers", "similarity/type1-ja", "dose/type1-ja"):
         assert stages[name]["status"] == "not run" and "files are gone" in stages[name]["error"]
     assert stages["activations/type1-ja"]["status"] == "computed"
     plan = json.loads((copy / "plan.json").read_text(encoding="utf-8"))

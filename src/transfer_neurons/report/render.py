@@ -94,14 +94,14 @@ def read_study(study: str | Path) -> dict:
     last = {s["name"]: s for s in run.get("stages", [])}
     stages = {}
     for stage in planned:
-        manifest = read_manifest(study / stage["name"])  # None when a result file is gone
+        manifest = read_manifest(study / stage["name"])  # None when a result file is gone or cut
         record = last.get(stage["name"], {})
         failed = record.get("status") in ("failed", "skipped")
         why = None
         if manifest is not None and "key" in stage and manifest["key"] != stage["key"]:
             manifest, why = None, "its results are from an earlier config; `transfer-neurons run` computes it again"
         elif manifest is None and record and not failed:
-            why = "its result files are gone; `transfer-neurons run` computes it again"
+            why = "its result files are gone or changed size; `transfer-neurons run` computes it again"
         stages[stage["name"]] = {
             "kind": stage["kind"],
             "status": record["status"] if failed else (record.get("status") or "finished") if manifest else NOT_RUN,

@@ -5,7 +5,7 @@ is renamed into place, so a stage folder is either complete or absent. Its key h
 model identity, the identity of the data it reads, the options it reads, the keys of the
 stages it depends on and the package version. A stage whose manifest holds the current key
 and whose listed files are all there is reused; anything else (no folder, no manifest, another
-key, a deleted file, a leftover temporary folder) is recomputed, so a killed run resumes where
+key, a deleted or truncated file, a leftover temporary folder) is recomputed, so a killed run resumes where
 it stopped and a changed option recomputes only the stages whose key changed. One process at a
 time holds a study folder (an OS lock).
 """
@@ -207,11 +207,11 @@ def _compute(stage: Stage, ctx: StageContext, inputs: dict, key: str, verbose: b
         else:
             with redirect_stderr(_ProgressOnly(sys.__stderr__ if sys.stderr is None else sys.stderr)):
                 summary = stage.compute(ctx)
-        files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
+        sizes = {str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
         write_json(tmp / MANIFEST, {
             "stage": stage.name, "kind": stage.kind, "key": key, "inputs": inputs,
             "seconds": round(time.perf_counter() - start, 3), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "files": files, "summary": summary,
+            "files": sorted(sizes), "sizes": sizes, "summary": summary,
         })
     except BaseException:
         any_rank(True)
