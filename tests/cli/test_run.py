@@ -1,4 +1,4 @@
-"""`run`'s verbosity: -v or --verbose, before or after the command, also shows each analysis's progress bars."""
+"""`run`'s global options: verbosity (-v also shows each analysis's progress bars) and the figure format."""
 
 import pytest
 
@@ -19,3 +19,20 @@ def test_verbose_reaches_the_study(argv, verbose, tmp_path, monkeypatch, capsys)
     assert main([*argv, "--out", str(tmp_path / "s")]) == 130
     assert seen == [verbose]
     assert capsys.readouterr().err.endswith("interrupted; its finished stages are kept; the same command resumes\n")
+
+
+@pytest.mark.parametrize("flags, expected", [([], "svg"), (["--figure-format", "png"], "png"),
+                                             (["--figure-format", "pdf"], "pdf")])
+def test_an_explicit_figure_format_overrides_the_configs(flags, expected, tmp_path, monkeypatch) -> None:
+    seen = []
+
+    def stop(cfg, out, verbose):
+        seen.append(cfg["figure_format"])
+        raise KeyboardInterrupt
+
+    config = tmp_path / "study.yaml"
+    config.write_text("figure_format: svg\n", encoding="utf-8")
+    monkeypatch.setattr(run, "check_study", lambda cfg, out: None)
+    monkeypatch.setattr(run, "run_study", stop)
+    assert main(["run", "--config", str(config), *flags, "--out", str(tmp_path / "s")]) == 130
+    assert seen == [expected]

@@ -174,3 +174,14 @@ def test_banner_names_model_precision_sizes_and_quick():
     assert "intervention <b>zero</b> ·" in text
     scaled = banner({**results, "config": {**results["config"], "intervention": "scale:2"}})
     assert "intervention <b>scale:2</b> (not the paper's zeroing" in scaled
+
+
+def test_report_says_it_draws_no_figures_in_another_format(study, tmp_path, capsys):
+    import shutil
+
+    out, _ = study
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    assert main(["report", str(copy), "--figure-format", "svg"]) == 0
+    assert "report draws no figures" in capsys.readouterr().err
+    assert not list(copy.rglob("*.svg"))

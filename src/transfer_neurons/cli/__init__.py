@@ -83,7 +83,7 @@ def add_global_options(parser: argparse.ArgumentParser, after_command: bool = Fa
             choices=FIGURE_FORMATS, help="png (default), svg or pdf; with svg or pdf the PNG is written too "
             "(the report embeds it)")),
     )
-    defaults = {"verbosity": NORMAL, "figure_format": "png"}
+    defaults = {"verbosity": NORMAL, "figure_format": None}  # None: png, unless a study config chose another
     for dest, flags, kwargs in options:
         group.add_argument(*flags, dest=dest, default=argparse.SUPPRESS if after_command else defaults[dest], **kwargs)
 
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         check_options(args)
-        with configured(args.verbosity), figure_format(args.figure_format):
+        with configured(args.verbosity), figure_format(args.figure_format or "png"):
             return args.func(args) or 0
     except TransferNeuronsError as err:
         flags = flag_names(parser)

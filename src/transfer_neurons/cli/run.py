@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         "trust_remote_code": args.trust_remote_code or None, "device": args.device, "dtype": args.dtype,
         "batch_size": args.batch_size,
         "langs": args.langs, "stages": args.stages, "protocol": args.protocol,
-        "figure_format": None if args.figure_format == "png" else args.figure_format,
+        "figure_format": args.figure_format,
     }
     out = Path(args.out)
     with flags_for(overrides):
