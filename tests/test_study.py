@@ -16,8 +16,8 @@ from tiny import save_model, tiny_lm, write_jsonl
 from transfer_neurons.cli import main
 from transfer_neurons.errors import TransferNeuronsError
 from transfer_neurons.log import QUIET, configured
-from transfer_neurons.study import read_manifest, resolve_config, run_study
-from transfer_neurons.study.config import DEFAULTS
+from transfer_neurons.study import read_config_file, read_manifest, resolve_config, run_study
+from transfer_neurons.study.config import DEFAULTS, write_config
 from transfer_neurons.study.plan import plan
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -201,6 +201,20 @@ def test_the_whole_study_runs_with_bfloat16_weights(tmp_path):
     assert [s.status for s in result.stages] == ["computed"] * len(result.stages), [(s.name, s.error) for s in result.stages]
     results = json.loads((tmp_path / "out/results.json").read_text())
     assert results["model"]["dtype"] == "bfloat16" and len(finite_numbers(results)) > 1000
+
+
+def test_saved_config_names_local_files_absolutely_so_it_runs_from_any_folder(tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "tasks").mkdir()
+    write_jsonl(tmp_path / "data/pairs.jsonl", [{"en": e, "ja": j, "ko": k} for e, j, k in ROWS])
+    monkeypatch.chdir(tmp_path)
+    cfg = resolve_config({"data": {"parallel": "data/pairs.jsonl", "qa": "hf:data:ja", "mc": "mc"},
+                          "lm_eval_include_path": "tasks", "model": "org/not-here"})
+    assert cfg["data"] == {"parallel": str(tmp_path / "data/pairs.jsonl"), "qa": f"hf:{tmp_path / 'data'}:ja", "mc": "mc"}
+    assert cfg["lm_eval_include_path"] == str(tmp_path / "tasks") and cfg["model"] == "org/not-here"  # a hub id
+    write_config(tmp_path / "out/config.yaml", cfg)
+    monkeypatch.chdir(tmp_path / "out")
+    assert resolve_config(read_config_file("config.yaml")) == cfg
 
 
 def test_bad_config_is_one_clear_error(tmp_path):

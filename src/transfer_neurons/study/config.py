@@ -19,6 +19,8 @@ from ..batching import AUTO, CPU_BATCH, check_batch_size
 from ..conditions import DEFAULT_CONTROLS
 from ..analyses.lm_eval_bridge import check_task_spec
 from ..controls import parse_controls
+from ..data.catalog import BUNDLED_KINDS
+from ..data.hub import HF_PREFIX, parse_hf_spec
 from ..detection import NEURON_TYPES
 from ..errors import TransferNeuronsError
 from ..interventions import MODES, parse_intervention
@@ -222,6 +224,26 @@ def validate_config(cfg: dict) -> dict:
     for name, spec in cfg["data"].items():
         if not isinstance(spec, str) or not spec:
             raise TransferNeuronsError(f"config.data.{name}: expected a data spec string, got {spec!r}")
+    return absolute_paths(cfg)
+
+
+def _absolute(spec: str) -> str:
+    """An existing local path made absolute; anything else (a hub id, a missing file) as given."""
+    path = Path(spec).expanduser()
+    return str(path.resolve()) if path.exists() else spec
+
+
+def absolute_paths(cfg: dict) -> dict:
+    """Local model, adapter, include and data paths made absolute, so the saved config.yaml runs from any folder."""
+    for name in ("model", "adapter", "lm_eval_include_path"):
+        if isinstance(cfg[name], str) and cfg[name] != EMBEDDED:
+            cfg[name] = _absolute(cfg[name])
+    for name, spec in cfg["data"].items():
+        if spec.startswith(HF_PREFIX):
+            dataset_id, subset = parse_hf_spec(spec)
+            cfg["data"][name] = HF_PREFIX + _absolute(dataset_id) + (f":{subset}" if subset else "")
+        elif spec not in BUNDLED_KINDS:
+            cfg["data"][name] = _absolute(spec)
     return cfg
 
 
