@@ -48,12 +48,13 @@ def test_verbose_shows_debug_records(capfd):
 
 
 @pytest.mark.parametrize("argv, verbosity, fmt", [
-    (["--quiet", "data", "list"], QUIET, "png"),
-    (["data", "list", "--quiet"], QUIET, "png"),
+    (["--quiet", "data", "list"], QUIET, None),  # None: png, or a study config's format
+    (["data", "list", "--quiet"], QUIET, None),
     (["-v", "data", "list", "--figure-format", "svg"], VERBOSE, "svg"),
     (["--figure-format", "pdf", "data", "list"], NORMAL, "pdf"),
     (["--figure-format", "pdf", "data", "list", "-q"], QUIET, "pdf"),  # after the command keeps what came before
-    (["data", "list"], NORMAL, "png"),
+    (["data", "list"], NORMAL, None),
+    (["data", "list", "--figure-format", "png"], NORMAL, "png"),
 ])
 def test_global_options_before_or_after_the_command(argv, verbosity, fmt):
     args = build_parser().parse_args(argv)

@@ -9,10 +9,11 @@ information and warnings, `--verbose` adds debug messages.
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr
 
 NAME = "transfer_neurons"
 QUIET, NORMAL, VERBOSE = -1, 0, 1
@@ -98,3 +99,42 @@ def configured(verbosity: int = NORMAL, stream=None) -> Iterator[None]:
         logging.captureWarnings(False)
         show_progress(progress)
         _quiet_transformers(False)
+
+
+class _BarsDropped(io.TextIOBase):
+    """A stderr stand-in that drops progress-bar text (carriage returns, cursor moves) and passes other text on."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def write(self, text: str) -> int:
+        if "\r" not in text and "\x1b[" not in text and text.strip():
+            self.target.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+
+@contextmanager
+def hiding_bars() -> Iterator[None]:
+    """Within the block, other libraries' progress bars on stderr are dropped; their other text passes."""
+    with redirect_stderr(_BarsDropped(sys.__stderr__ if sys.stderr is None else sys.stderr)):
+        yield
+
+
+@contextmanager
+def quiet_libraries(*loggers: str) -> Iterator[None]:
+    """When quiet (-q), other libraries' progress bars and their loggers' records below errors are hidden in the block."""
+    if progress_enabled():
+        yield
+        return
+    saved = {name: logging.getLogger(name).level for name in loggers}
+    for name in loggers:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        with hiding_bars():
+            yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)

@@ -13,6 +13,7 @@ from transfer_neurons.analyses.lm_eval_bridge import require_lm_eval, result_row
 from transfer_neurons.conditions import Condition
 from transfer_neurons.detection import Detection, write_detection
 from transfer_neurons.errors import TransferNeuronsError
+from transfer_neurons.log import QUIET, configured
 
 ALL_NEURONS = np.array([(layer, i) for layer in range(4) for i in range(64)])
 DOCS = [
@@ -347,3 +348,11 @@ def test_cli_checks_its_paths_before_the_model_loads(tmp_path, capsys, monkeypat
     (tmp_path / "file").write_text("x")
     assert main([*common_args, "--output-path", str(tmp_path / "file")]) == 2
     assert "--output-path" in capsys.readouterr().err
+
+
+def test_quiet_hides_lm_evals_bars_and_notes(task_dir, capfd):
+    lm = tiny_lm("llama")
+    with configured(QUIET):
+        rows = run_lm_eval(lm, ["tiny_ll"], [Condition("none", None)], batch_size=2, include_path=str(task_dir),
+                           include_defaults=False)
+    assert rows and capfd.readouterr().err == ""

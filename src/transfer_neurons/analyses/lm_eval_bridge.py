@@ -44,6 +44,7 @@ import numpy as np
 from ..conditions import Condition
 from ..errors import TransferNeuronsError
 from ..interventions import deactivated
+from ..log import quiet_libraries
 from ..models.loaded import LoadedModel
 from ..outputs import write_bytes
 from .similarity import COLOURS
@@ -188,7 +189,8 @@ def evaluate_conditions(lm: LoadedModel, tasks: Sequence[str], conditions: Seque
     check_options(lm, options)
     hflm = wrap_model(lm, options.batch_size, options.max_batch_size)
     for condition in conditions:
-        with deactivated(lm, condition.neurons, DEACTIVATION_MODE) if condition.neurons is not None else nullcontext():
+        with deactivated(lm, condition.neurons, DEACTIVATION_MODE) if condition.neurons is not None else nullcontext(), \
+                quiet_libraries("lm_eval", "datasets"):
             try:
                 results = lm_eval.simple_evaluate(model=hflm, tasks=list(tasks), task_manager=manager,
                                                   **options.evaluate_kwargs())

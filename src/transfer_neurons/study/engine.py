@@ -13,7 +13,6 @@ time holds a study folder (an OS lock).
 from __future__ import annotations
 
 import fcntl
-import io
 import json
 import os
 import shutil
@@ -23,7 +22,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, redirect_stderr
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from tqdm.auto import tqdm
 from .._version import __version__
 from ..distributed import agree, any_rank, is_main, world_size
 from ..errors import ModelLoadError, OutputError, TransferNeuronsError
-from ..log import progress_enabled
+from ..log import hiding_bars, progress_enabled
 from ..models.loaded import LoadedModel
 from ..outputs import make_folder, output_error, read_manifest, write_bytes, write_json
 from ..states import StateProvider
@@ -176,21 +175,6 @@ def _install(tmp: Path, folder: Path) -> None:
         os.replace(tmp, folder)
 
 
-class _ProgressOnly(io.TextIOBase):
-    """A stderr stand-in that drops the analyses' own progress bars and passes other text on."""
-
-    def __init__(self, target):
-        self.target = target
-
-    def write(self, text: str) -> int:
-        if "\r" not in text and "\x1b[" not in text and text.strip():
-            self.target.write(text)
-        return len(text)
-
-    def flush(self) -> None:
-        self.target.flush()
-
-
 def _compute(stage: Stage, ctx: StageContext, inputs: dict, key: str, verbose: bool) -> None:
     """Run one stage into a temporary folder, write its manifest last and rename it into place."""
     final = ctx.folder
@@ -202,11 +186,8 @@ def _compute(stage: Stage, ctx: StageContext, inputs: dict, key: str, verbose: b
     ctx.folder = tmp
     start = time.perf_counter()
     try:
-        if verbose:
+        with nullcontext() if verbose else hiding_bars():  # the analyses' own bars only with --verbose
             summary = stage.compute(ctx)
-        else:
-            with redirect_stderr(_ProgressOnly(sys.__stderr__ if sys.stderr is None else sys.stderr)):
-                summary = stage.compute(ctx)
         sizes = {str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
         write_json(tmp / MANIFEST, {
             "stage": stage.name, "kind": stage.kind, "key": key, "inputs": inputs,
