@@ -66,3 +66,12 @@ def test_the_paper_reasoning_key_records_whether_lm_eval_is_installed(tmp_path, 
     without = reasoning_options()
     monkeypatch.setattr(plan_module, "installed_lm_eval", lambda: "0.4.13")
     assert reasoning_options() != without
+
+
+def test_a_local_hf_dataset_without_a_study_language_is_refused_before_the_model_loads(tmp_path) -> None:
+    datasets = pytest.importorskip("datasets")
+    rows = {"translation": [{"en": "Hi.", "ja": "やあ。"}, {"en": "Bye.", "ja": "じゃあね。"}]}
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows)}).save_to_disk(str(tmp_path / "saved"))
+    check_study_languages(resolve_config({"data": {"parallel": f"hf:{tmp_path / 'saved'}"}, "langs": ["ja"]}))
+    with pytest.raises(TransferNeuronsError, match=r"no 'ko' sentences; it has en, ja"):
+        check_study_languages(resolve_config({"data": {"parallel": f"hf:{tmp_path / 'saved'}"}, "langs": ["ja", "ko"]}))

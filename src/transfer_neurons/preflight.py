@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .data import load_parallel, parallel_languages
 from .data.catalog import BUNDLED_KINDS
-from .data.hub import HF_PREFIX
+from .data.hub import HF_PREFIX, parse_hf_spec
 from .errors import TransferNeuronsError
 from .models.loading import check_model_spec, parse_device
 from .outputs import blocking_file
@@ -146,9 +146,11 @@ def check_study(cfg: Mapping, out: str | Path) -> None:
 
 def check_study_languages(cfg: Mapping) -> None:
     """Every language the study reads has valid sentences in the parallel data (read here unless it is an
-    hf: dataset, which would mean a download): else every stage would fail after the model loaded."""
+    hf: dataset on the hub, which would mean a download): else every stage would fail after the model loaded."""
     spec = cfg["data"]["parallel"]
     if spec.startswith(HF_PREFIX):
+        if Path(parse_hf_spec(spec)[0]).expanduser().exists():  # a local dataset folder reads without a download
+            load_parallel(spec, study_languages(cfg), strict_pairs=cfg["strict_pairs"])
         return
     have = parallel_languages(spec)
     wanted = {"hub_lang": [cfg["hub_lang"]], "langs": cfg["langs"], "specificity_langs": cfg["specificity_langs"] or []}
