@@ -21,7 +21,7 @@ from ..report import write_report
 from ..states import StateProvider
 from ..tokens import limit_tokens
 from .config import ANALYSES, DEFAULTS, QUICK, read_config_file, resolve_config, validate_config
-from .engine import MANIFEST, PLAN, StudyRun, execute, read_manifest, read_plan, summary_table
+from .engine import MANIFEST, PLAN, Stage, StudyRun, execute, read_manifest, read_plan, summary_table
 from .identity import data_identity, model_identity
 from .plan import plan
 
@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 
-def earlier_stages(cfg: dict, out: Path, running: set[str]) -> list:
+def earlier_stages(cfg: dict, out: Path, running: set[str]) -> list[Stage]:
     """Stages of the full study under this config that an earlier run into `out` planned and this one does not run."""
     earlier = read_plan(out)
     return [s for s in plan({**cfg, "stages": list(ANALYSES)}) if s.name in earlier and s.name not in running]
