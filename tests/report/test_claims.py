@@ -156,3 +156,12 @@ def test_qa_without_a_baseline_says_so():
     rows[0]["mean"] = 0.0  # the model never answers right, even without deactivation
     claim = evaluate_claims({"qa/type1-ko": {"data": {"claim_metric": "f1", "rows": rows}}}, ["ko"])[4]
     assert claim.status == NOT_SUPPORTED and "f1 is 0 without deactivation" in claim.statistic
+
+
+def test_a_predicted_rise_is_recorded_and_shown_as_a_positive_rise():
+    rise = effects(mm=(-0.05, -0.08, -0.03), anti=(-0.1, -0.2, -0.03), transfer=(-0.1, -0.15, -0.05))
+    verdict = against_controls(rise, -1)
+    assert verdict.status == SUPPORTED and verdict.statistic.startswith("transfer rise +0.1")
+    own = verdict.details[0]
+    assert own["control"] is None and (own["difference"], own["low"], own["high"]) == pytest.approx((0.1, 0.05, 0.15))
+    assert all(d["low"] > FLOOR for d in verdict.details)  # supported: every oriented interval above the floor

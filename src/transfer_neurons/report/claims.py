@@ -126,26 +126,27 @@ def against_controls(rows: Sequence[Mapping], direction: int, floor: float = FLO
     rows are analyses.effects.summarise rows: the effect (drop) is none − condition; a control
     row's transfer_minus_control is (drop of transfer) − (drop of control). direction +1: the
     metric must drop under the transfer neurons, and by more than under each control; -1: rise.
-    Requiring the transfer effect too keeps "transfer raised it less than the controls did" from
-    counting as a drop.
+    The statistics are shown and recorded oriented (a rise as rise = −drop), so the paper
+    predicts each positive. Requiring the transfer effect too keeps "transfer raised it less than
+    the controls did" from counting as a drop.
     """
     by_name = {r["condition"]: r for r in rows}
     controls, note = deciding_controls([n for n in by_name if n not in ("none", "transfer")])
     if "transfer" not in by_name or not controls:
         return Verdict(NOT_RUN, "no transfer or control condition in this run")
     own = by_name["transfer"]
-    status = decide(own["drop_low"], own["drop_high"], direction, floor)
-    statuses = [status]
-    details = [{"control": None, "difference": own["drop"], "low": own["drop_low"], "high": own["drop_high"],
-                "status": status}]
-    texts = [f"transfer drop {interval_text(own['drop'], own['drop_low'], own['drop_high'])}{_MARK[status]}"]
-    for name in controls:
-        r = by_name[name]
-        mean, low, high = r["transfer_minus_control"], r["tmc_low"], r["tmc_high"]
-        status = decide(low, high, direction, floor)
+    intervals = {None: (own["drop"], own["drop_low"], own["drop_high"])}
+    intervals.update({name: (by_name[name]["transfer_minus_control"], by_name[name]["tmc_low"],
+                             by_name[name]["tmc_high"]) for name in controls})
+    statuses, details, texts = [], [], []
+    for name, (mean, low, high) in intervals.items():
+        if direction < 0:
+            mean, low, high = -mean, -high, -low
+        status = decide(low, high, +1, floor)
         statuses.append(status)
         details.append({"control": name, "difference": mean, "low": low, "high": high, "status": status})
-        texts.append(f"vs {name} {interval_text(mean, low, high)}{_MARK[status]}")
+        label = ("transfer drop" if direction > 0 else "transfer rise") if name is None else f"vs {name}"
+        texts.append(f"{label} {interval_text(mean, low, high)}{_MARK[status]}")
     return Verdict(worst(statuses), "; ".join(texts) + note, details)
 
 
@@ -254,7 +255,7 @@ def latent_claim(stages: Mapping[str, dict | None], langs: Sequence[str]) -> Ver
             verdicts[lang] = Verdict(NOT_RUN, "not run")
             continue
         a, b = against_controls(share, +1), against_controls(cosine, -1)
-        text = f"own-centroid share: {a.statistic}; cosine to hub centroid (rise): {b.statistic}"
+        text = f"own-centroid share: {a.statistic}; cosine to hub centroid: {b.statistic}"
         verdicts[lang] = _with_layers(Verdict(worst([a.status, b.status]), text,
                                               [{"metric": "own_nearest", **asdict(a)}, {"metric": "hub_cosine", **asdict(b)}]),
                                       data, "final_layers")
