@@ -288,14 +288,15 @@ def check_detection_model(meta: dict, lm: LoadedModel, source: str, allow_model_
         return
     then = weights_id(meta.get("model_fingerprint"))
     now = weights_id(lm.fingerprint()) if then is not None else None
+    shape_note = "same shape" if len(recorded) == len(SHAPE_KEYS) else "its shape not recorded"
     if then is not None and now is not None:
         if then == now:
             return
-        what = f"same shape, other weights: {then[:12]} then, {now[:12]} now"
+        what = f"{shape_note}, other weights: {then[:12]} then, {now[:12]} now"
     elif meta["model"] == lm.name:
         return
     else:
-        what = "same shape, another name"
+        what = f"{shape_note}, another name"
     raise TransferNeuronsError(
         f"{source} was made on model {made_on}, not on model={lm.name!r} ({what}); pass the model it was made "
         "on, or allow_model_mismatch=True if the difference is intended", mentions=("model", "allow_model_mismatch")

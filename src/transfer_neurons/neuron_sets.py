@@ -86,7 +86,7 @@ def to_json(ns: NeuronSet) -> dict:
     return {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
-        "model": ns.model,
+        "model": {**{key: None for key, _ in _RECORD_KEYS}, **ns.model},  # every fact named, null when unknown
         "neuron_type": ns.neuron_type,
         "language": ns.language,
         "definition": {
@@ -110,6 +110,11 @@ _RECORD_KEYS = (("name", "model"), ("revision", "model_revision"), ("fingerprint
 def model_record(meta: dict) -> dict:
     """The model facts a neurons.json records, from a detection's meta.json."""
     return {key: meta[source] for key, source in _RECORD_KEYS if source in meta}
+
+
+def known_facts(record: object) -> dict:
+    """A neurons.json's model record without its unknown (null) facts."""
+    return {key: value for key, value in record.items() if value is not None} if isinstance(record, dict) else {}
 
 
 def record_meta(record: dict) -> dict:
@@ -154,7 +159,7 @@ def from_json(obj, where: str) -> NeuronSet:
         rows, definition = obj.get("neurons"), obj.get("definition") or {}
         if not isinstance(rows, list):
             raise TransferNeuronsError(f"{where}: \"neurons\" must be a list")
-        ns = NeuronSet(np.empty((0, 2), np.int64), model=obj.get("model") or {}, module=definition.get("module"),
+        ns = NeuronSet(np.empty((0, 2), np.int64), model=known_facts(obj.get("model")), module=definition.get("module"),
                        neuron_type=obj.get("neuron_type"), language=obj.get("language"), source=obj.get("source"))
     elif isinstance(obj, list):
         rows, ns = obj, NeuronSet(np.empty((0, 2), np.int64))

@@ -38,7 +38,9 @@ def test_pairs_export_import_round_trip(det_dir, tmp_path, name):
                  "--model-type", "llama", "--type", "type1", "--lang", "ja"]) == 0
     np.testing.assert_array_equal(read_neurons(back), NEURONS)
     doc = json.loads(back.read_text())
-    assert doc["model"] == {"name": "org/tiny", "revision": "v1", "type": "llama"} and doc["source"] == str(exported)
+    assert doc["model"] == {"name": "org/tiny", "revision": "v1", "type": "llama", "fingerprint": None,
+                            "num_layers": None, "d_ff": None, "d_model": None}  # unknown facts are null
+    assert doc["source"] == str(exported)
     assert doc["neurons"][0]["nnsight"] == "model.layers[2].mlp.down_proj.input"
 
 
@@ -69,6 +71,7 @@ def test_export_upgrades_a_version_1_file(tmp_path):
     assert main(["neurons", "export", str(old), "--format", "neurons-json", "--out", str(tmp_path / "new.json")]) == 0
     doc = json.loads((tmp_path / "new.json").read_text())
     assert doc["schema_version"] == 2 and doc["neurons"][0]["score"] == 0.5
+    assert set(doc["model"]) >= {"name", "revision", "fingerprint", "num_layers"} and set(doc["model"].values()) == {None}
     assert doc["neurons"][0]["transformer_lens"] == "blocks.1.mlp.hook_post"
 
 

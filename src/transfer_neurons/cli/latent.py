@@ -73,7 +73,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("latent", help="language latent spaces of several languages per layer (method.md §6.4)",
                                    description="Per layer: 2-D PCA scatter of the last-token states of the hub language and "
                                    "each L2, raw and centred cosine between language centroids, singular components "
-                                   "reaching 90/95/99 %% of each language's variance, and the mean pairwise centroid "
+                                   "reaching 90/95/99 % of each language's variance, and the mean pairwise centroid "
                                    "distance ('merge'); with no deactivation and with each L2's own Type-1 or Type-2 "
                                    "neurons (and controls) deactivated on that language's sentences.")
     parser.add_argument("--detections", nargs="+", metavar="DIR", default=[],
