@@ -80,8 +80,8 @@ def add_global_options(parser: argparse.ArgumentParser, after_command: bool = Fa
                                                 help="also show debug messages (in `run`: each analysis's own progress "
                                                 "bars too)")),
         ("figure_format", ("--figure-format",), dict(
-            choices=FIGURE_FORMATS, help="png (default), svg or pdf; with svg or pdf the PNG is written too "
-            "(the report embeds it)")),
+            choices=FIGURE_FORMATS, help="png (default; in `run`, the config's figure_format), svg or pdf; with svg "
+            "or pdf the PNG is written too (the report embeds it)")),
     )
     defaults = {"verbosity": NORMAL, "figure_format": None}  # None: png, unless a study config chose another
     for dest, flags, kwargs in options:
