@@ -151,9 +151,11 @@ def test_running_some_analyses_keeps_the_others_current_results_in_the_report(st
     assert planned[-4:] == similarity and "layers" in planned
     stages = json.loads((out / "results.json").read_text())["stages"]
     assert {stages[name]["status"] for name in similarity} == {"finished"}
+    assert yaml.safe_load((out / "config.yaml").read_text())["stages"] == ["similarity", "layers"]
     run_study(resolve_config({**options, "stages": ["layers"], "seeds": 3}), out, lm=_no_model())  # similarity outdated
     planned = [entry["name"] for entry in json.loads((out / "plan.json").read_text())]
     assert not set(similarity) & set(planned) and "layers" in planned
+    assert yaml.safe_load((out / "config.yaml").read_text())["stages"] == ["layers"]
 
 
 def test_resume_after_a_kill_recomputes_only_the_unfinished_stage(study, tmp_path):

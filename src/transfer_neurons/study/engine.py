@@ -36,7 +36,7 @@ from ..log import hiding_bars, progress_enabled
 from ..models.loaded import LoadedModel
 from ..outputs import make_folder, output_error, read_manifest, write_bytes, write_json
 from ..states import StateProvider
-from .config import write_config
+from .config import ANALYSES, write_config
 from .identity import digest
 
 MANIFEST = "manifest.json"  # what outputs.read_manifest reads
@@ -267,7 +267,8 @@ def execute(
             earlier = read_plan(out)
             planned = [*stages, *(s for s in known if earlier.get(s.name) == keys[s.name])]
             clean_partial(out)
-            write_config(out / "config.yaml", cfg)
+            kinds = {s.kind for s in planned}  # config.yaml reruns every analysis the report will show
+            write_config(out / "config.yaml", {**cfg, "stages": [kind for kind in ANALYSES if kind in kinds]})
             write_json(out / PLAN, [{"name": s.name, "kind": s.kind, "deps": list(s.deps), "key": keys[s.name]}
                                     for s in planned])  # the report shows a stage only under its planned key
         status: dict[str, str] = {}
