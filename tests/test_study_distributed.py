@@ -16,6 +16,7 @@ from test_study import make_setup
 from transfer_neurons import batching, distributed
 from transfer_neurons.models.loading import load_model
 from transfer_neurons.study import resolve_config, run_study
+from transfer_neurons.study.engine import Stage, execute
 
 WORLD_SIZE = 2
 STAGES = ["similarity", "alignment", "latent_spaces", "specificity", "qa", "reasoning", "logit_lens"]
@@ -89,3 +90,30 @@ def test_two_processes_give_the_single_process_study(tmp_path: Path, monkeypatch
         assert_close(csv_values(tmp_path / "two" / name), csv_values(tmp_path / "one" / name), name)
     assert json.loads((tmp_path / "two/run.json").read_text())["processes"] == WORLD_SIZE
     assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("transfer-neurons-rank*"))  # rank 1's folders are gone
+
+
+def fail_on_rank_1(ctx) -> dict:
+    """A stage that fails on rank 1 alone (as a GPU out of memory there would)."""
+    if distributed.rank() == 1:
+        raise ValueError("rank 1 ran out of something")
+    return {"title": "fine"}
+
+
+def run_failing_stage(rank: int, port: int, out: str) -> None:
+    """One worker running a one-stage study whose stage fails on rank 1; rank 0 records what it saw."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(WORLD_SIZE), LOCAL_RANK=str(rank))
+    assert distributed.init_from_env()
+    try:
+        stage = Stage("probe", "probe", {}, (), (), fail_on_rank_1)
+        run = execute([stage], {"stages": []}, Path(out), {}, {}, model=None, provider=None)
+        Path(out, f"error{rank}.txt").write_text(str(run.stages[0].error))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_stage_failing_on_one_rank_reports_that_ranks_error(tmp_path: Path):
+    mp.spawn(run_failing_stage, args=(free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
+    assert (tmp_path / "error0.txt").read_text() == "TransferNeuronsError: on torchrun rank 1: ValueError: rank 1 ran out of something"
+    assert "ValueError: rank 1 ran out" in (tmp_path / "errors/probe.txt").read_text()
+    assert not (tmp_path / "probe").exists()

@@ -100,8 +100,7 @@ def agree(value: T) -> T:
     return box[0]
 
 
-def any_rank(flag: bool) -> bool:
-    """Whether the flag is true on at least one rank."""
-    if not is_active():
-        return flag
-    return bool(all_reduce_sum(torch.tensor([int(flag)]))[0].item())
+def failed_ranks(error: str | None) -> dict[int, str]:
+    """Every rank's error message (None: it succeeded), by rank, for the ranks that failed; on every rank."""
+    mine = {} if error is None else {rank(): error}
+    return gather_items(mine) if is_active() else mine

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .distributed import is_main
 from .errors import DataError, OutputError, TransferNeuronsError
 
 
@@ -101,8 +102,13 @@ def staged_folder(out: str | Path, owner: str | None = None) -> Iterator[Path]:
     A failure (disk full, an error, Ctrl-C) leaves `out` as it was: never a partial set of results.
     Renames need no space, so once every file is written the move cannot fail for lack of it. With
     an `owner` (the command), files its previous run wrote there and this one did not are removed,
-    so a rerun with other options leaves no stale results beside the new ones.
+    so a rerun with other options leaves no stale results beside the new ones. Under torchrun only
+    rank 0 writes: the other ranks' files go to a throwaway folder.
     """
+    if not is_main():
+        with tempfile.TemporaryDirectory(prefix="transfer-neurons-rank") as folder:
+            yield Path(folder)
+        return
     out = Path(out)
     created = [p for p in (out, *out.parents) if not p.exists()]  # innermost first
     make_folder(out)

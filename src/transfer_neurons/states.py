@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .capture import Internals, PrefixBatch, capture, capture_last, run_prefixes
-from .distributed import gather_rows, shard
+from .distributed import gather_rows, shard, world_size
 from .interventions import Intervention, Patch, Scale, Zero, active_intervention, deactivated
 from .models.loaded import LoadedModel
 
@@ -122,8 +122,8 @@ class StateProvider:
         prefixes = self._prefixes(texts) if self._shares_prefix(neurons, mode) else None
         if prefixes is not None:  # under torchrun: this rank's batches of the one-process batching
             rows = sorted(i for prefix in prefixes for i in prefix.indices)
-        else:
-            rows = shard(range(len(texts)))
+        else:  # fewer sentences than ranks: every rank runs them all, so none is left without work
+            rows = shard(range(len(texts))) if len(texts) >= world_size() else range(len(texts))
         with nullcontext() if neurons is None else deactivated(self.lm, neurons, mode):
             if prefixes is None:
                 local = capture(self.lm, [texts[i] for i in rows], want, self.batch_size, progress=progress)

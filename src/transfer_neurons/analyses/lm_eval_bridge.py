@@ -42,6 +42,7 @@ from matplotlib.figure import Figure
 import numpy as np
 
 from ..conditions import Condition
+from ..distributed import agree
 from ..errors import TransferNeuronsError
 from ..interventions import deactivated
 from ..log import quiet_libraries
@@ -198,6 +199,7 @@ def evaluate_conditions(lm: LoadedModel, tasks: Sequence[str], conditions: Seque
                 raise TransferNeuronsError(f"lm-eval tasks {', '.join(tasks)}: their data cannot be fetched "
                                            f"({' '.join(str(err).split())}); run once where the hub is reachable, "
                                            "or use tasks with local data (include_path)") from None
+        results = agree(results)  # under torchrun every rank evaluates it all; lm-eval returns it on rank 0 alone
         if options.output_path is not None:
             save_lm_eval_output(results, condition_folder(options.output_path, condition))
         yield condition, results

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import sys
+from contextlib import nullcontext, redirect_stdout
 from pathlib import Path
 
 from .. import preflight
 from .._version import __version__
+from ..distributed import init_from_env, is_main
 from ..errors import TransferNeuronsError
 from ..log import NORMAL, QUIET, VERBOSE, configured
 from ..models.loading import EMBEDDED
@@ -141,8 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        init_from_env()  # under torchrun: every rank computes, rank 0 alone prints and writes
         check_options(args)
-        with configured(args.verbosity), figure_format(args.figure_format or "png"):
+        verbosity = args.verbosity if is_main() else QUIET
+        with configured(verbosity), figure_format(args.figure_format or "png"), \
+                nullcontext() if is_main() else redirect_stdout(io.StringIO()):
             return args.func(args) or 0
     except TransferNeuronsError as err:
         flags = flag_names(parser)

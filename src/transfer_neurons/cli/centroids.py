@@ -7,7 +7,6 @@ from pathlib import Path
 
 from ..data import ParallelPairs, Sentences
 from ..detection import NEURON_TYPES, model_shape, versions
-from ..distributed import is_main
 from ..outputs import save_npy, staged_folder, write_json
 from ..runs.detection import centroids_for
 from .common import DATA_HELP, add_data_args, add_model_args, model_from_args, pairs_from_args, sentences_from_args
@@ -34,8 +33,6 @@ def run(args: argparse.Namespace) -> int:
     lm = model_from_args(args)
     cents, data = centroids_for(lm, args.neuron_type, centroid_source(args), args.batch_size)
     out = Path(args.out)
-    if not is_main():  # under torchrun every rank helps compute; rank 0 writes
-        return 0
     with staged_folder(out, owner=args.command) as tmp:  # both files or none
         save_npy(tmp / "centroids.npy", cents.numpy())
         write_json(tmp / "centroids_meta.json", {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from ..conditions import DEFAULT_CONTROLS, Condition, build_conditions
 from ..controls import parse_controls
 from ..data import ParallelPairs, Sentences, load_parallel, load_sentences
 from ..data.catalog import BUNDLED_KINDS
-from ..distributed import init_from_env, is_main
+from ..distributed import init_from_env
 from ..detection import Detection, check_detection_model, read_detection, read_meta
 from ..errors import TransferNeuronsError
 from ..interventions import Intervention, intervention_for, parse_intervention
@@ -250,10 +249,6 @@ def conditions_from_args(args: argparse.Namespace) -> tuple[Detection, list[Cond
 def write_and_print(args: argparse.Namespace, run: Callable[[Path], Summary]) -> int:
     """Run the command's analysis into a staged folder (all its files land in --out, or none, replacing what
     its previous run there wrote), then print its text and files."""
-    if not is_main():  # under torchrun, the other ranks compute alongside rank 0, which alone writes
-        with tempfile.TemporaryDirectory() as folder:
-            run(Path(folder))
-        return 0
     out = Path(args.out)
     with staged_folder(out, owner=args.command) as folder:
         summary = run(folder)

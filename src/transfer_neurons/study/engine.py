@@ -30,7 +30,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from .._version import __version__
-from ..distributed import agree, any_rank, is_main, world_size
+from ..distributed import agree, failed_ranks, is_main, world_size
 from ..errors import ModelLoadError, OutputError, TransferNeuronsError
 from ..log import hiding_bars, progress_enabled
 from ..models.loaded import LoadedModel
@@ -133,24 +133,33 @@ def stage_inputs(stage: Stage, model: dict, data: dict[str, str], dep_keys: dict
 
 @contextmanager
 def _locked(out: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the study folder (released by the OS if the process dies); rank 0 alone under torchrun."""
-    if not is_main():
-        yield
-        return
-    make_folder(out)
+    """Hold an exclusive lock on the study folder (released by the OS if the process dies); rank 0 alone under
+    torchrun, and every rank stops when it cannot."""
+    handle, failure = None, None
+    if is_main():
+        try:
+            make_folder(out)
+            handle = open(out / ".lock", "w")
+        except TransferNeuronsError as err:
+            failure = err
+        except OSError as err:
+            failure = output_error(out / ".lock", "write", err)
+        if handle is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                handle = None
+                failure = TransferNeuronsError(f"{out}: another `transfer-neurons run` is using this folder")
+    message = agree(None if failure is None else str(failure))
+    if message is not None:
+        raise failure if failure is not None else TransferNeuronsError(message)
     try:
-        handle = open(out / ".lock", "w")
-    except OSError as err:
-        raise output_error(out / ".lock", "write", err) from None
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise TransferNeuronsError(f"{out}: another `transfer-neurons run` is using this folder") from None
-        try:
-            yield
-        finally:
+        yield
+    finally:
+        if handle is not None:
             fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
 
 
 def clean_partial(out: Path) -> list[Path]:
@@ -194,12 +203,13 @@ def _compute(stage: Stage, ctx: StageContext, inputs: dict, key: str, verbose: b
             "seconds": round(time.perf_counter() - start, 3), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "files": sorted(sizes), "sizes": sizes, "summary": summary,
         })
-    except BaseException:
-        any_rank(True)
+    except BaseException as err:
+        failed_ranks(f"{type(err).__name__}: {err}")
         raise
     else:
-        if any_rank(False):
-            raise TransferNeuronsError("the stage failed on another torchrun rank (see its output)")
+        others = failed_ranks(None)
+        if others:
+            raise TransferNeuronsError("; ".join(f"on torchrun rank {r}: {message}" for r, message in others.items()))
         if is_main():
             _install(tmp, final)
     finally:
