@@ -151,7 +151,7 @@ def test_running_some_analyses_keeps_the_others_current_results_in_the_report(st
     assert planned[-4:] == similarity and "layers" in planned
     stages = json.loads((out / "results.json").read_text())["stages"]
     assert {stages[name]["status"] for name in similarity} == {"finished"}
-    assert yaml.safe_load((out / "config.yaml").read_text())["stages"] == ["similarity", "layers"]
+    assert yaml.safe_load((out / "config.yaml").read_text())["stages"] == ["layers", "similarity"]
     run_study(resolve_config({**options, "stages": ["layers"], "seeds": 3}), out, lm=_no_model())  # similarity outdated
     planned = [entry["name"] for entry in json.loads((out / "plan.json").read_text())]
     assert not set(similarity) & set(planned) and "layers" in planned

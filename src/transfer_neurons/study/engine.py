@@ -278,7 +278,8 @@ def execute(
             planned = [*stages, *(s for s in known if earlier.get(s.name) == keys[s.name])]
             clean_partial(out)
             kinds = {s.kind for s in planned}  # config.yaml reruns every analysis the report will show
-            write_config(out / "config.yaml", {**cfg, "stages": [kind for kind in ANALYSES if kind in kinds]})
+            kept = [kind for kind in ANALYSES if kind in kinds and kind not in cfg["stages"]]
+            write_config(out / "config.yaml", {**cfg, "stages": [*cfg["stages"], *kept]})
             write_json(out / PLAN, [{"name": s.name, "kind": s.kind, "deps": list(s.deps), "key": keys[s.name]}
                                     for s in planned])  # the report shows a stage only under its planned key
         status: dict[str, str] = {}
