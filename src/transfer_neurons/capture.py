@@ -232,6 +232,32 @@ def effective_a(a: torch.Tensor, u: torch.Tensor, eps: float | torch.Tensor) -> 
     return a / torch.sqrt(u.pow(2).mean(dim=-1, keepdim=True) + eps)
 
 
+def as_texts(texts: Sequence[str], option: str = "texts") -> list[str]:
+    """Sentences as a list of str: from a list, tuple, NumPy array or pandas Series of strings; one string is
+    refused (iterating it would run each character as a sentence)."""
+    if isinstance(texts, (str, bytes)):
+        raise TransferNeuronsError(f"{option}: expected a list of sentences, got one string {texts[:40]!r}; "
+                                   "wrap it in a list", option=option)
+    try:
+        items = list(texts)
+    except TypeError:
+        raise TransferNeuronsError(f"{option}: expected a list of sentences, got {type(texts).__name__}",
+                                   option=option) from None
+    for i, text in enumerate(items):
+        if not isinstance(text, str):
+            raise TransferNeuronsError(f"{option}[{i}]: expected a string, got {type(text).__name__}", option=option)
+    return [str(text) for text in items]
+
+
+def as_quantities(want: Sequence[str] | str) -> tuple[str, ...]:
+    """The internals to capture, checked: a name of QUANTITIES or a sequence of them (at least one)."""
+    want = (want,) if isinstance(want, str) else tuple(want)
+    unknown = [q for q in want if q not in QUANTITIES]
+    if unknown or not want:
+        raise TransferNeuronsError(f"want: expected some of {', '.join(QUANTITIES)}, got {list(want)}", option="want")
+    return want
+
+
 def batch_size_for(lm: LoadedModel, batch_size: int | str, texts: Sequence[str]) -> int:
     """batch_size itself, or the size "auto" finds for the longest of these texts (batching.py)."""
     batch_size = check_batch_size(batch_size)
@@ -254,11 +280,9 @@ def iter_layer_internals(
     Runs the decoder stack only (no unembedding), so the cost is the model's own
     forward pass; nothing is copied off the device. batch_size may be "auto".
     """
+    texts, want = as_texts(texts), as_quantities(want)
     if not texts:
         raise TransferNeuronsError("no sentences to run the model on")
-    unknown = set(want) - set(QUANTITIES)
-    if unknown:
-        raise TransferNeuronsError(f"unknown quantities {sorted(unknown)}; choose from {QUANTITIES}")
     recorder = _Recorder(lm, frozenset(want))
     batches = make_batches(lm, texts, batch_size_for(lm, batch_size, texts), sort_by_length)
     device = lm.view.device
@@ -302,6 +326,7 @@ def capture(
     device: torch.device | str = "cpu",
 ) -> Internals:
     """Capture the requested last-token internals of all sentences, in input order, on `device` (the host by default)."""
+    want = as_quantities(want)
     return in_input_order(iter_internals(lm, texts, want, batch_size, sort_by_length, progress, device), want, device)
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from transfer_neurons.errors import TransferNeuronsError
+from transfer_neurons.neuron_sets import check_neurons
 
 SEEDED_KINDS = ("random", "layer-matched")
 CONTROL_KINDS = (*SEEDED_KINDS, "magnitude-matched", "anti")
@@ -46,12 +47,7 @@ class Control:
 
 def _check_neurons(transfer: np.ndarray, d_ff: int) -> np.ndarray:
     """Validate a neuron set as an int64 [n, 2] array of (layer, neuron) with neuron < d_ff."""
-    arr = np.asarray(transfer)
-    if arr.ndim != 2 or arr.shape[1] != 2 or (arr.size and arr.dtype.kind not in "iu"):
-        raise TransferNeuronsError(
-            f"transfer: expected an integer [n, 2] array of (layer, neuron), got shape {arr.shape}"
-        )
-    arr = arr.astype(np.int64)
+    arr = check_neurons(transfer, "transfer")
     if np.any(arr < 0) or np.any(arr[:, 1] >= d_ff):
         raise TransferNeuronsError(
             f"transfer: expected layers >= 0 and neurons in [0, {d_ff}), got out-of-range entries"
@@ -188,8 +184,11 @@ def parse_control(spec: str) -> ControlSpec:
     return ControlSpec(kind, int(count) if sep else None)
 
 
-def parse_controls(specs: Sequence[str | ControlSpec]) -> list[ControlSpec]:
-    """Parse several specs; a kind given twice ("random:1,random:2") is refused, since its seeds would repeat."""
+def parse_controls(specs: Sequence[str | ControlSpec] | str) -> list[ControlSpec]:
+    """Parse several specs, or one comma-separated string of them; a kind given twice ("random:1,random:2") is
+    refused, since its seeds would repeat."""
+    if isinstance(specs, str):
+        specs = [spec.strip() for spec in specs.split(",") if spec.strip()]
     parsed = [spec if isinstance(spec, ControlSpec) else parse_control(spec) for spec in specs]
     kinds = [p.kind for p in parsed]
     twice = sorted({kind for kind in kinds if kinds.count(kind) > 1})
@@ -218,7 +217,7 @@ def build_controls(
     if parsed.kind in SEEDED_KINDS:
         seeds = parsed.seeds if parsed.seeds is not None else seeds_default
         if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-            raise TransferNeuronsError(f"seeds_default: expected a positive integer, got {seeds!r}")
+            raise TransferNeuronsError(f"seeds: expected a positive integer, got {seeds!r}", option="seeds")
         if parsed.kind == "random":
             return [
                 Control("random", s, random_control(transfer, candidate_layers, d_ff, s))

@@ -23,14 +23,14 @@ import torch
 
 from . import distributed
 from ._version import __version__
-from .capture import batch_size_for
+from .capture import as_texts, batch_size_for
 from .centroids import language_centroids, shared_centroids
 from .errors import TransferNeuronsError
 from .models.adapters import ModelView
 from .models.loaded import LoadedModel
 from .neuron_sets import NeuronSet, model_record, neuron_module, read_neuron_set, to_json
 from .outputs import load_npy, save_npy, staged_folder, write_json
-from .scoring import default_candidate_layers, default_top_n, rank_neurons, score_neurons
+from .scoring import check_layers, check_top_n, default_candidate_layers, default_top_n, rank_neurons, score_neurons
 
 NEURON_TYPES = ("type1", "type2")
 SHAPE_KEYS = ("num_layers", "d_ff", "d_model")
@@ -60,6 +60,8 @@ def compute_centroids(
     batch_size: int | str = 16,
 ) -> torch.Tensor:
     """C1 from hub–L2 pairs (Type-1) or C2 from L2 sentences (Type-2): [layer, d_model]."""
+    l2_texts = as_texts(l2_texts, "l2_texts")
+    hub_texts = None if hub_texts is None else as_texts(hub_texts, "hub_texts")
     if neuron_type == "type1":
         if hub_texts is None:
             raise TransferNeuronsError("Type-1 centroids need parallel pairs: hub-language and L2 sentences")
@@ -82,16 +84,19 @@ def detect(
     """Score every neuron against the centroids and rank the candidates (method.md §4); batch_size may be "auto"."""
     start = time.perf_counter()
     view = lm.view
-    layers = tuple(layers) if layers is not None else default_candidate_layers(view.num_layers, neuron_type)
+    score_texts = as_texts(score_texts, "score_texts")
+    default_layers = default_candidate_layers(view.num_layers, neuron_type)  # checks neuron_type first
+    layers = tuple(check_layers(layers, view.num_layers).tolist()) if layers is not None else default_layers
     rule = "user"
     if top_n is None:
         top_n, rule = default_top_n(view.num_layers, view.d_ff)
+    top_n = check_top_n(top_n)
     candidates = len(layers) * view.d_ff
     if top_n > candidates:
         LOG.warning("--top-n %d is more than the %d candidate neurons (%d layers x %d); keeping all %d",
                     top_n, candidates, len(layers), view.d_ff, candidates)
         top_n, rule = candidates, f"{rule}, clamped to the {candidates} candidates"
-    centroids = torch.as_tensor(centroids)
+    centroids = torch.as_tensor(centroids).detach()
     check_finite(centroids, "centroids", view)
     batch_size = batch_size_for(lm, batch_size, score_texts)
     result = score_neurons(lm, centroids, score_texts, batch_size, progress=f"score {neuron_type} {lang}")
@@ -150,7 +155,7 @@ def versions() -> dict[str, str]:
 
 def write_detection(det: Detection, out: str | Path) -> Path:
     """Write a detection folder (rank 0 only under torch.distributed)."""
-    out = Path(out)
+    out = Path(out).expanduser()
     if not distributed.is_main():
         return out
     ranked = to_json(NeuronSet(
@@ -171,8 +176,7 @@ def read_neurons(path: str | Path, top_k: int | None = None) -> np.ndarray:
     {layer, neuron, score}), a detection folder holding one, or a pairs JSON/pickle (neuron_sets)."""
     neurons = read_neuron_set(path).neurons
     if top_k is not None:
-        if top_k < 1:
-            raise TransferNeuronsError(f"top_k must be at least 1, got {top_k}", option="top_k")
+        top_k = check_top_n(top_k, "top_k")
         if top_k > len(neurons):
             LOG.warning("top_k %d is more than the %d neurons of %s; using all %d", top_k, len(neurons), path,
                         len(neurons))
@@ -228,7 +232,7 @@ def read_centroids(path: str | Path, neuron_type: str, lang: str, hub_lang: str 
 
 def read_detection(folder: str | Path, top_k: int | None = None) -> Detection:
     """Read a detection folder written by write_detection."""
-    folder = Path(folder)
+    folder = Path(folder).expanduser()
     meta = read_meta(folder)
     try:
         return Detection(

@@ -16,6 +16,9 @@ Positions (`mode`):
   latent-space and activation analyses; under generation also each new token);
 - `all`: every real token of the prompt, not generated tokens (the paper's QA mode);
 - `prompt_last`: the prompt's last real token only, not generated tokens.
+A generated token is one run against a filled key-value cache, as `generate` does by default;
+with `use_cache=False` every step re-runs the whole text as a prompt, so `all` and `prompt_last`
+then reach generated tokens too.
 `mean` and `patch` write the same last-token value at every chosen position.
 
 The hook point is the input of the MLP output projection, the raw a (for Gemma-2/3 and
@@ -42,9 +45,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .capture import Internals, capture, iter_internals, last_token_index, make_batches
+from .capture import Internals, as_texts, capture, iter_internals, last_token_index, make_batches
 from .errors import TransferNeuronsError
 from .models.loaded import LoadedModel
+from .neuron_sets import check_neurons
 
 MODES = ("last", "all", "prompt_last")
 KINDS = ("zero", "scale:F", "mean", "patch")
@@ -53,8 +57,8 @@ LOG = logging.getLogger(__name__)
 
 
 def neurons_by_layer(neurons: np.ndarray, num_layers: int, d_ff: int) -> dict[int, torch.Tensor]:
-    """Group a [n, 2] (layer, neuron) array by layer, checking every index is in range."""
-    neurons = np.asarray(neurons, dtype=np.int64).reshape(-1, 2)
+    """Group a [n, 2] (layer, neuron) array by layer, checking its shape, its integer type and every index."""
+    neurons = check_neurons(neurons)
     bad = (neurons[:, 0] < 0) | (neurons[:, 0] >= num_layers) | (neurons[:, 1] < 0) | (neurons[:, 1] >= d_ff)
     if bad.any():
         layer, neuron = neurons[bad][0]
@@ -193,8 +197,8 @@ class Scale(Intervention):
     factor: float
 
     def __post_init__(self) -> None:
-        if not np.isfinite(self.factor):
-            raise TransferNeuronsError(f"scale factor must be a finite number, got {self.factor!r}")
+        if isinstance(self.factor, bool) or not isinstance(self.factor, (int, float)) or not np.isfinite(self.factor):
+            raise TransferNeuronsError(f"scale factor must be a finite number, got {self.factor!r}", option="factor")
 
     @property
     def spec(self) -> str:
@@ -213,9 +217,9 @@ class Mean(Intervention):
     _means: dict = field(default_factory=dict, repr=False)  # id(model) -> [layer, d_ff] float64
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "reference", tuple(as_texts(self.reference, "reference")))
         if not self.reference:
             raise TransferNeuronsError("the mean intervention needs at least one reference sentence")
-        object.__setattr__(self, "reference", tuple(self.reference))
 
     @property
     def spec(self) -> str:
@@ -259,13 +263,13 @@ class Patch(Intervention):
     _values: dict = field(default_factory=dict, repr=False)  # (id(model), neuron set) -> {layer: [source, k]}
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "sources", tuple(as_texts(self.sources, "sources")))
+        object.__setattr__(self, "targets", tuple(as_texts(self.targets, "targets")))
         if len(self.sources) != len(self.targets) or not self.sources:
             raise TransferNeuronsError(
                 f"the patch intervention needs as many source as target sentences (at least one), "
                 f"got {len(self.sources)} and {len(self.targets)}"
             )
-        object.__setattr__(self, "sources", tuple(self.sources))
-        object.__setattr__(self, "targets", tuple(self.targets))
 
     @property
     def spec(self) -> str:
@@ -376,8 +380,9 @@ def active_intervention() -> Intervention:
 
 
 @contextmanager
-def applying(intervention: Intervention) -> Iterator[Intervention]:
+def applying(intervention: Intervention | str) -> Iterator[Intervention]:
     """Within the block, `deactivated` and `capture_under` apply this intervention unless given another."""
+    intervention = parse_intervention(intervention)  # a spec string (zero, scale:F) or an Intervention
     token = _ACTIVE.set(intervention)
     try:
         yield intervention
@@ -387,14 +392,14 @@ def applying(intervention: Intervention) -> Iterator[Intervention]:
 
 @contextmanager
 def deactivated(
-    lm: LoadedModel, neurons: np.ndarray, mode: str = "last", intervention: Intervention | None = None
+    lm: LoadedModel, neurons: np.ndarray, mode: str = "last", intervention: Intervention | str | None = None
 ) -> Iterator[None]:
     """Within the block, the (layer, neuron) activations are intervened on at the mode's positions
     (default: the active intervention, zero unless `applying` set another)."""
     view = lm.view
     groups = neurons_by_layer(neurons, view.num_layers, view.d_ff)
     positions = _Positions(mode)  # checks the mode before bind may run the model
-    chosen = intervention if intervention is not None else active_intervention()
+    chosen = parse_intervention(intervention) if intervention is not None else active_intervention()
     bound = chosen.bind(lm, groups)
     positions.keep_tokens = bound.rows is not None
     handles = [view.decoder.register_forward_pre_hook(positions.update, with_kwargs=True)]

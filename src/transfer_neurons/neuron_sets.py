@@ -51,6 +51,21 @@ class NeuronSet:
     source: str | None = None  # the file it was imported from
 
 
+def check_neurons(neurons: np.ndarray, option: str = "neurons") -> np.ndarray:
+    """Neurons as an int64 [n, 2] array of (layer, neuron); anything else (floats, a flat list, a Detection) is
+    refused naming what it was, never reshaped or rounded into other neurons."""
+    if hasattr(neurons, "neurons") and not isinstance(neurons, np.ndarray):  # a Detection or NeuronSet
+        raise TransferNeuronsError(f"{option}: expected an integer [n, 2] array of (layer, neuron), got a "
+                                   f"{type(neurons).__name__}; pass its .neurons", option=option)
+    arr = np.asarray(neurons)
+    if arr.size == 0:
+        return np.zeros((0, 2), np.int64)
+    if arr.ndim != 2 or arr.shape[1] != 2 or arr.dtype.kind not in "iu":
+        raise TransferNeuronsError(f"{option}: expected an integer [n, 2] array of (layer, neuron), got shape "
+                                   f"{arr.shape}, dtype {arr.dtype}", option=option)
+    return arr.astype(np.int64)
+
+
 def neuron_module(adapter) -> str:
     """Template of the module (of models.adapters.Adapter) whose input is a[l]: "<decoder>.<layers>.{layer}.<out_proj>"."""
     return f"{adapter.decoder}.{adapter.layers}.{{layer}}.{adapter.out_proj}"

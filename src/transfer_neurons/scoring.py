@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from . import distributed
-from .capture import LayerInternals, batch_size_for, iter_layer_internals, stack_on
+from .capture import LayerInternals, as_texts, batch_size_for, iter_layer_internals, stack_on
 from .errors import TransferNeuronsError
 from .models.loaded import LoadedModel
 
@@ -132,14 +132,15 @@ def score_neurons(
     Under torch.distributed each rank scores its shard and the sums are all-reduced.
     """
     view = lm.view
+    centroids = torch.as_tensor(centroids).detach()  # a NumPy array or a tensor that tracks gradients works too
     if centroids.shape != (view.num_layers, view.d_model):
         raise TransferNeuronsError(
             f"centroids have shape {tuple(centroids.shape)}, the model needs "
-            f"({view.num_layers}, {view.d_model})"
+            f"({view.num_layers}, {view.d_model})", option="centroids"
         )
     terms = _LayerTerms(lm, centroids)
     count = 0
-    shard = distributed.shard(texts)
+    shard = distributed.shard(as_texts(texts))
     size = batch_size_for(lm, batch_size, shard) if shard else 1
     groups = [_GroupTerms(lm, terms, layers) for layers in layer_groups(lm, size)]
     score_sums = [torch.zeros_like(group.n) for group in groups]  # [g, d_ff] float64 per group, on its device
@@ -173,7 +174,7 @@ def default_candidate_layers(num_layers: int, neuron_type: str) -> tuple[int, ..
         return tuple(range(split))
     if neuron_type == "type2":
         return tuple(range(split, num_layers))
-    raise TransferNeuronsError(f"neuron type must be 'type1' or 'type2', got {neuron_type!r}")
+    raise TransferNeuronsError(f"neuron_type must be 'type1' or 'type2', got {neuron_type!r}", option="neuron_type")
 
 
 def parse_layers(spec: str, num_layers: int, option: str = "layers") -> tuple[int, ...]:
@@ -194,6 +195,23 @@ def parse_layers(spec: str, num_layers: int, option: str = "layers") -> tuple[in
     return tuple(range(start, end))
 
 
+def check_layers(layers: Sequence[int], num_layers: int, option: str = "layers") -> np.ndarray:
+    """Candidate layers as sorted distinct int64 indices of a num_layers-layer model (at least one)."""
+    arr = np.asarray(list(layers) if not isinstance(layers, (str, bytes)) else [layers])
+    if arr.size == 0 or arr.ndim != 1 or arr.dtype.kind not in "iu" or len(set(arr.tolist())) != arr.size \
+            or arr.min() < 0 or arr.max() >= num_layers:
+        raise TransferNeuronsError(f"{option}: expected distinct layer indices in 0..{num_layers - 1}, got "
+                                   f"{layers!r}", option=option)
+    return np.sort(arr.astype(np.int64))
+
+
+def check_top_n(top_n: int, option: str = "top_n", minimum: int = 1) -> int:
+    """A neuron count of at least `minimum`."""
+    if isinstance(top_n, bool) or not isinstance(top_n, (int, np.integer)) or top_n < minimum:
+        raise TransferNeuronsError(f"{option}: expected an integer of at least {minimum}, got {top_n!r}", option=option)
+    return int(top_n)
+
+
 def default_top_n(num_layers: int, d_ff: int) -> tuple[int, str]:
     """Neurons to keep of EITHER type: 1000 per 458,752 neurons of the model, as in the paper.
 
@@ -210,7 +228,9 @@ def rank_neurons(scores: np.ndarray, layers: Sequence[int], top_n: int) -> np.nd
 
     Ties are broken by (layer, neuron), so rankings are identical across runs.
     """
-    layers = np.asarray(sorted(layers), dtype=np.int64)
+    scores = torch.as_tensor(scores).detach().cpu().numpy() if isinstance(scores, torch.Tensor) else np.asarray(scores)
+    layers = check_layers(layers, scores.shape[0])
+    top_n = check_top_n(top_n, minimum=0)
     sub = scores[layers]  # [candidate layer, d_ff]
     layer_idx, neuron_idx = np.meshgrid(layers, np.arange(scores.shape[1]), indexing="ij")
     order = np.lexsort((neuron_idx.ravel(), layer_idx.ravel(), -sub.ravel().astype(np.float64)))

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .capture import Internals, PrefixBatch, capture, capture_last, run_prefixes
+from .capture import Internals, PrefixBatch, as_quantities, as_texts, capture, capture_last, run_prefixes
 from .distributed import gather_rows, shard, world_size
 from .interventions import Intervention, Patch, Scale, Zero, active_intervention, deactivated
 from .models.loaded import LoadedModel
@@ -97,6 +97,7 @@ class StateProvider:
         progress: str | None = None,
     ) -> Internals:
         """States of `texts` with `neurons` deactivated at `mode` positions (None: undeactivated)."""
+        texts, want = as_texts(texts), as_quantities(want)
         if neurons is None:
             key = StateKey(texts_digest(texts), "none", "none", "none")
         else:

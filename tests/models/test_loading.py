@@ -29,6 +29,10 @@ def test_bfloat16_option(tmp_path):
     lm = tiny_lm("llama")
     save_model(lm, tmp_path)
     assert load_model(str(tmp_path), dtype="bfloat16").model.dtype == torch.bfloat16
+    loaded = load_model(tmp_path, device=torch.device("cpu"), dtype=torch.bfloat16)  # a notebook's spellings
+    assert loaded.model.dtype == torch.bfloat16
+    with pytest.raises(ModelLoadError, match="model: expected a hub id, a folder"):
+        load_model(None)
 
 
 def test_missing_path_is_named(tmp_path):

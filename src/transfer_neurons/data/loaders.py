@@ -46,11 +46,20 @@ def _source_text(spec: str, kind: str) -> tuple[str, str, str]:
     bundled_kind = "parallel" if kind == "sentences" else kind
     if bundled_of_kind(spec, bundled_kind):
         return f"bundled:{spec}", bundled_text(spec), ".jsonl"
-    path = Path(spec)
+    path = Path(spec).expanduser()
     if not path.exists() and not path.suffix and "/" not in spec and "\\" not in spec:
         raise DataError(f"{spec!r}: no such file, and not a bundled data set ({', '.join(BUNDLED_KINDS)})")
     fmt = _file_format(path, kind)
     return spec, read_text(path), fmt
+
+
+def as_spec(spec: str | Path) -> str:
+    """A data spec as a string (a pathlib.Path works too), or a clear error."""
+    if isinstance(spec, Path):
+        return str(spec)
+    if not isinstance(spec, str) or not spec:
+        raise DataError(f"expected a data spec (a file path, a bundled set name or hf:ID), got {spec!r}")
+    return spec
 
 
 def _records(source: str, text: str, fmt: str, issues: RowIssues) -> list[Record]:
@@ -74,8 +83,9 @@ def _parallel_corpus(spec: str, languages: Sequence[str] | None, issues: RowIssu
     return assemble_parallel(source, _records(source, text, fmt, issues), languages, issues, strict_pairs)
 
 
-def parallel_languages(spec: str) -> list[str]:
+def parallel_languages(spec: str | Path) -> list[str]:
     """The language keys of a bundled parallel set or file, in first-seen order, its rows not yet validated."""
+    spec = as_spec(spec)
     source, text, fmt = _source_text(spec, "parallel")
     with RowIssues(source, skip_invalid=False) as issues:
         return detect_languages(_records(source, text, fmt, issues), source)
@@ -87,7 +97,7 @@ def _source_name(spec: str, kind: str) -> str:
 
 
 def load_parallel(
-    spec: str,
+    spec: str | Path,
     languages: Sequence[str] | None = None,
     split: str | None = None,
     skip_invalid: bool = False,
@@ -101,6 +111,7 @@ def load_parallel(
     notice counting them. strict_pairs refuses the latter; dedupe keeps distinct rows only; limit keeps
     the first rows of the split.
     """
+    spec = as_spec(spec)
     check_split(split)
     check_limit(limit)
     with RowIssues(_source_name(spec, "parallel"), skip_invalid) as issues:
@@ -109,7 +120,7 @@ def load_parallel(
 
 
 def load_sentences(
-    spec: str,
+    spec: str | Path,
     lang: str,
     split: str | None = None,
     skip_invalid: bool = False,
@@ -121,6 +132,7 @@ def load_sentences(
 
     Repeated sentences are kept (each counts) with one notice; dedupe keeps distinct ones, limit the first.
     """
+    spec = as_spec(spec)
     check_split(split)
     check_limit(limit)
     with RowIssues(_source_name(spec, "parallel"), skip_invalid) as issues:
@@ -147,9 +159,10 @@ def _question_records(spec: str, kind: str, issues: RowIssues) -> tuple[str, lis
     return source, jsonl_records(text, issues)
 
 
-def load_qa(spec: str, lang: str, skip_invalid: bool = False) -> QASet:
+def load_qa(spec: str | Path, lang: str, skip_invalid: bool = False) -> QASet:
     """Open questions in one language from the bundled "qa" set, a qa.jsonl file or MKQA's mkqa.jsonl[.gz];
     skip_invalid skips bad rows with one notice counting them."""
+    spec = as_spec(spec)
     if spec.startswith(HF_PREFIX):
         raise DataError(f"{spec}: QA data is read from files; download MKQA's mkqa.jsonl.gz and pass its path")
     with RowIssues(_source_name(spec, "qa"), skip_invalid) as issues:
@@ -158,9 +171,10 @@ def load_qa(spec: str, lang: str, skip_invalid: bool = False) -> QASet:
         return build(source, lang, records, issues)
 
 
-def load_mc(spec: str, lang: str, skip_invalid: bool = False) -> MCSet:
+def load_mc(spec: str | Path, lang: str, skip_invalid: bool = False) -> MCSet:
     """Multiple-choice questions in one language from the bundled "mc" set, an mc.jsonl file or hf:li-lab/MMLU-ProX;
     skip_invalid skips bad rows with one notice counting them."""
+    spec = as_spec(spec)
     with RowIssues(_source_name(spec, "mc"), skip_invalid) as issues:
         if spec.startswith(HF_PREFIX):
             return hf_mc(spec, lang, issues)

