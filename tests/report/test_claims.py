@@ -165,3 +165,23 @@ def test_a_predicted_rise_is_recorded_and_shown_as_a_positive_rise():
     own = verdict.details[0]
     assert own["control"] is None and (own["difference"], own["low"], own["high"]) == pytest.approx((0.1, 0.05, 0.15))
     assert all(d["low"] > FLOOR for d in verdict.details)  # supported: every oriented interval above the floor
+
+
+def test_too_few_items_never_decide():
+    rows = effects(mm=(0.05, 0.03, 0.08))  # intervals that support the claim
+    verdict = against_controls([{**r, "items": 2} for r in rows], +1)
+    assert verdict.status == INCONCLUSIVE and "only 2 items: too few to decide" in verdict.statistic
+    assert against_controls([{**r, "items": 10} for r in rows], +1).status == SUPPORTED
+
+
+def test_a_claim_without_controls_is_not_run_and_says_why():
+    stages = summaries()
+    for name in list(stages):
+        data = stages[name]["data"]
+        for key in ("mid_rows", "rows", "l2_rows"):
+            if key in data:
+                data[key] = [r for r in data[key] if r["condition"] in ("none", "transfer")]
+    claims = {c.number: c for c in evaluate_claims(stages, ["ja", "ko"])}
+    for number in (1, 2, 5, 6, 9, 10):
+        assert claims[number].status == NOT_RUN, number
+        assert claims[number].statistic.endswith("no transfer or control condition in this run"), number

@@ -39,6 +39,10 @@ more than one item in fifty, whatever the model.
 BASELINE_MARGIN = FLOOR
 """Claim 8 ("random neurons leave similarity almost unchanged"): |change| below the floor."""
 
+MIN_ITEMS = 10
+"""Fewest items (pairs, sentences, questions) an effect is decided on: a bootstrap of fewer has no trustworthy
+interval (one item gives a zero-width one), so it stays inconclusive (method.md §9.2)."""
+
 
 @dataclass
 class Verdict:
@@ -135,6 +139,9 @@ def against_controls(rows: Sequence[Mapping], direction: int, floor: float = FLO
     if "transfer" not in by_name or not controls:
         return Verdict(NOT_RUN, "no transfer or control condition in this run")
     own = by_name["transfer"]
+    items = own.get("items")
+    if isinstance(items, int) and items < MIN_ITEMS:  # a bootstrap of so few items has no trustworthy interval
+        note += f"; only {items} items: too few to decide (at least {MIN_ITEMS})"
     intervals = {None: (own["drop"], own["drop_low"], own["drop_high"])}
     intervals.update({name: (by_name[name]["transfer_minus_control"], by_name[name]["tmc_low"],
                              by_name[name]["tmc_high"]) for name in controls})
@@ -142,7 +149,7 @@ def against_controls(rows: Sequence[Mapping], direction: int, floor: float = FLO
     for name, (mean, low, high) in intervals.items():
         if direction < 0:
             mean, low, high = -mean, -high, -low
-        status = decide(low, high, +1, floor)
+        status = decide(low, high, +1, floor) if not (isinstance(items, int) and items < MIN_ITEMS) else INCONCLUSIVE
         statuses.append(status)
         details.append({"control": name, "difference": mean, "low": low, "high": high, "status": status})
         label = ("transfer drop" if direction > 0 else "transfer rise") if name is None else f"vs {name}"
@@ -155,7 +162,9 @@ def combine(verdicts: Mapping[str, Verdict]) -> Verdict:
     ran = {unit: v for unit, v in verdicts.items() if v.status != NOT_RUN}
     missing = [unit for unit, v in verdicts.items() if v.status == NOT_RUN]
     if not ran:
-        return Verdict(NOT_RUN, "the stages this claim needs did not run", missing=missing)
+        reasons = {v.statistic for v in verdicts.values() if v.statistic != NOT_RUN}
+        why = "; ".join(sorted(reasons)) if reasons else "the stages this claim needs did not run"
+        return Verdict(NOT_RUN, why, missing=missing)
     status = worst([v.status for v in ran.values()])
     if missing and status != NOT_SUPPORTED:
         status = INCOMPLETE
@@ -255,6 +264,9 @@ def latent_claim(stages: Mapping[str, dict | None], langs: Sequence[str]) -> Ver
             verdicts[lang] = Verdict(NOT_RUN, "not run")
             continue
         a, b = against_controls(share, +1), against_controls(cosine, -1)
+        if NOT_RUN in (a.status, b.status):
+            verdicts[lang] = Verdict(NOT_RUN, a.statistic if a.status == NOT_RUN else b.statistic)
+            continue
         text = f"own-centroid share: {a.statistic}; cosine to hub centroid: {b.statistic}"
         verdicts[lang] = _with_layers(Verdict(worst([a.status, b.status]), text,
                                               [{"metric": "own_nearest", **asdict(a)}, {"metric": "hub_cosine", **asdict(b)}]),
