@@ -47,8 +47,11 @@ def test_a_language_in_no_row_is_refused_naming_its_key(tmp_path, options, key) 
 
 def test_with_dedupe_the_languages_read_enter_every_stage_key(tmp_path) -> None:
     """Deduplicated rows depend on every language read (a row repeats only if all its sentences do)."""
+    complete = write_jsonl(tmp_path / "complete.jsonl", ROWS[:1])  # every row holds every language
+
     def detect_options(**options):
-        return next(s.options for s in plan(config(tmp_path, **options)) if s.name == "detect/type1-ja")
+        cfg = resolve_config({"data": {"parallel": str(complete)}, **options})
+        return next(s.options for s in plan(cfg) if s.name == "detect/type1-ja")
 
     assert detect_options(langs=["ja"]) == detect_options(langs=["ja", "ko"])  # without dedupe: the same rows
     assert detect_options(langs=["ja"], dedupe=True) != detect_options(langs=["ja", "ko"], dedupe=True)
@@ -75,3 +78,14 @@ def test_a_local_hf_dataset_without_a_study_language_is_refused_before_the_model
     check_study_languages(resolve_config({"data": {"parallel": f"hf:{tmp_path / 'saved'}"}, "langs": ["ja"]}))
     with pytest.raises(TransferNeuronsError, match=r"no 'ko' sentences; it has en, ja"):
         check_study_languages(resolve_config({"data": {"parallel": f"hf:{tmp_path / 'saved'}"}, "langs": ["ja", "ko"]}))
+
+
+def test_languages_that_leave_rows_out_enter_the_stage_keys(tmp_path) -> None:
+    """Adding ko drops the en–ja–fr row from every stage's data, so the ja stages are recomputed."""
+    ja = {s.name: s for s in plan(config(tmp_path, langs=["ja"], stages=["similarity"]))}
+    both = {s.name: s for s in plan(config(tmp_path, langs=["ja", "ko"], stages=["similarity"]))}
+    assert ja["detect/type1-ja"].options != both["detect/type1-ja"].options
+    complete = write_jsonl(tmp_path / "complete.jsonl", ROWS[:1])  # every row holds every language
+    keys = [{s.name: s.options for s in plan(resolve_config({"data": {"parallel": str(complete)}, "langs": langs}))}
+            for langs in (["ja"], ["ja", "ko"])]
+    assert keys[0]["detect/type1-ja"] == keys[1]["detect/type1-ja"]  # nothing left out: the ja stages are kept

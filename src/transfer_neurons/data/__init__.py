@@ -13,6 +13,7 @@ from transfer_neurons.data.loaders import (
     load_qa,
     load_sentences,
     parallel_languages,
+    rows_left_out,
 )
 from transfer_neurons.data.types import MCItem, MCSet, ParallelCorpus, ParallelPairs, QAItem, QASet, Sentences
 
@@ -32,5 +33,6 @@ __all__ = [
     "load_sentences",
     "nonparallel_pairs",
     "parallel_languages",
+    "rows_left_out",
     "split_of",
 ]

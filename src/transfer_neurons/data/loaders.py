@@ -15,6 +15,7 @@ from transfer_neurons.data.parallel import (
     assemble_sentences,
     detect_languages,
     hub_language,
+    pairs_other_languages,
     rows_used,
 )
 from transfer_neurons.data.questions import mc_set, qa_set, question_languages
@@ -89,6 +90,16 @@ def parallel_languages(spec: str | Path) -> list[str]:
     source, text, fmt = _source_text(spec, "parallel")
     with RowIssues(source, skip_invalid=False) as issues:
         return detect_languages(_records(source, text, fmt, issues), source)
+
+
+def rows_left_out(spec: str | Path, languages: Sequence[str]) -> list[int]:
+    """Positions of the rows of a bundled parallel set or file that a reader of `languages` leaves out: rows of
+    another language pair (lacking one of them, holding another language)."""
+    spec = as_spec(spec)
+    source, text, fmt = _source_text(spec, "parallel")
+    with RowIssues(source, skip_invalid=False) as issues:
+        records = _records(source, text, fmt, issues)
+    return [i for i, (_, row) in enumerate(records) if pairs_other_languages(row, languages)]
 
 
 def _source_name(spec: str, kind: str) -> str:

@@ -57,7 +57,7 @@ def check_languages_present(source: str, records: Sequence[Record], languages: S
         raise DataError(f"{source}: no {', '.join(map(repr, missing))} sentences; it has {', '.join(have)}")
 
 
-def _pairs_other_languages(row: Any, languages: Sequence[str]) -> bool:
+def pairs_other_languages(row: Any, languages: Sequence[str]) -> bool:
     """Whether a row lacks a requested language but has one not requested: a row of another language pair."""
     return (isinstance(row, dict) and any(lang not in row for lang in languages)
             and any(is_language_key(key) and key not in languages for key in row))
@@ -95,7 +95,7 @@ def assemble_parallel(
     first: dict[str, tuple[str, tuple[str, ...]]] = {}
     rows = []
     for where, row in records:
-        if _pairs_other_languages(row, langs):
+        if pairs_other_languages(row, langs):
             issues.other_languages += 1
             continue
         try:

@@ -15,7 +15,10 @@ from ..analyses.lm_eval_bridge import installed_lm_eval
 from ..analyses.logit_lens import SCRIPT_LANGS, token_sets
 from ..analyses.similarity import middle_layers
 from ..conditions import Condition, build_conditions, language_conditions
-from ..data import MCSet, ParallelCorpus, ParallelPairs, QASet, Sentences, load_mc, load_parallel, load_qa
+from ..data import (
+    MCSet, ParallelCorpus, ParallelPairs, QASet, Sentences, load_mc, load_parallel, load_qa, rows_left_out,
+)
+from ..data.hub import HF_PREFIX
 from ..data.catalog import BUNDLED_KINDS
 from ..detection import NEURON_TYPES, read_detection
 from ..errors import TransferNeuronsError
@@ -32,6 +35,7 @@ from ..runs.reasoning import PaperReasoning, run_lm_eval_reasoning, run_multiple
 from ..runs.specificity import CLAIM_ETA2, SpecificityInputs, run_specificity
 from .config import dose_seeds, stage_controls
 from .engine import Stage, StageContext
+from .identity import digest
 
 
 def _split(spec: str, default: str) -> str | None:
@@ -240,13 +244,24 @@ def test_pairs(cfg: dict, lang: str) -> ParallelPairs:
     return limit_pairs(corpus(cfg, "test").pairs(cfg["hub_lang"], lang), cfg["sizes"]["test"])
 
 
+def rows_read(cfg: dict) -> dict:
+    """Which parallel rows the study's languages select, for every key beyond the data's checksum: nothing when
+    they leave no row out (so adding a language to complete rows keeps the other stages), else the rows they
+    leave out; for hf: data, which is not read to plan, the languages themselves."""
+    spec = cfg["data"]["parallel"]
+    if spec.startswith(HF_PREFIX):
+        return {"languages_read": study_languages(cfg)}
+    left_out = rows_left_out(spec, study_languages(cfg))
+    return {"rows_left_out": digest(left_out)} if left_out else {}
+
+
 def plan(cfg: dict) -> list[Stage]:
     """Every stage of the study the config asks for, dependencies first."""
     langs, wanted, types = cfg["langs"], set(cfg["stages"]), cfg["types"]
     parallel = (cfg["data"]["parallel"],)
     common = {"hub_lang": cfg["hub_lang"], "seed": cfg["seed"], "strict_pairs": cfg["strict_pairs"],
               "dedupe": study_languages(cfg) if cfg["dedupe"] else False,  # rows repeat over the languages read
-              "figure_format": cfg["figure_format"]}
+              "figure_format": cfg["figure_format"], **rows_read(cfg)}
     conditions = {"controls": cfg["controls"], "seeds": cfg["seeds"], "intervention": cfg["intervention"]}
     items = {**conditions, "controls": stage_controls(cfg, "qa")}  # QA, reasoning and the logit lens
     test = {**common, "size": cfg["sizes"]["test"], "mode": cfg["mode"]}
