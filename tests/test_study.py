@@ -156,6 +156,9 @@ def test_running_some_analyses_keeps_the_others_current_results_in_the_report(st
     planned = [entry["name"] for entry in json.loads((out / "plan.json").read_text())]
     assert not set(similarity) & set(planned) and "layers" in planned
     assert yaml.safe_load((out / "config.yaml").read_text())["stages"] == ["layers"]
+    run_study(resolve_config({**options, "stages": ["layers"]}), out, lm=_no_model())  # back: similarity is current
+    planned = [entry["name"] for entry in json.loads((out / "plan.json").read_text())]
+    assert set(similarity) <= set(planned)
 
 
 def test_resume_after_a_kill_recomputes_only_the_unfinished_stage(study, tmp_path):

@@ -21,7 +21,7 @@ from ..report import write_report
 from ..states import StateProvider
 from ..tokens import limit_tokens
 from .config import ANALYSES, DEFAULTS, QUICK, read_config_file, resolve_config, validate_config
-from .engine import MANIFEST, PLAN, Stage, StudyRun, execute, read_manifest, read_plan, summary_table
+from .engine import MANIFEST, PLAN, Stage, StudyRun, execute, read_manifest, summary_table
 from .identity import data_identity, model_identity
 from .plan import plan
 
@@ -35,9 +35,9 @@ __all__ = [
 
 
 def earlier_stages(cfg: dict, out: Path, running: set[str]) -> list[Stage]:
-    """Stages of the full study under this config that an earlier run into `out` planned and this one does not run."""
-    earlier = read_plan(out)
-    return [s for s in plan({**cfg, "stages": list(ANALYSES)}) if s.name in earlier and s.name not in running]
+    """Stages of the full study under this config that this run does not run and an earlier one finished in `out`."""
+    return [s for s in plan({**cfg, "stages": list(ANALYSES)})
+            if s.name not in running and read_manifest(out / s.name) is not None]
 
 
 def run_study(

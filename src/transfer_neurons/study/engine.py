@@ -13,7 +13,6 @@ time holds a study folder (an OS lock).
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import shutil
 import sys
@@ -112,15 +111,6 @@ class StudyRun:
     @property
     def failed(self) -> list[StageResult]:
         return [s for s in self.stages if s.status in ("failed", "skipped")]
-
-
-def read_plan(out: Path) -> dict[str, str]:
-    """The stages an earlier run into `out` planned, with their keys (empty if none or unreadable)."""
-    try:
-        planned = json.loads((out / PLAN).read_text(encoding="utf-8"))
-        return {entry["name"]: entry["key"] for entry in planned}
-    except (OSError, ValueError, TypeError, KeyError):
-        return {}
 
 
 def stage_inputs(stage: Stage, model: dict, data: dict[str, str], dep_keys: dict[str, str]) -> dict:
@@ -260,8 +250,8 @@ def execute(
     """Run (or reuse) each stage in order into `out` under the folder's lock; write plan.json and run.json.
 
     `identity` names the model and `data` maps each data spec to its checksum: both enter every stage key.
-    `known` are the config's other stages, not run now: one an earlier run planned under the key it would
-    have now stays in plan.json, so a run of some analyses does not hide the others' current results.
+    `known` are the config's other stages, not run now: one whose folder holds a finished result under the key
+    it would have now is planned too, so a run of some analyses does not hide the others' current results.
     """
     stream = stream if stream is not None else sys.stderr
     run = StudyRun(out, cfg)
@@ -274,8 +264,8 @@ def execute(
         keys[stage.name] = digest(inputs[stage.name])
     with _locked(out):
         if is_main():
-            earlier = read_plan(out)
-            planned = [*stages, *(s for s in known if earlier.get(s.name) == keys[s.name])]
+            current = [s for s in known if (read_manifest(out / s.name) or {}).get("key") == keys[s.name]]
+            planned = [*stages, *current]
             clean_partial(out)
             kinds = {s.kind for s in planned}  # config.yaml reruns every analysis the report will show
             kept = [kind for kind in ANALYSES if kind in kinds and kind not in cfg["stages"]]
