@@ -89,3 +89,12 @@ def test_languages_that_leave_rows_out_enter_the_stage_keys(tmp_path) -> None:
     keys = [{s.name: s.options for s in plan(resolve_config({"data": {"parallel": str(complete)}, "langs": langs}))}
             for langs in (["ja"], ["ja", "ko"])]
     assert keys[0]["detect/type1-ja"] == keys[1]["detect/type1-ja"]  # nothing left out: the ja stages are kept
+
+
+def test_seeds_enter_only_the_keys_of_stages_whose_controls_take_them(tmp_path) -> None:
+    def options(seeds: int) -> dict:
+        return {s.name: s.options for s in plan(config(tmp_path, langs=["ja"], seeds=seeds, stages=["similarity", "qa"]))}
+
+    two, three = options(2), options(3)
+    assert two["similarity/type1-ja"] != three["similarity/type1-ja"]  # random without a count takes `seeds`
+    assert two["qa/type1-ja"] == three["qa/type1-ja"]  # item_controls random:3 carries its own

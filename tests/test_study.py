@@ -116,14 +116,17 @@ def test_changed_option_recomputes_only_its_dependants(study, tmp_path):
     shutil.copytree(root / "out", out)
     small = {**options, "langs": ["ja"]}
     assert {s.status for s in run_study(resolve_config(small), out, render=False).stages} == {"cached"}
-    rerun = run_study(resolve_config({**small, "seeds": 3}), out, render=False)  # controls change, detection does not
+    unused = run_study(resolve_config({**small, "seeds": 3}), out, render=False)  # random:2 has its own count
+    assert {s.status for s in unused.stages} == {"cached"}
+    more = {**small, "controls": ["random:3", "magnitude-matched", "anti"]}
+    rerun = run_study(resolve_config(more), out, render=False)  # controls change, detection does not
     status = {s.name: s.status for s in rerun.stages}
     assert status == {"detect/type1-ja": "cached", "detect/type2-ja": "cached",
                       "similarity/type1-ja": "computed", "similarity/type2-ja": "computed"}
-    cfg = resolve_config({**small, "seeds": 3, "top_n": 5})  # top-n changes both detections and all below
+    cfg = resolve_config({**more, "top_n": 5})  # top-n changes both detections and all below
     status = {s.name: s.status for s in run_study(cfg, out, render=False).stages}
     assert set(status.values()) == {"computed"}
-    assert read_manifest(out / "similarity/type1-ko")["inputs"]["options"]["seeds"] == 2  # other stages untouched
+    assert read_manifest(out / "similarity/type1-ko")["inputs"]["options"]["controls"][0] == "random:2"  # untouched
 
 
 def test_a_stage_missing_or_cutting_a_file_of_its_manifest_is_recomputed(study, tmp_path):
@@ -152,7 +155,8 @@ def test_running_some_analyses_keeps_the_others_current_results_in_the_report(st
     stages = json.loads((out / "results.json").read_text())["stages"]
     assert {stages[name]["status"] for name in similarity} == {"finished"}
     assert yaml.safe_load((out / "config.yaml").read_text())["stages"] == ["layers", "similarity"]
-    run_study(resolve_config({**options, "stages": ["layers"], "seeds": 3}), out, lm=_no_model())  # similarity outdated
+    outdated = {**options, "stages": ["layers"], "controls": ["random:3", "anti"]}  # similarity's controls change
+    run_study(resolve_config(outdated), out, lm=_no_model())
     planned = [entry["name"] for entry in json.loads((out / "plan.json").read_text())]
     assert not set(similarity) & set(planned) and "layers" in planned
     assert yaml.safe_load((out / "config.yaml").read_text())["stages"] == ["layers"]

@@ -15,6 +15,7 @@ from ..analyses.lm_eval_bridge import installed_lm_eval
 from ..analyses.logit_lens import SCRIPT_LANGS, token_sets
 from ..analyses.similarity import middle_layers
 from ..conditions import Condition, build_conditions, language_conditions
+from ..controls import SEEDED_KINDS, parse_controls
 from ..data import (
     MCSet, ParallelCorpus, ParallelPairs, QASet, Sentences, load_mc, load_parallel, load_qa, rows_left_out,
 )
@@ -244,6 +245,12 @@ def test_pairs(cfg: dict, lang: str) -> ParallelPairs:
     return limit_pairs(corpus(cfg, "test").pairs(cfg["hub_lang"], lang), cfg["sizes"]["test"])
 
 
+def seeds_read(controls: list[str], cfg: dict) -> dict:
+    """`seeds` for the keys of stages whose controls take it: a seeded control without its own count."""
+    takes = any(spec.kind in SEEDED_KINDS and spec.seeds is None for spec in parse_controls(controls))
+    return {"seeds": cfg["seeds"]} if takes else {}
+
+
 def rows_read(cfg: dict) -> dict:
     """Which parallel rows the study's languages select, for every key beyond the data's checksum: nothing when
     they leave no row out (so adding a language to complete rows keeps the other stages), else the rows they
@@ -262,8 +269,9 @@ def plan(cfg: dict) -> list[Stage]:
     common = {"hub_lang": cfg["hub_lang"], "seed": cfg["seed"], "strict_pairs": cfg["strict_pairs"],
               "dedupe": study_languages(cfg) if cfg["dedupe"] else False,  # rows repeat over the languages read
               "figure_format": cfg["figure_format"], **rows_read(cfg)}
-    conditions = {"controls": cfg["controls"], "seeds": cfg["seeds"], "intervention": cfg["intervention"]}
-    items = {**conditions, "controls": stage_controls(cfg, "qa")}  # QA, reasoning and the logit lens
+    conditions = {"controls": cfg["controls"], **seeds_read(cfg["controls"], cfg), "intervention": cfg["intervention"]}
+    items = {"controls": stage_controls(cfg, "qa"), **seeds_read(stage_controls(cfg, "qa"), cfg),
+             "intervention": cfg["intervention"]}  # QA, reasoning and the logit lens
     test = {**common, "size": cfg["sizes"]["test"], "mode": cfg["mode"]}
     stages = []
     for lang in langs:
