@@ -226,6 +226,14 @@ def test_saved_config_names_local_files_absolutely_so_it_runs_from_any_folder(tm
     assert resolve_config(read_config_file("config.yaml")) == cfg
 
 
+def test_a_chat_template_the_tokenizer_lacks_stops_the_study_before_any_stage(study, tmp_path):
+    _, options, _, _ = study
+    cfg = resolve_config({**options, "stages": ["qa"], "chat_template": True})
+    with pytest.raises(TransferNeuronsError, match="config.chat_template: the tokenizer of .* has no chat template"):
+        run_study(cfg, tmp_path / "out")
+    assert not list((tmp_path / "out").rglob("manifest.json"))  # no stage finished
+
+
 def test_bad_config_is_one_clear_error(tmp_path):
     with pytest.raises(TransferNeuronsError, match="unknown option 'langz'"):
         resolve_config({"langz": ["ja"]})

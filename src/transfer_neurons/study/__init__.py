@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..batching import resolve_batch_size
 from ..distributed import init_from_env, is_main
-from ..errors import TransferNeuronsError
+from ..errors import ModelLoadError, TransferNeuronsError
 from ..models.loaded import LoadedModel
 from ..models.loading import load_model
 from ..outputs import figure_format
@@ -40,6 +40,14 @@ def earlier_stages(cfg: dict, out: Path, running: set[str]) -> list[Stage]:
             if s.name not in running and read_manifest(out / s.name) is not None]
 
 
+def check_chat_template(cfg: dict, lm: LoadedModel) -> None:
+    """chat_template needs a tokenizer that has one: refused when the model loads, before any stage's work."""
+    prompts = [kind for kind in ("qa", "reasoning") if kind in cfg["stages"]]
+    if cfg["chat_template"] and prompts and not getattr(lm.tokenizer, "chat_template", None):
+        raise ModelLoadError(f"config.chat_template: the tokenizer of {lm.name} has no chat template to wrap the "
+                             f"{' and '.join(prompts)} prompts in; set chat_template: false", option="chat_template")
+
+
 def run_study(
     cfg: dict,
     out: str | Path,
@@ -61,6 +69,7 @@ def run_study(
                 trust_remote_code=cfg["trust_remote_code"], adapter=cfg["adapter"]))
             if cfg["max_tokens"] is not None:
                 limit_tokens(ready[0], cfg["max_tokens"])
+            check_chat_template(cfg, ready[0])
             cfg["batch_size"] = resolve_batch_size(ready[0], cfg["batch_size"])  # every stage gets a number
         return ready[0]
 
