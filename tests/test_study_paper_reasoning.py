@@ -38,6 +38,23 @@ def test_paper_reasoning_stage_uses_lm_eval_where_the_task_is_configured(tmp_pat
     assert "ko: built-in multiple choice" in reasoning["statistic"]
 
 
+def test_a_fallback_for_a_task_whose_data_was_missing_is_retried_by_the_next_run(tmp_path):
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "broken_ja.yaml").write_text(  # its data file is missing here, as a hub dataset is offline
+        f"task: broken_ja\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {tmp_path / 'missing.jsonl'}\n"
+        "test_split: test\noutput_type: generate_until\ndoc_to_text: '{{question}}'\ndoc_to_target: '{{answer}}'\n"
+        "metric_list:\n  - metric: exact_match\n", encoding="utf-8")
+    options = {**make_setup(tmp_path), "stages": ["reasoning"], "protocol": "paper",
+               "lm_eval_task": {"ja": "broken_ja"}, "lm_eval_include_path": str(tasks)}
+    first = {s.name: s.status for s in run_study(resolve_config(options), tmp_path / "out", render=False).stages}
+    assert first["reasoning/type1-ja"] == "computed"
+    assert "lm-eval could not build task broken_ja" in read_manifest(tmp_path / "out/reasoning/type1-ja")["summary"]["retry"]
+    again = {s.name: s.status for s in run_study(resolve_config(options), tmp_path / "out", render=False).stages}
+    assert again["reasoning/type1-ja"] == "computed"  # tried again: the data may be there now
+    assert again["reasoning/type1-ko"] == "cached"  # no task configured for ko: nothing to retry
+
+
 def test_paper_reasoning_options_are_part_of_the_stage_key(tmp_path):
     tasks = write_prox_tasks(tmp_path / "tasks", ("ja",))
     from transfer_neurons.study.plan import plan

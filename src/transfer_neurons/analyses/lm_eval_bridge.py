@@ -263,6 +263,10 @@ def check_task_spec(spec, where: str) -> str | dict[str, str]:
     return spec
 
 
+UNBUILT = "lm-eval could not build task"
+"""How buildable's reason begins when the task exists but its data could not be had here (e.g. offline)."""
+
+
 def buildable(task: str, include_path: str | None = None, include_defaults: bool = True):
     """(lm-eval's TaskManager, None) when the task can run here, else (None, a one-line reason).
 
@@ -281,7 +285,7 @@ def buildable(task: str, include_path: str | None = None, include_defaults: bool
         lm_eval.tasks.get_task_dict([task], manager)
     except Exception as err:  # datasets, the hub client and lm-eval's loaders raise their own types
         message = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        return None, f"lm-eval could not build task {task} ({type(err).__name__}: {message[:200]})"
+        return None, f"{UNBUILT} {task} ({type(err).__name__}: {message[:200]})"
     return manager, None
 
 

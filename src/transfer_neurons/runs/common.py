@@ -26,6 +26,7 @@ class Summary:
     lang: str | None = None
     text: str = ""  # what the command prints; not stored in manifests
     files: list[str] = field(default_factory=list)  # every file the run wrote, for the CLI's last line
+    retry: str | None = None  # why the result rests on something missing here (a study recomputes it next run)
 
     def record(self) -> dict:
         """The manifest form the report reads (no terminal text)."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..analyses.generation import prompt_texts
-from ..analyses.lm_eval_bridge import EvalOptions, buildable, score_task, task_name
+from ..analyses.lm_eval_bridge import UNBUILT, EvalOptions, buildable, score_task, task_name
 from ..analyses.reasoning import (
     METRIC_TITLES, item_rows, lm_eval_item_rows, lm_eval_summary, mc_prompt, plot_lm_eval_reasoning, plot_reasoning,
     reasoning_summary, run_reasoning,
@@ -160,6 +160,7 @@ def _write(inputs: QuestionInputs, out: Path, runs: list[LanguageRun]) -> Summar
     if chosen:
         data["claim_source"] = "; ".join(lines) if len(runs) > 1 else protocol_text(runs[0])
     titles = {metric: title for run in runs for metric, title in run.titles.items()}
+    unbuilt = [run.record["why_built_in"] for run in runs if str(run.record.get("why_built_in")).startswith(UNBUILT)]
     text = "\n".join(lines) + "\n\n" + summary_text(summary, titles) if chosen else summary_text(summary, titles)
     caption = "accuracy and p(right option)" if protocols == [BUILT_IN] else "accuracy"
     return Summary(
@@ -167,7 +168,7 @@ def _write(inputs: QuestionInputs, out: Path, runs: list[LanguageRun]) -> Summar
               f"{'' if chance is None else f', chance {chance:.2f}'}), {det.neuron_type} neurons deactivated",
         type=det.neuron_type, lang=runs[0].lang if len(runs) == 1 else None, figures=[run.figure for run in runs],
         tables=[effects_table(headline, f"{caption}: drop = none − condition")],
-        data=data, text=text,
+        data=data, text=text, retry="; ".join(unbuilt) or None,
         files=["reasoning_summary.csv", *item_files, "reasoning.json", *(run.figure for run in runs),
                *(["lm-eval/"] if LM_EVAL in protocols else [])],
     )

@@ -5,8 +5,9 @@ is renamed into place, so a stage folder is either complete or absent. Its key h
 model identity, the identity of the data it reads, the options it reads, the keys of the
 stages it depends on and the package version. A stage whose manifest holds the current key
 and whose listed files are all there is reused; anything else (no folder, no manifest, another
-key, a deleted or truncated file, a leftover temporary folder) is recomputed, so a killed run resumes where
-it stopped and a changed option recomputes only the stages whose key changed. One process at a
+key, a deleted or truncated file, a leftover temporary folder, a summary that asks to be retried because its
+result rests on something missing here) is recomputed, so a killed run resumes where it stopped and a changed
+option recomputes only the stages whose key changed. One process at a
 time holds a study folder (an OS lock).
 """
 
@@ -214,7 +215,8 @@ def _run_stage(stage: Stage, ctx: StageContext, inputs: dict, key: str, blocked:
     result = StageResult(stage.name, stage.kind, "computed", 0.0, key)
     manifest = read_manifest(ctx.folder)
     error_log = ctx.study / "errors" / (stage.name.replace("/", "__") + ".txt")
-    if agree(manifest is not None and manifest["key"] == key):  # rank 0 decides for all
+    retry = manifest is not None and bool((manifest.get("summary") or {}).get("retry"))  # e.g. a dataset offline
+    if agree(manifest is not None and manifest["key"] == key and not retry):  # rank 0 decides for all
         result.status = "cached"
         ctx.step(stage.steps)
     elif blocked:
