@@ -36,3 +36,13 @@ def test_an_explicit_figure_format_overrides_the_configs(flags, expected, tmp_pa
     monkeypatch.setattr(run, "run_study", stop)
     assert main(["run", "--config", str(config), *flags, "--out", str(tmp_path / "s")]) == 130
     assert seen == [expected]
+
+
+def test_a_study_error_names_config_keys_not_other_commands_flags(tmp_path, capsys) -> None:
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"en": "Hi.", "ja": "やあ。"}\n{"en": "Hi.", "ja": "こんにちは。"}\n', encoding="utf-8")
+    config = tmp_path / "study.yaml"
+    config.write_text(f"strict_pairs: true\nlangs: [ja]\ndata: {{parallel: {pairs}}}\n", encoding="utf-8")
+    assert main(["run", "--config", str(config), "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "config.strict_pairs refuses" in err and "--strict-pairs" not in err

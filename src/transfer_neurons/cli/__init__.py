@@ -20,6 +20,7 @@ from ..errors import TransferNeuronsError
 from ..log import NORMAL, QUIET, VERBOSE, configured
 from ..models.loading import EMBEDDED
 from ..outputs import FIGURE_FORMATS, figure_format
+from ..study.config import DEFAULTS
 from .common import LANG_FIELD, codes
 
 COMMANDS = (
@@ -152,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
             return args.func(args) or 0
     except TransferNeuronsError as err:
         flags = flag_names(parser)
+        if args.command == "run":  # a study's options are its flags, else its config keys
+            command = next(c for c in _subcommands(parser) if c.prog.split()[-1] == "run")
+            flags = {**{key: f"config.{key}" for key in DEFAULTS}, **flag_names(command)}
         shown = err.shown_as(lambda name: flags.get(name, name))  # a config key (config.device) stays as it is
         print(f"transfer-neurons {args.command}: error: {shown}", file=sys.stderr)
         return 2
