@@ -237,15 +237,14 @@ def as_texts(texts: Sequence[str], option: str = "texts") -> list[str]:
     refused (iterating it would run each character as a sentence)."""
     if isinstance(texts, (str, bytes)):
         raise TransferNeuronsError(f"{option}: expected a list of sentences, got one string {texts[:40]!r}; "
-                                   "wrap it in a list", option=option)
+                                   "wrap it in a list")
     try:
         items = list(texts)
     except TypeError:
-        raise TransferNeuronsError(f"{option}: expected a list of sentences, got {type(texts).__name__}",
-                                   option=option) from None
+        raise TransferNeuronsError(f"{option}: expected a list of sentences, got {type(texts).__name__}") from None
     for i, text in enumerate(items):
         if not isinstance(text, str):
-            raise TransferNeuronsError(f"{option}[{i}]: expected a string, got {type(text).__name__}", option=option)
+            raise TransferNeuronsError(f"{option}[{i}]: expected a string, got {type(text).__name__}")
     return [str(text) for text in items]
 
 
@@ -254,7 +253,7 @@ def as_quantities(want: Sequence[str] | str) -> tuple[str, ...]:
     want = (want,) if isinstance(want, str) else tuple(want)
     unknown = [q for q in want if q not in QUANTITIES]
     if unknown or not want:
-        raise TransferNeuronsError(f"want: expected some of {', '.join(QUANTITIES)}, got {list(want)}", option="want")
+        raise TransferNeuronsError(f"want: expected some of {', '.join(QUANTITIES)}, got {list(want)}")
     return want
 
 

@@ -198,7 +198,7 @@ class Scale(Intervention):
 
     def __post_init__(self) -> None:
         if isinstance(self.factor, bool) or not isinstance(self.factor, (int, float)) or not np.isfinite(self.factor):
-            raise TransferNeuronsError(f"scale factor must be a finite number, got {self.factor!r}", option="factor")
+            raise TransferNeuronsError(f"scale factor must be a finite number, got {self.factor!r}")
 
     @property
     def spec(self) -> str:
