@@ -305,8 +305,9 @@ def question_claim(stages: Mapping[str, dict | None], langs: Sequence[str], kind
         rows = _rows(data, "rows", metric, pairs=None)
         verdicts[lang] = against_controls(rows, +1) if rows else Verdict(NOT_RUN, "not run")
         base = [r for r in rows if r["condition"] == "none"]
-        if base and base[0].get("mean") == 0:
+        if base and base[0].get("mean") == 0:  # the model answers nothing right: the claim cannot be tested
             verdicts[lang].statistic += f" ({metric} is 0 without deactivation: nothing can drop)"
+            verdicts[lang].status = INCONCLUSIVE
         if rows and (data or {}).get("claim_source"):  # which reasoning protocol ran, and why the built-in did
             verdicts[lang].statistic = f"{data['claim_source']}: {verdicts[lang].statistic}"
     return combine(verdicts)
