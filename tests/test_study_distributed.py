@@ -82,6 +82,7 @@ def test_two_processes_give_the_single_process_study(tmp_path: Path, monkeypatch
     options = {**make_setup(tmp_path), "stages": STAGES, "batch_size": 2}
     single = run_study(resolve_config(options), tmp_path / "one", lm=load_model(options["model"]))
     assert all(s.status == "computed" for s in single.stages), [(s.name, s.error) for s in single.stages]
+    leftovers = set(Path(os.environ.get("TMPDIR", "/tmp")).glob("transfer-neurons-rank*"))  # of crashed earlier runs
     mp.spawn(run_rank, args=(free_port(), options, str(tmp_path / "two")), nprocs=WORLD_SIZE, join=True)
     one = json.loads((tmp_path / "one/results.json").read_text())
     two = json.loads((tmp_path / "two/results.json").read_text())
@@ -89,7 +90,7 @@ def test_two_processes_give_the_single_process_study(tmp_path: Path, monkeypatch
     for name in ITEM_FILES:  # answers, option log-likelihoods and lens masses, beyond the summary in results.json
         assert_close(csv_values(tmp_path / "two" / name), csv_values(tmp_path / "one" / name), name)
     assert json.loads((tmp_path / "two/run.json").read_text())["processes"] == WORLD_SIZE
-    assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("transfer-neurons-rank*"))  # rank 1's folders are gone
+    assert set(Path(os.environ.get("TMPDIR", "/tmp")).glob("transfer-neurons-rank*")) <= leftovers  # rank 1's are gone
 
 
 def fail_on_rank_1(ctx) -> dict:
