@@ -140,7 +140,8 @@ def against_controls(rows: Sequence[Mapping], direction: int, floor: float = FLO
         return Verdict(NOT_RUN, "no transfer or control condition in this run")
     own = by_name["transfer"]
     items = own.get("items")
-    if isinstance(items, int) and items < MIN_ITEMS:  # a bootstrap of so few items has no trustworthy interval
+    few = isinstance(items, int) and items < MIN_ITEMS  # a bootstrap of so few items has no trustworthy interval
+    if few:
         note += f"; only {items} items: too few to decide (at least {MIN_ITEMS})"
     intervals = {None: (own["drop"], own["drop_low"], own["drop_high"])}
     intervals.update({name: (by_name[name]["transfer_minus_control"], by_name[name]["tmc_low"],
@@ -149,7 +150,7 @@ def against_controls(rows: Sequence[Mapping], direction: int, floor: float = FLO
     for name, (mean, low, high) in intervals.items():
         if direction < 0:
             mean, low, high = -mean, -high, -low
-        status = decide(low, high, +1, floor) if not (isinstance(items, int) and items < MIN_ITEMS) else INCONCLUSIVE
+        status = INCONCLUSIVE if few else decide(low, high, +1, floor)
         statuses.append(status)
         details.append({"control": name, "difference": mean, "low": low, "high": high, "status": status})
         label = ("transfer drop" if direction > 0 else "transfer rise") if name is None else f"vs {name}"

@@ -19,8 +19,8 @@ from ..controls import SEEDED_KINDS, parse_controls
 from ..data import (
     MCSet, ParallelCorpus, ParallelPairs, QASet, Sentences, load_mc, load_parallel, load_qa, rows_left_out,
 )
-from ..data.hub import HF_PREFIX
 from ..data.catalog import BUNDLED_KINDS
+from ..data.hub import HF_PREFIX
 from ..detection import NEURON_TYPES, read_detection
 from ..errors import TransferNeuronsError
 from ..interventions import applying, intervention_for
