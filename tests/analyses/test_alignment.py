@@ -168,3 +168,13 @@ def test_alignment_cli_writes_tables_and_figure(saved, capsys):
     assert "debiased linear CKA" in capsys.readouterr().out
     assert main(["alignment", "--detection", str(root / "det"), "--data", str(data), "--k", "8",
                  "--out", str(out), *model]) == 2
+
+
+@pytest.mark.parametrize("ks", [[], (2.5,), [0], [4]])
+def test_kernel_alignment_names_bad_k_before_any_model_work(ks):
+    from transfer_neurons.analyses.alignment import kernel_alignment
+    from transfer_neurons.data import ParallelPairs
+
+    pairs = ParallelPairs("x", "en", "ja", ("a", "b", "c", "d"), ("e", "f", "g", "h"))
+    with pytest.raises(TransferNeuronsError, match="k values must be integers between 1 and pairs − 1 = 3"):
+        kernel_alignment(None, pairs, [], ks=ks)

@@ -217,8 +217,10 @@ def kernel_alignment(
     progress: bool = True,
 ) -> Alignment:
     """method.md §6.3: hub (never deactivated) vs L2 layer outputs h[l] under each condition, at the last token."""
-    if min(ks) < 1 or max(ks) >= len(pairs):
-        raise TransferNeuronsError(f"k values must be between 1 and pairs − 1 = {len(pairs) - 1}; got {list(ks)}",
+    ks = (ks,) if isinstance(ks, int) else tuple(ks)  # one k, or several
+    if not ks or not all(isinstance(k, int) and not isinstance(k, bool) for k in ks) or min(ks) < 1 \
+            or max(ks) >= len(pairs):
+        raise TransferNeuronsError(f"k values must be integers between 1 and pairs − 1 = {len(pairs) - 1}; got {list(ks)}",
                                    option="k")
     states = provider_for(source, batch_size)
 
