@@ -34,7 +34,7 @@ class Condition:
 
 def build_conditions(
     det: Detection,
-    controls: Sequence[str] = DEFAULT_CONTROLS,
+    controls: Sequence[str] | str = DEFAULT_CONTROLS,
     seeds: int = 5,
     include_none: bool = True,
 ) -> list[Condition]:
@@ -55,7 +55,7 @@ def condition_groups(conditions: Sequence[Condition]) -> dict[str, list[Conditio
     return groups
 
 
-def language_conditions(dets: dict[str, Detection], controls: list[str], seeds: int) -> tuple[list[Condition], dict]:
+def language_conditions(dets: dict[str, Detection], controls: Sequence[str] | str, seeds: int) -> tuple[list[Condition], dict]:
     """Conditions common to all languages and, per condition label, each language's own neuron set."""
     if not dets:
         return [Condition("none", None)], {}

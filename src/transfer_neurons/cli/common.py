@@ -204,7 +204,7 @@ def add_condition_args(parser: argparse.ArgumentParser, detection_required: bool
 def control_specs(text: str) -> str:
     """argparse type: comma-separated control specs, checked now, before any model loads ('' = none)."""
     try:
-        parse_controls([spec for spec in text.split(",") if spec.strip()])
+        parse_controls(text)
     except TransferNeuronsError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
     return text
@@ -242,8 +242,7 @@ def intervention_from_args(
 def conditions_from_args(args: argparse.Namespace) -> tuple[Detection, list[Condition]]:
     """The detection named by --detection and the conditions none, transfer and each control."""
     det = read_detection(args.detection, args.top_k)
-    controls = [spec for spec in args.controls.split(",") if spec.strip()]
-    return det, build_conditions(det, controls, seeds=args.seeds)
+    return det, build_conditions(det, args.controls, seeds=args.seeds)
 
 
 def write_and_print(args: argparse.Namespace, run: Callable[[Path], Summary]) -> int:

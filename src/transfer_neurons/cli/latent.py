@@ -57,8 +57,7 @@ def run(args: argparse.Namespace) -> int:
     lm = model_from_args(args)
     for lang, det in dets.items():
         check_fits(det, lm, f"{lang} detection")
-    controls = [spec for spec in args.controls.split(",") if spec.strip()]
-    conditions, neurons = language_conditions(dets, controls, args.seeds)
+    conditions, neurons = language_conditions(dets, args.controls, args.seeds)
     texts = {lang: sentences_from_args(args, args.data, lang, "test").texts for lang in [args.hub_lang, *langs]}
     candidates = next(iter(dets.values())).layers if neuron_type == "type2" else None
     inputs = LatentInputs(StateProvider(lm, args.batch_size), lm.name, texts, args.hub_lang, neuron_type, conditions,
