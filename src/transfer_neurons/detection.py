@@ -154,10 +154,8 @@ def versions() -> dict[str, str]:
 
 
 def write_detection(det: Detection, out: str | Path) -> Path:
-    """Write a detection folder (rank 0 only under torch.distributed)."""
+    """Write a detection folder (rank 0 only under torch.distributed: staged_folder sees to it)."""
     out = Path(out).expanduser()
-    if not distributed.is_main():
-        return out
     ranked = to_json(NeuronSet(
         det.neurons, det.scores[det.neurons[:, 0], det.neurons[:, 1]] if len(det.neurons) else np.zeros(0),
         model=model_record(det.meta), module=det.meta.get("neuron_module"), neuron_type=det.neuron_type, language=det.lang,
